@@ -1,0 +1,1 @@
+"""Offline tools behind the CLI: capture readers and the `decode` command."""
