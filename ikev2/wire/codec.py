@@ -45,7 +45,7 @@ from .payloads import (
     UnknownPayload,
     VendorPayload,
 )
-from .schemas import COMPILED, SCHEMAS
+from .schemas import COMPILED_SET, INTERPRETED_SET, SchemaSet
 
 _KEY_LENGTH: Final = int(TransformAttr.KEY_LENGTH)
 _TV: Final = 0x8000  # §3.3.5 AF bit: Type/Value format
@@ -73,8 +73,9 @@ def _length(size: int, what: str) -> int:
 class PayloadCodec:
     """Decoders and encoders for every payload type wire/ interprets, over one set of schemas."""
 
-    def __init__(self, schemas: dict[str, Any]) -> None:
-        self.s = schemas
+    def __init__(self, schemas: SchemaSet) -> None:
+        self._parsers = schemas.parse
+        self._builders = schemas.build
         self._decoders: dict[int, Decoder] = {
             PayloadType.SA: self._decode_sa,
             PayloadType.KE: self._decode_ke,
@@ -135,7 +136,7 @@ class PayloadCodec:
         return decoder(data, where, is_response)
 
     def _parse(self, name: str, data: bytes, start: int, end: int) -> Any:
-        return self.s[name].parse(data[start:end])
+        return self._parsers[name](data[start:end])
 
     def _decode_sa(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         proposals = []
@@ -258,7 +259,7 @@ class PayloadCodec:
             length = _length(4 + len(payload.body), "payload")
             flags = CRITICAL if payload.critical else 0
             return bytes(
-                self.s["GENERIC_PAYLOAD"].build(
+                self._builders["GENERIC_PAYLOAD"](
                     {"next_payload": next_payload, "flags": flags, "length": length, **fields}
                 )
             )
@@ -270,7 +271,7 @@ class PayloadCodec:
         if "length" not in fields:
             size = self._fixed_length[name] + len(fields["data" if "data" in fields else "body"])
             fields["length"] = _length(size, PayloadType(payload.payload_type).name)
-        return bytes(self.s[name].build(fields))
+        return self._builders[name](fields)
 
     def _id_fields(self, p: IdPayload) -> tuple[str, dict[str, Any]]:
         return "ID_PAYLOAD", {"id_type": p.id_type, "data": p.data}
@@ -330,7 +331,7 @@ class PayloadCodec:
             )
         length = 8 + len(proposal.spi) + sum(t["length"] for t in transforms)
         return bytes(
-            self.s["PROPOSAL"].build(
+            self._builders["PROPOSAL"](
                 {
                     "last": 0 if last else 2,
                     "length": _length(length, "proposal"),
@@ -354,7 +355,7 @@ class PayloadCodec:
                 "length_or_value": _length(len(value), "attribute"),
                 "value": value,
             }
-        return bytes(self.s["TRANSFORM_ATTRIBUTE"].build(fields))
+        return self._builders["TRANSFORM_ATTRIBUTE"](fields)
 
     def _ts_fields(self, p: TsPayload) -> tuple[str, dict[str, Any]]:
         selectors = b"".join(self._encode_selector(s) for s in p.selectors)
@@ -367,7 +368,7 @@ class PayloadCodec:
     def _encode_selector(self, selector: Selector) -> bytes:
         if isinstance(selector, RawTrafficSelector):
             return bytes(
-                self.s["TS_RAW"].build(
+                self._builders["TS_RAW"](
                     {
                         "ts_type": selector.ts_type,
                         "length": _length(4 + len(selector.data), "selector"),
@@ -384,7 +385,7 @@ class PayloadCodec:
         ):
             raise UsageError(f"selector type {selector.ts_type} does not match its addresses")
         return bytes(
-            self.s[schema].build(
+            self._builders[schema](
                 {
                     "ts_type": selector.ts_type,
                     "ip_protocol": selector.ip_protocol,
@@ -400,7 +401,7 @@ class PayloadCodec:
     def _cp_fields(self, p: CpPayload) -> tuple[str, dict[str, Any]]:
         attributes = b"".join(
             bytes(
-                self.s["CFG_ATTRIBUTE"].build(
+                self._builders["CFG_ATTRIBUTE"](
                     {
                         "attr_type": a.attr_type,
                         "length": _length(len(a.value), "attribute"),
@@ -417,5 +418,5 @@ class PayloadCodec:
         }
 
 
-COMPILED_CODEC: Final = PayloadCodec(COMPILED)
-INTERPRETED_CODEC: Final = PayloadCodec(SCHEMAS)
+COMPILED_CODEC: Final = PayloadCodec(COMPILED_SET)
+INTERPRETED_CODEC: Final = PayloadCodec(INTERPRETED_SET)
