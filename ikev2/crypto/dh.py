@@ -172,9 +172,9 @@ def _random_scalar_key(
     """A private key with a uniform scalar in [1, n-1]: draw key_size bits, retry when OpenSSL
     finds it out of range (FIPS 186-5 A.2.2 rejection sampling; rare for these curves)."""
     size = (curve.key_size + 7) // 8
-    excess_bits = size * 8 - curve.key_size
+    mask = (1 << curve.key_size) - 1  # P-521: the top 7 bits of 66 bytes are dropped
     for _ in range(_SCALAR_ATTEMPTS):
-        scalar = int.from_bytes(random_bytes(size)) >> excess_bits
+        scalar = int.from_bytes(random_bytes(size)) & mask
         if scalar == 0:
             continue
         try:
