@@ -107,7 +107,11 @@ class ChildKeys:
     __str__ = __repr__
 
 
-def _integ_key_bytes(encr: EncrSuite, integ: IntegSuite | None) -> int:
+def _integ_key_bytes(encr: EncrSuite | None, integ: IntegSuite | None) -> int:
+    if encr is None:  # AH (RFC 4302): integrity only
+        if integ is None:
+            raise UsageError("AH needs an INTEG transform")
+        return integ.key_bytes
     if integ is None:
         if not encr.aead:
             raise UsageError(f"{encr.name} needs an INTEG transform")
@@ -213,7 +217,7 @@ def update_ike_keys_additional_ke(
 def derive_child_keys(
     prf_id: int,
     sk_d: bytes,
-    encr: EncrSuite,
+    encr: EncrSuite | None,
     integ: IntegSuite | None,
     ni: bytes,
     nr: bytes,
@@ -226,7 +230,7 @@ def derive_child_keys(
     shared secret is g^ir (new) | SK(1) | ... | SK(n).
     """
     integ_key = _integ_key_bytes(encr, integ)
-    encr_key = encr.key_bytes
+    encr_key = encr.key_bytes if encr is not None else 0  # None: AH has no encryption key
     seed = (shared_secret or b"") + ni + nr
     keymat = prf_plus(Prf(prf_id, sk_d), seed, 2 * (encr_key + integ_key))
     mid = encr_key + integ_key

@@ -1,0 +1,151 @@
+"""Configuration the engine runs on: frozen dataclasses, no file IO (the TOML loader is service/).
+
+Shapes follow what a strongSwan user knows from swanctl.conf: a connection has local and remote
+addresses, IDs and authentication rounds, IKE proposals, timers, and children with traffic
+selectors, mode and ESP/AH proposals.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..constants import IdType, IpProto, ProtocolId
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalSpec:
+    """One proposal as we offer or accept it (RFC 7296 §3.3): alternatives per transform type.
+
+    encr holds (ENCR id, key bits or None) pairs. An AEAD proposal has no integ. ke is empty for a
+    child without PFS. Order is preference order.
+    """
+
+    protocol: ProtocolId
+    encr: tuple[tuple[int, int | None], ...] = ()
+    prf: tuple[int, ...] = ()
+    integ: tuple[int, ...] = ()
+    ke: tuple[int, ...] = ()
+    esn: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An IKE identity (RFC 7296 §3.5): the ID type and the ID payload's data."""
+
+    id_type: IdType
+    data: bytes
+
+    def __str__(self) -> str:
+        from .identity import identity_to_str
+
+        return identity_to_str(self)
+
+
+class AuthMethodName(enum.StrEnum):
+    PSK = "psk"
+    PUBKEY = "pubkey"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What one side proves itself with, or what it expects from the peer.
+
+    psk: the shared secret. certs: our certificate chain (end entity first), DER. private_key: a
+    `cryptography` private key object. trust_anchors: CA certificates (DER) a peer chain must
+    reach. None of these appear in repr.
+    """
+
+    method: AuthMethodName
+    psk: bytes | None = field(default=None, repr=False)
+    certs: tuple[bytes, ...] = field(default=(), repr=False)
+    private_key: Any = field(default=None, repr=False)
+    trust_anchors: tuple[bytes, ...] = field(default=(), repr=False)
+
+
+class Mode(enum.StrEnum):
+    TUNNEL = "tunnel"
+    TRANSPORT = "transport"
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficSelectorSpec:
+    """A traffic selector in configuration terms: a network, an IP protocol and a port range."""
+
+    network: IPNetwork
+    ip_protocol: int = IpProto.ANY
+    start_port: int = 0
+    end_port: int = 65535
+
+
+@dataclass(frozen=True, slots=True)
+class ChildConfig:
+    name: str
+    local_ts: tuple[TrafficSelectorSpec, ...]
+    remote_ts: tuple[TrafficSelectorSpec, ...]
+    proposals: tuple[ProposalSpec, ...]
+    mode: Mode = Mode.TUNNEL
+    # RFC 7296 §2.8 lifetimes are local policy; seconds; 0 disables (rekeying lands with issue 5)
+    rekey_time: float = 3600.0
+    life_time: float = 3960.0
+    life_bytes: int = 0
+    life_packets: int = 0
+    replay_window: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Timers:
+    """Retransmission (RFC 7296 §2.1, strongSwan's defaults) and liveness (§2.4)."""
+
+    retransmit_timeout: float = 4.0
+    retransmit_base: float = 1.8
+    retransmit_tries: int = 5
+    dpd_delay: float = 30.0  # 0 disables liveness checks
+    half_open_timeout: float = 30.0
+    ike_rekey_time: float = 14400.0
+    ike_life_time: float = 15840.0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionConfig:
+    name: str
+    local_addrs: tuple[IPAddress, ...]
+    remote_addrs: tuple[IPAddress, ...]
+    local_id: Identity
+    local_auth: Credentials
+    remote_auth: Credentials
+    ike_proposals: tuple[ProposalSpec, ...]
+    children: tuple[ChildConfig, ...] = ()
+    remote_id: Identity | None = None  # None: any ID the credentials authenticate
+    local_port: int = 500
+    remote_port: int = 500
+    timers: Timers = Timers()
+    fragmentation: bool = True
+    send_certreq: bool = True
+    send_initial_contact: bool = True
+
+    def child(self, name: str) -> ChildConfig:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    connections: tuple[ConnectionConfig, ...]
+    # RFC 7296 §2.6: demand a COOKIE once this many IKE SAs are half-open (0: always)
+    cookie_threshold: int = 30
+    cookie_secret_lifetime: float = 120.0
+    max_half_open: int = 10000
+
+    def connection(self, name: str) -> ConnectionConfig:
+        for conn in self.connections:
+            if conn.name == name:
+                return conn
+        raise KeyError(name)

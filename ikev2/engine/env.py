@@ -1,0 +1,22 @@
+"""What the engine gets from outside instead of reaching for it: randomness and wall time.
+
+Monotonic time arrives with every input as `now`; the wall clock is only needed to check
+certificate validity. Tests inject fixed sources so nonces, SPIs and DH keys are reproducible.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+
+def _system_utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Env:
+    random_bytes: Callable[[int], bytes] = os.urandom
+    utc_now: Callable[[], datetime] = _system_utc_now

@@ -1,0 +1,123 @@
+"""What the engine hands to the service: datagrams to send and events to act on.
+
+Events are frozen dataclasses. ChildSaEstablished carries everything the kernel needs to install
+both directions of a child SA; its keys are repr=False so logging an event never leaks them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..constants import NotifyType, ProtocolId
+from .config import IPAddress, Mode, TrafficSelectorSpec
+
+Endpoint = tuple[IPAddress, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """One UDP payload to send (without the RFC 3948 non-ESP marker; the service adds it on
+    port 4500) from `local` to `remote`."""
+
+    data: bytes
+    remote: Endpoint
+    local: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    ike_sa_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaEstablished(Event):
+    connection: str
+    initiator: bool
+    local: Endpoint
+    remote: Endpoint
+    spi_i: bytes
+    spi_r: bytes
+    local_id: str
+    remote_id: str
+    suite: str  # e.g. "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE25519"
+    nat_local: bool
+    nat_remote: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaDeleted(Event):
+    connection: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaFailed(Event):
+    connection: str
+    reason: str
+    notify: NotifyType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaDirection:
+    """One direction of a child SA as the kernel installs it (RFC 4303 SA, Linux XFRM names)."""
+
+    src: IPAddress
+    dst: IPAddress
+    spi: int
+    enc_alg: str | None  # None for AH
+    enc_key: bytes = field(repr=False)
+    icv_bits: int  # AEAD ICV length; 0 for non-AEAD
+    auth_alg: str | None
+    auth_key: bytes = field(repr=False)
+    auth_trunc_bits: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaEstablished(Event):
+    connection: str
+    child: str
+    reqid: int
+    protocol: ProtocolId
+    mode: Mode
+    inbound: SaDirection
+    outbound: SaDirection
+    local_ts: tuple[TrafficSelectorSpec, ...]
+    remote_ts: tuple[TrafficSelectorSpec, ...]
+    # UDP encapsulation (RFC 3948) when a NAT was detected: (local port, remote port)
+    encap: tuple[int, int] | None
+    esn: bool
+    replay_window: int
+    rekey_time: float
+    life_time: float
+    life_bytes: int
+    life_packets: int
+    suite: str
+
+    @property
+    def spi_in(self) -> int:
+        return self.inbound.spi
+
+    @property
+    def spi_out(self) -> int:
+        return self.outbound.spi
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaDeleted(Event):
+    connection: str
+    child: str
+    reqid: int
+    protocol: ProtocolId
+    spi_in: int
+    spi_out: int
+    local: IPAddress
+    remote: IPAddress
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSaFailed(Event):
+    connection: str
+    child: str
+    reason: str
+    notify: NotifyType | None = None

@@ -1,0 +1,257 @@
+"""One IKE SA: its keys, message windows, child SAs and queue of exchanges to start.
+
+The IKE SA owns SK protection of its messages (RFC 7296 §3.14): every message after IKE_SA_INIT
+is one SK payload whose associated data is the IKE header and the SK payload header. Exchange
+logic lives in tasks/; state changes go through state.next_state.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from ..constants import ExchangeType, HeaderFlag, ProtocolId
+from ..crypto.keymat import IkeKeys, Prf
+from ..crypto.sk import SkCipher
+from ..wire import (
+    Header,
+    Message,
+    Payload,
+    Proposal,
+    SkPayload,
+    decode_payloads,
+    encode_payloads,
+    sk_associated_data,
+)
+from .config import ChildConfig, ConnectionConfig, Identity, Mode
+from .env import Env
+from .events import Datagram, Endpoint, Event
+from .state import IkeInput, IkeState, next_state
+from .window import RequestWindow, ResponseWindow
+
+if TYPE_CHECKING:
+    from ..crypto.dh import KeyExchange
+    from .proposals import NegotiatedSuite
+
+
+class Outbox:
+    """Where IKE SAs put what the service must act on; the manager drains it."""
+
+    def __init__(self) -> None:
+        self.datagrams: list[Datagram] = []
+        self.events: list[Event] = []
+
+
+class Exchange(Protocol):
+    """An exchange we initiate (strongSwan's task pair build_i / process_i)."""
+
+    exchange_type: ExchangeType
+
+    def build_i(self, sa: IkeSa, now: float) -> list[Payload]: ...
+
+    def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None: ...
+
+    def give_up(self, sa: IkeSa, now: float) -> None: ...
+
+
+@dataclass(slots=True)
+class ChildSa:
+    """A child SA of this IKE SA (RFC 7296 §1.3); `spi_*` are the ESP/AH SPIs as integers."""
+
+    config: ChildConfig
+    reqid: int
+    protocol: ProtocolId
+    spi_in: int
+    spi_out: int = 0
+    mode: Mode = Mode.TUNNEL
+    installed: bool = False
+    event: Any = field(default=None, repr=False)  # the ChildSaEstablished handed out
+
+
+class IkeSa:
+    def __init__(
+        self,
+        sa_id: int,
+        conn: ConnectionConfig,
+        *,
+        initiator: bool,
+        local: Endpoint,
+        remote: Endpoint,
+        spi_i: bytes,
+        spi_r: bytes,
+        outbox: Outbox,
+        env: Env,
+        now: float,
+    ) -> None:
+        self.id = sa_id
+        self.conn = conn
+        self.initiator = initiator
+        self.local = local
+        self.remote = remote
+        self.spi_i = spi_i
+        self.spi_r = spi_r
+        self.outbox = outbox
+        self.env = env
+        self.random_bytes: Callable[[int], bytes] = env.random_bytes
+        self.state = IkeState.CREATED
+        self.created_at = now
+        self.last_heard = now
+        self.requests = RequestWindow(conn.timers)
+        self.responses = ResponseWindow()
+        self.pending: Exchange | None = None
+        self.queue: collections.deque[Exchange] = collections.deque()
+        self.children: list[ChildSa] = []
+        self.log = structlog.get_logger("ikev2.engine").bind(
+            ike_sa=sa_id, conn=conn.name, peer=f"{remote[0]}:{remote[1]}"
+        )
+        # IKE_SA_INIT material (RFC 7296 §1.2, §2.15)
+        self.nonce_i = b""
+        self.nonce_r = b""
+        self.ke: KeyExchange | None = None
+        self.ke_group = 0
+        self.cookie = b""
+        self.init_request = b""
+        self.init_response = b""
+        self.init_retries = 0
+        self.chosen_proposal: Proposal | None = None
+        self.suite: NegotiatedSuite | None = None
+        self.keys: IkeKeys | None = None
+        self.prf_id = 0
+        self.sk_out: SkCipher | None = None
+        self.sk_in: SkCipher | None = None
+        self.nat_local = False
+        self.nat_remote = False
+        self.peer_fragmentation = False
+        self.peer_hash_algorithms: tuple[int, ...] = ()
+        self.peer_certreq = False
+        self.remote_identity: Identity | None = None
+        self.candidates: tuple[ConnectionConfig, ...] = (conn,)
+        self.half_open_key: tuple[bytes, Endpoint] | None = None
+        self.pending_close: str | None = None  # set by a peer's IKE SA Delete
+        self.dpd_due: float | None = None
+
+    # --- identity and roles
+    @property
+    def local_spi(self) -> bytes:
+        return self.spi_i if self.initiator else self.spi_r
+
+    @property
+    def nonce_local(self) -> bytes:
+        return self.nonce_i if self.initiator else self.nonce_r
+
+    @property
+    def nonce_remote(self) -> bytes:
+        return self.nonce_r if self.initiator else self.nonce_i
+
+    @property
+    def closed(self) -> bool:
+        return self.state is IkeState.CLOSED
+
+    def transition(self, event: IkeInput) -> None:
+        new = next_state(self.state, event)
+        if new is not self.state:
+            self.log.debug("state", old=self.state.value, new=new.value)
+        self.state = new
+
+    def bind_log(self) -> None:
+        self.log = self.log.bind(spi_i=self.spi_i.hex(), spi_r=self.spi_r.hex())
+
+    # --- RFC 7296 §3.14: SK protection
+    def install_keys(self, keys: IkeKeys, sk_i: SkCipher, sk_r: SkCipher) -> None:
+        self.keys = keys
+        self.sk_out, self.sk_in = (sk_i, sk_r) if self.initiator else (sk_r, sk_i)
+
+    def prf_local(self) -> Prf:
+        assert self.keys is not None
+        key = self.keys.sk_pi if self.initiator else self.keys.sk_pr
+        return Prf(self.prf_id, key)
+
+    def prf_remote(self) -> Prf:
+        assert self.keys is not None
+        key = self.keys.sk_pr if self.initiator else self.keys.sk_pi
+        return Prf(self.prf_id, key)
+
+    def protect(
+        self, exchange: int, message_id: int, response: bool, payloads: Sequence[Payload]
+    ) -> bytes:
+        assert self.sk_out is not None
+        flags = (HeaderFlag.INITIATOR if self.initiator else 0) | (
+            HeaderFlag.RESPONSE if response else 0
+        )
+        header = Header(
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            next_payload=0,
+            exchange=exchange,
+            flags=flags,
+            message_id=message_id,
+            length=0,
+        )
+        first, plain = encode_payloads(list(payloads))
+        body_length = self.sk_out.body_length(len(plain))
+        aad = sk_associated_data(header, first, body_length)
+        return aad + self.sk_out.protect(aad, plain, self.random_bytes)
+
+    def unprotect(self, raw: bytes, message: Message) -> tuple[Payload, ...]:
+        """Verify and decrypt the SK payload; raises IntegrityError or DecodeError."""
+        assert self.sk_in is not None
+        sk = message.payloads[-1] if message.payloads else None
+        if not isinstance(sk, SkPayload):
+            from ..errors import DecodeError
+
+            raise DecodeError("message has no SK payload as its last payload", len(raw))
+        aad = raw[: len(raw) - len(sk.body)]
+        plain = self.sk_in.unprotect(aad, sk.body)
+        return decode_payloads(sk.inner_next_payload, plain, len(aad))
+
+    # --- sending
+    def send(self, data: bytes) -> None:
+        self.outbox.datagrams.append(Datagram(data, self.remote, self.local))
+
+    def emit(self, event: Event) -> None:
+        self.outbox.events.append(event)
+
+    def start_exchange(self, exchange: Exchange, now: float) -> None:
+        """Queue an exchange; it starts when the request window is free (window size 1)."""
+        self.queue.append(exchange)
+        self.pump(now)
+
+    def pump(self, now: float) -> None:
+        while (
+            not self.requests.busy
+            and self.queue
+            and self.keys is not None
+            and self.state in (IkeState.INIT_SENT, IkeState.ESTABLISHED)
+        ):
+            exchange = self.queue.popleft()
+            payloads = exchange.build_i(self, now)
+            if self.closed:
+                return
+            message_id = self.requests.allocate()
+            packet = self.protect(exchange.exchange_type, message_id, False, payloads)
+            self.pending = exchange
+            self.requests.sent(message_id, (packet,), now)
+            self.send(packet)
+
+    def respond(
+        self, exchange: int, message_id: int, payloads: Sequence[Payload]
+    ) -> tuple[bytes, ...]:
+        packet = self.protect(exchange, message_id, True, payloads)
+        self.responses.answered(message_id, (packet,))
+        self.send(packet)
+        return (packet,)
+
+    # --- timers
+    def deadline(self) -> float | None:
+        candidates = [d for d in (self.requests.deadline(), self.dpd_due) if d is not None]
+        if self.state in (IkeState.INIT_DONE, IkeState.CREATED):
+            candidates.append(self.created_at + self.conn.timers.half_open_timeout)
+        return min(candidates) if candidates else None
+
+    def schedule_dpd(self, now: float) -> None:
+        delay = self.conn.timers.dpd_delay
+        self.dpd_due = now + delay if delay > 0 and self.state is IkeState.ESTABLISHED else None

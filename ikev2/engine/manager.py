@@ -1,0 +1,504 @@
+"""The engine's surface: SPI demux, the IKE_SA_INIT gate (COOKIE, half-open limits), timers.
+
+Shaped like aioquic's QuicConnection: inputs are datagrams, timer ticks and commands, each with
+`now`; outputs are datagrams_to_send(), the events each input returns, and get_timer(). Nothing
+here touches a socket, a clock, randomness or the kernel: those come through `Env` and the caller.
+
+Peer input never raises out of receive_datagram: a bad datagram is dropped with one logged reason,
+a bad request is answered with the RFC 7296 §2.21 notify, a bad response ends only its exchange.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Iterable
+
+import structlog
+
+from ..constants import ExchangeType, HeaderFlag, NotifyType
+from ..errors import CryptoError, DecodeError, IntegrityError, NoProposalChosen, ProtocolError
+from ..wire import (
+    Header,
+    Message,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    decode_message,
+    encode_message,
+    validate_payloads,
+)
+from .config import ChildConfig, ConnectionConfig, EngineConfig
+from .cookies import CookieGate
+from .env import Env
+from .events import Datagram, Endpoint, Event, IkeSaFailed
+from .ike_sa import IkeSa, Outbox
+from .state import IkeInput, IkeState
+from .tasks import ike_auth, ike_init, informational
+from .window import RequestClass, RetransmitAction
+
+log = structlog.get_logger("ikev2.engine")
+INVALID_IKE_SPI_INTERVAL = 1.0  # rate limit of unprotected INVALID_IKE_SPI answers (§2.21.4)
+
+
+def _fmt(endpoint: Endpoint) -> str:
+    return f"{endpoint[0]}:{endpoint[1]}"
+
+
+class Engine:
+    def __init__(self, config: EngineConfig, env: Env | None = None, *, strict: bool = False):
+        self.config = config
+        self.env = env or Env()
+        self.strict = strict  # tests: re-raise our own bugs instead of logging them
+        self.outbox = Outbox()
+        self.sas: dict[int, IkeSa] = {}
+        self.by_spi: dict[bytes, IkeSa] = {}
+        self.half_open: dict[tuple[bytes, Endpoint], IkeSa] = {}
+        self.cookies = CookieGate(self.env.random_bytes, config.cookie_secret_lifetime)
+        self._ids = itertools.count(1)
+        self._reqids = itertools.count(1)
+        self._timers: list[tuple[float, int, int]] = []
+        self._scheduled: dict[int, float] = {}
+        self._seq = itertools.count()
+        self._invalid_spi_sent: dict[Endpoint, float] = {}
+
+    # --- commands
+    def initiate(self, name: str, now: float) -> int:
+        """Start an IKE SA for connection `name` (with its first child in IKE_AUTH)."""
+        conn = self.config.connection(name)
+        sa = self._new_sa(
+            conn,
+            initiator=True,
+            local=(conn.local_addrs[0], conn.local_port),
+            remote=(conn.remote_addrs[0], conn.remote_port),
+            spi_i=self._new_ike_spi(),
+            spi_r=bytes(8),
+            now=now,
+        )
+        first_child = conn.children[0] if conn.children else None
+        reqid = self._reqid(first_child) if first_child else 0
+        sa.queue.append(ike_auth.IkeAuthExchange(first_child, reqid))
+        ike_init.build_i(sa, now)
+        self._after(sa)
+        return sa.id
+
+    def terminate(self, sa_id: int, now: float) -> list[Event]:
+        """Delete an IKE SA with the peer (§1.4.1); a half-open one is just forgotten."""
+        sa = self.sas.get(sa_id)
+        if sa is not None:
+            if sa.state is IkeState.ESTABLISHED:
+                sa.start_exchange(informational.DeleteIkeExchange(), now)
+            elif sa.state is not IkeState.DELETING:
+                informational.ike_deleted(sa, "terminated before it was established")
+            self._after(sa)
+        return self._drain()
+
+    def terminate_child(self, sa_id: int, spi_in: int, now: float) -> list[Event]:
+        sa = self.sas.get(sa_id)
+        if sa is not None and sa.state is IkeState.ESTABLISHED:
+            for child in sa.children:
+                if child.spi_in == spi_in:
+                    sa.start_exchange(informational.DeleteChildExchange(child), now)
+            self._after(sa)
+        return self._drain()
+
+    # --- outputs
+    def datagrams_to_send(self) -> list[Datagram]:
+        out, self.outbox.datagrams = self.outbox.datagrams, []
+        return out
+
+    def get_timer(self) -> float | None:
+        while self._timers:
+            deadline, _seq, sa_id = self._timers[0]
+            if self._scheduled.get(sa_id) == deadline:
+                return deadline
+            heapq.heappop(self._timers)
+        return None
+
+    def _drain(self) -> list[Event]:
+        out, self.outbox.events = self.outbox.events, []
+        return out
+
+    # --- inputs
+    def receive_datagram(
+        self, data: bytes, remote: Endpoint, local: Endpoint, now: float
+    ) -> list[Event]:
+        try:
+            self._receive(data, remote, local, now)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("internal error while handling a datagram; dropped")
+        return self._drain()
+
+    def handle_timer(self, now: float) -> list[Event]:
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _seq, sa_id = heapq.heappop(self._timers)
+            sa = self.sas.get(sa_id)
+            if sa is None or self._scheduled.get(sa_id) != deadline:
+                continue
+            del self._scheduled[sa_id]
+            self._timer(sa, now)
+            self._after(sa)
+        return self._drain()
+
+    def _receive(self, data: bytes, remote: Endpoint, local: Endpoint, now: float) -> None:
+        try:
+            message = decode_message(data)
+        except DecodeError as exc:
+            log.info("datagram dropped", reason=exc.reason, offset=exc.offset, peer=_fmt(remote))
+            return
+        header = message.header
+        if header.exchange == ExchangeType.IKE_SA_INIT:
+            if not header.is_response and header.is_initiator and header.spi_r == bytes(8):
+                self._init_request(data, message, remote, local, now)
+                return
+            if header.is_response and not header.is_initiator:
+                sa = self.by_spi.get(header.spi_i)
+                if sa is None or not sa.initiator or sa.state is not IkeState.INIT_SENT:
+                    log.info("IKE_SA_INIT response dropped", reason="no such half-open SA")
+                    return
+                self._init_response(sa, data, message, now)
+                return
+        our_spi = header.spi_r if header.is_initiator else header.spi_i
+        sa = self.by_spi.get(our_spi)
+        if sa is None or sa.spi_i != header.spi_i or sa.initiator == header.is_initiator:
+            self._unknown_spi(message, remote, local, now)
+            return
+        if sa.keys is None or sa.state is IkeState.CLOSED:
+            sa.log.info("message dropped", reason="IKE SA has no keys yet")
+            return
+        if header.is_response:
+            self._response(sa, data, message, remote, local, now)
+        else:
+            self._request(sa, data, message, remote, local, now)
+        self._after(sa)
+
+    # --- IKE_SA_INIT, responder side (RFC 7296 §1.2, §2.6)
+    def _init_request(
+        self, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
+    ) -> None:
+        header = message.header
+        existing = self.half_open.get((header.spi_i, remote))
+        if existing is not None:
+            if raw == existing.init_request and existing.init_response:
+                existing.log.debug("IKE_SA_INIT retransmit answered from cache")
+                existing.send(existing.init_response)
+            else:
+                existing.log.info("IKE_SA_INIT dropped", reason="SPI already in use by peer")
+            return
+        try:
+            validate_payloads(header.exchange, False, message.payloads, inner=False)
+        except ProtocolError as exc:
+            self._init_refuse(message, remote, local, exc)
+            return
+        nonce = message.find(NoncePayload)
+        if nonce is None:  # the rules table should have refused it
+            self._init_refuse(message, remote, local, ProtocolError("no Nonce"))
+            return
+        if self._half_open_count() >= self.config.cookie_threshold:
+            cookie = message.notify(NotifyType.COOKIE)
+            if cookie is None or not self.cookies.verify(
+                cookie.data, nonce.data, remote[0], header.spi_i, now
+            ):
+                fresh = self.cookies.make(nonce.data, remote[0], header.spi_i, now)
+                log.info("COOKIE demanded", peer=_fmt(remote), half_open=self._half_open_count())
+                self._send_plain(
+                    ike_init.error_response(message, NotifyType.COOKIE, fresh), remote, local
+                )
+                return
+        if len(self.half_open) >= self.config.max_half_open:
+            log.warning("IKE_SA_INIT dropped", reason="half-open limit reached", peer=_fmt(remote))
+            return
+        candidates = tuple(self._connections_for(local, remote))
+        if not candidates:
+            self._init_refuse(
+                message, remote, local, NoProposalChosen("no connection for these addresses")
+            )
+            return
+        sa = self._new_sa(
+            candidates[0],
+            initiator=False,
+            local=local,
+            remote=remote,
+            spi_i=header.spi_i,
+            spi_r=self._new_ike_spi(),
+            now=now,
+        )
+        sa.candidates = candidates
+        try:
+            ike_init.process_r(sa, raw, message)
+        except (ProtocolError, CryptoError) as exc:
+            self._forget(sa)
+            refusal = exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc))
+            self._init_refuse(message, remote, local, refusal)
+            return
+        sa.bind_log()
+        packet = ike_init.build_r(sa)
+        sa.transition(IkeInput.RESPOND_INIT)
+        sa.half_open_key = (header.spi_i, remote)
+        self.half_open[sa.half_open_key] = sa
+        sa.responses.answered(0, (packet,))
+        sa.send(packet)
+        sa.log.info("IKE_SA_INIT answered", suite=ike_init.suite_name(sa))
+        self._after(sa)
+
+    def _init_refuse(
+        self, message: Message, remote: Endpoint, local: Endpoint, exc: ProtocolError
+    ) -> None:
+        log.info("IKE_SA_INIT refused", reason=exc.reason, notify=getattr(exc.notify, "name", None))
+        if exc.notify is not None:
+            packet = ike_init.error_response(message, exc.notify, exc.notify_data)
+            self._send_plain(packet, remote, local)
+
+    def _init_response(self, sa: IkeSa, raw: bytes, message: Message, now: float) -> None:
+        if message.header.message_id != 0:
+            sa.log.info("IKE_SA_INIT response dropped", reason="message ID is not 0")
+            return
+        if ike_init.process_i(sa, raw, message, now):
+            if (sa.nat_local or sa.nat_remote) and sa.remote[1] == 500:
+                # RFC 7296 §2.23: move to port 4500 from IKE_AUTH on
+                sa.local = (sa.local[0], 4500)
+                sa.remote = (sa.remote[0], 4500)
+            self.by_spi[sa.local_spi] = sa
+            sa.pump(now)
+        self._after(sa)
+
+    # --- SK-protected requests and responses
+    def _request(
+        self, sa: IkeSa, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
+    ) -> None:
+        header = message.header
+        kind = sa.responses.classify(header.message_id)
+        if kind is RequestClass.RETRANSMIT:
+            sa.log.debug("retransmitted request answered from cache", mid=header.message_id)
+            for packet in sa.responses.last_response:
+                sa.send(packet)
+            return
+        if kind is RequestClass.INVALID:
+            sa.log.info("request dropped", reason="unexpected message ID", mid=header.message_id)
+            return
+        allowed = (
+            {ExchangeType.IKE_AUTH}
+            if sa.state is IkeState.INIT_DONE
+            else {ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}
+        )
+        if header.exchange not in allowed:
+            sa.log.info("request dropped", reason=f"exchange {header.exchange} not allowed now")
+            return
+        try:
+            inner = sa.unprotect(raw, message)
+        except IntegrityError:
+            sa.log.info("request dropped", reason="ICV check failed")
+            return
+        except DecodeError as exc:
+            self._refuse_request(sa, message, ProtocolError(f"inner payloads: {exc.reason}"))
+            return
+        sa.last_heard = now
+        self._float_ports(sa, remote, local)
+        try:
+            validate_payloads(header.exchange, False, inner, inner=True)
+        except ProtocolError as exc:
+            self._refuse_request(sa, message, exc)
+            return
+        answer = self._respond(sa, header.exchange, inner, now)
+        sa.respond(header.exchange, header.message_id, answer)
+        if sa.pending_close:
+            informational.ike_deleted(sa, sa.pending_close)
+
+    def _respond(
+        self, sa: IkeSa, exchange: int, inner: tuple[Payload, ...], now: float
+    ) -> list[Payload]:
+        if exchange == ExchangeType.IKE_AUTH:
+            answer = ike_auth.respond(sa, inner, self._reqid)
+            if sa.half_open_key is not None:
+                self.half_open.pop(sa.half_open_key, None)
+                sa.half_open_key = None
+            sa.schedule_dpd(now)
+            return answer
+        if exchange == ExchangeType.INFORMATIONAL:
+            return informational.respond(sa, inner)
+        # CREATE_CHILD_SA (rekeying and additional children) is not negotiated yet: RFC 7296
+        # §1.3 lets a responder refuse further child SAs with NO_ADDITIONAL_SAS.
+        sa.log.info("CREATE_CHILD_SA refused", reason="not supported yet")
+        return [NotifyPayload(NotifyType.NO_ADDITIONAL_SAS)]
+
+    def _refuse_request(self, sa: IkeSa, message: Message, exc: ProtocolError) -> None:
+        """§2.21.2: an authenticated but malformed request is answered with the notify."""
+        sa.log.info("request refused", reason=exc.reason, notify=getattr(exc.notify, "name", None))
+        notify = exc.notify or NotifyType.INVALID_SYNTAX
+        header = message.header
+        sa.respond(
+            header.exchange, header.message_id, [NotifyPayload(notify, data=exc.notify_data)]
+        )
+        if sa.state is IkeState.INIT_DONE:
+            sa.emit(IkeSaFailed(sa.id, sa.conn.name, exc.reason, notify))
+            sa.transition(IkeInput.CLOSE)
+
+    def _response(
+        self, sa: IkeSa, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
+    ) -> None:
+        header = message.header
+        exchange = sa.pending
+        if exchange is None or not sa.requests.matches(header.message_id):
+            sa.log.info("response dropped", reason="no request with this message ID")
+            return
+        if header.exchange != exchange.exchange_type:
+            sa.log.info("response dropped", reason="exchange type differs from the request")
+            return
+        try:
+            inner = sa.unprotect(raw, message)
+        except IntegrityError:
+            sa.log.info("response dropped", reason="ICV check failed")
+            return
+        except DecodeError as exc:
+            sa.log.info("response unreadable", reason=exc.reason)
+            inner = ()
+        sa.last_heard = now
+        self._float_ports(sa, remote, local)
+        try:
+            validate_payloads(header.exchange, True, inner, inner=True)
+        except ProtocolError as exc:
+            sa.log.info("response malformed; exchange ends", reason=exc.reason)
+            inner = ()
+        sa.requests.done()
+        sa.pending = None
+        exchange.process_i(sa, inner, now)
+        if sa.state is not IkeState.CLOSED:
+            sa.pump(now)
+
+    def _float_ports(self, sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
+        """RFC 7296 §2.23: behind a NAT, follow the address the peer's packets come from."""
+        if (sa.nat_local or sa.nat_remote) and (sa.remote != remote or sa.local != local):
+            sa.log.info(
+                "peer endpoint updated",
+                old=f"{sa.remote[0]}:{sa.remote[1]}",
+                new=f"{remote[0]}:{remote[1]}",
+            )
+            sa.remote, sa.local = remote, local
+
+    def _unknown_spi(self, message: Message, remote: Endpoint, local: Endpoint, now: float) -> None:
+        """§2.21.4: a request outside any IKE SA may get an unprotected INVALID_IKE_SPI."""
+        header = message.header
+        log.info(
+            "datagram dropped",
+            reason="unknown IKE SPI",
+            peer=_fmt(remote),
+            exchange=header.exchange,
+        )
+        if (
+            header.is_response
+            or now - self._invalid_spi_sent.get(remote, -1e9) < INVALID_IKE_SPI_INTERVAL
+        ):
+            return
+        if len(self._invalid_spi_sent) > 1024:
+            self._invalid_spi_sent.clear()
+        self._invalid_spi_sent[remote] = now
+        flags = HeaderFlag.RESPONSE | (0 if header.is_initiator else HeaderFlag.INITIATOR)
+        reply = Header(
+            header.spi_i, header.spi_r, 0, ExchangeType.INFORMATIONAL, flags, header.message_id, 0
+        )
+        packet = encode_message(Message(reply, (NotifyPayload(NotifyType.INVALID_IKE_SPI),)))
+        self._send_plain(packet, remote, local)
+
+    # --- timers
+    def _timer(self, sa: IkeSa, now: float) -> None:
+        half_open_until = sa.created_at + sa.conn.timers.half_open_timeout
+        if sa.state in (IkeState.CREATED, IkeState.INIT_DONE) and now >= half_open_until:
+            ike_init.fail(sa, "half-open IKE SA timed out", None)
+            return
+        action = sa.requests.on_timer(now)
+        if action is RetransmitAction.RESEND and sa.requests.outstanding is not None:
+            sa.log.info(
+                "retransmit",
+                mid=sa.requests.outstanding.message_id,
+                n=sa.requests.outstanding.retransmits,
+            )
+            for packet in sa.requests.outstanding.packets:
+                sa.send(packet)
+        elif action is RetransmitAction.GIVE_UP:
+            exchange, sa.pending = sa.pending, None
+            sa.requests.done()
+            if exchange is None:
+                ike_init.fail(sa, "no IKE_SA_INIT response (retransmits exhausted)", None)
+            else:
+                exchange.give_up(sa, now)
+            return
+        if sa.dpd_due is not None and now >= sa.dpd_due and sa.state is IkeState.ESTABLISHED:
+            delay = sa.conn.timers.dpd_delay
+            if now - sa.last_heard >= delay and not sa.requests.busy:
+                sa.dpd_due = None
+                sa.start_exchange(informational.LivenessExchange(), now)
+            else:
+                sa.dpd_due = max(sa.last_heard + delay, now + 0.001)
+
+    # --- bookkeeping
+    def _new_sa(
+        self,
+        conn: ConnectionConfig,
+        *,
+        initiator: bool,
+        local: Endpoint,
+        remote: Endpoint,
+        spi_i: bytes,
+        spi_r: bytes,
+        now: float,
+    ) -> IkeSa:
+        sa = IkeSa(
+            next(self._ids),
+            conn,
+            initiator=initiator,
+            local=local,
+            remote=remote,
+            spi_i=spi_i,
+            spi_r=spi_r,
+            outbox=self.outbox,
+            env=self.env,
+            now=now,
+        )
+        self.sas[sa.id] = sa
+        self.by_spi[sa.local_spi] = sa
+        return sa
+
+    def _new_ike_spi(self) -> bytes:
+        while True:
+            spi = self.env.random_bytes(8)
+            if spi != bytes(8) and spi not in self.by_spi:
+                return spi
+
+    def _reqid(self, config: ChildConfig) -> int:
+        return next(self._reqids)
+
+    def _half_open_count(self) -> int:
+        return len(self.half_open)
+
+    def _connections_for(self, local: Endpoint, remote: Endpoint) -> Iterable[ConnectionConfig]:
+        for conn in self.config.connections:
+            if conn.local_addrs and local[0] not in conn.local_addrs:
+                continue
+            if conn.remote_addrs and remote[0] not in conn.remote_addrs:
+                continue
+            yield conn
+
+    def _send_plain(self, packet: bytes, remote: Endpoint, local: Endpoint) -> None:
+        self.outbox.datagrams.append(Datagram(packet, remote, local))
+
+    def _forget(self, sa: IkeSa) -> None:
+        self.sas.pop(sa.id, None)
+        if self.by_spi.get(sa.local_spi) is sa:
+            del self.by_spi[sa.local_spi]
+        if sa.half_open_key is not None and self.half_open.get(sa.half_open_key) is sa:
+            del self.half_open[sa.half_open_key]
+        self._scheduled.pop(sa.id, None)
+
+    def _after(self, sa: IkeSa) -> None:
+        """Drop a closed SA from every index, or re-arm its timer."""
+        if sa.state is IkeState.CLOSED:
+            self._forget(sa)
+            return
+        deadline = sa.deadline()
+        if deadline is None:
+            self._scheduled.pop(sa.id, None)
+        elif self._scheduled.get(sa.id) != deadline:
+            self._scheduled[sa.id] = deadline
+            heapq.heappush(self._timers, (deadline, next(self._seq), sa.id))

@@ -1,0 +1,255 @@
+"""Child SA negotiation: the SA / TSi / TSr part of IKE_AUTH (RFC 7296 §1.2) and of
+CREATE_CHILD_SA (§1.3.1), both roles.
+
+    SA, TSi, TSr, [N(USE_TRANSPORT_MODE)]  -->
+          <--  SA, TSi, TSr, [N(USE_TRANSPORT_MODE)]  |  N(NO_PROPOSAL_CHOSEN or TS_UNACCEPTABLE)
+
+If only the child fails, the IKE SA stays up (§1.2); the error notify replaces the child payloads.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from ...constants import NotifyType, ProtocolId
+from ...crypto.keymat import derive_child_keys
+from ...crypto.suites import encr_suite, integ_suite
+from ...errors import NoProposalChosen, ProtocolError, TsUnacceptable
+from ...wire import (
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+    TrafficSelector,
+    TsiPayload,
+    TsrPayload,
+)
+from ..config import ChildConfig, Mode, ProposalSpec, TrafficSelectorSpec
+from ..events import ChildSaEstablished, ChildSaFailed, SaDirection
+from ..ike_sa import ChildSa
+from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
+from ..support import crypto_supports, describe_suite
+from ..ts import check_narrowed, narrow, selector_to_networks, spec_to_selector
+from . import find_payload
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+# The manager allocates reqids (one per child SA; the kernel ties SAs and policies with them).
+ReqidSource = Callable[[ChildConfig], int]
+
+# RFC 7296 §1.2: the KE of a child created in IKE_AUTH comes from IKE_SA_INIT, so KE
+# transforms are left out of (and ignored in) IKE_AUTH child proposals.
+KE_TRANSFORM = 4
+
+
+def new_spi(sa: IkeSa) -> int:
+    """A random inbound ESP/AH SPI; values below 256 are reserved (RFC 4303 §2.1)."""
+    while True:
+        spi = int.from_bytes(sa.random_bytes(4), "big")
+        if spi >= 256:
+            return spi
+
+
+def _without_ke(specs: Sequence[ProposalSpec]) -> tuple[ProposalSpec, ...]:
+    return tuple(replace(s, ke=()) for s in specs)
+
+
+def _strip_ke(proposals: Sequence[Proposal]) -> tuple[Proposal, ...]:
+    return tuple(
+        replace(p, transforms=tuple(t for t in p.transforms if t.type != KE_TRANSFORM))
+        for p in proposals
+    )
+
+
+@dataclass(slots=True)
+class ChildRequest:
+    """What the initiator of a child remembers until the response comes."""
+
+    child: ChildSa
+    proposals: tuple[Proposal, ...]
+    tsi: tuple[TrafficSelector, ...]
+    tsr: tuple[TrafficSelector, ...]
+
+
+# --- initiator
+def build_i(sa: IkeSa, config: ChildConfig, reqid: int) -> tuple[ChildRequest, list[Payload]]:
+    protocol = config.proposals[0].protocol
+    child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=config.mode)
+    proposals = spec_to_proposals(_without_ke(config.proposals), struct.pack("!I", child.spi_in))
+    tsi = tuple(spec_to_selector(ts) for ts in config.local_ts)
+    tsr = tuple(spec_to_selector(ts) for ts in config.remote_ts)
+    payloads: list[Payload] = []
+    if config.mode is Mode.TRANSPORT:
+        payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+    payloads += [SaPayload(proposals), TsiPayload(tsi), TsrPayload(tsr)]
+    return ChildRequest(child, proposals, tsi, tsr), payloads
+
+
+def process_i(sa: IkeSa, request: ChildRequest, payloads: Sequence[Payload]) -> None:
+    config = request.child.config
+    for p in payloads:
+        if isinstance(p, NotifyPayload) and p.notify_type < 16384:
+            _failed(sa, config, "peer refused the child SA", p.notify_type)
+            return
+    sa_payload = find_payload(payloads, SaPayload)
+    tsi = find_payload(payloads, TsiPayload)
+    tsr = find_payload(payloads, TsrPayload)
+    if sa_payload is None or tsi is None or tsr is None or len(sa_payload.proposals) != 1:
+        _failed(sa, config, "response lacks SA, TSi or TSr", None)
+        return
+    try:
+        chosen = sa_payload.proposals[0]
+        check_selected(chosen, request.proposals)
+        if len(chosen.spi) != 4:
+            raise NoProposalChosen("child SPI is not 4 bytes")
+        narrowed_i = check_narrowed(tsi.selectors, request.tsi)
+        narrowed_r = check_narrowed(tsr.selectors, request.tsr)
+    except ProtocolError as exc:
+        _failed(sa, config, f"unacceptable child response: {exc.reason}", exc.notify)
+        return
+    child = request.child
+    child.spi_out = struct.unpack("!I", chosen.spi)[0]
+    transport = any(
+        isinstance(p, NotifyPayload) and p.notify_type == NotifyType.USE_TRANSPORT_MODE
+        for p in payloads
+    )
+    child.mode = Mode.TRANSPORT if transport and config.mode is Mode.TRANSPORT else Mode.TUNNEL
+    suite = NegotiatedSuite.from_proposal(chosen)
+    _established(sa, child, suite, narrowed_i, narrowed_r, creator_is_us=True)
+
+
+# --- responder
+def respond(sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource) -> list[Payload]:
+    """Pick a child config for the initiator's SA/TS; the child part of our response."""
+    sa_payload = find_payload(payloads, SaPayload)
+    tsi = find_payload(payloads, TsiPayload)
+    tsr = find_payload(payloads, TsrPayload)
+    if sa_payload is None or tsi is None or tsr is None:
+        return []  # RFC 6023 childless, or nothing asked
+    wants_transport = any(
+        isinstance(p, NotifyPayload) and p.notify_type == NotifyType.USE_TRANSPORT_MODE
+        for p in payloads
+    )
+    refusal: ProtocolError = NoProposalChosen("no child config accepts the proposals")
+    offered = _strip_ke(sa_payload.proposals)
+    for config in sa.conn.children:
+        protocol = config.proposals[0].protocol
+        chosen = select_proposal(offered, _without_ke(config.proposals), protocol, crypto_supports)
+        if chosen is None or len(chosen.spi) != 4:
+            continue
+        try:  # RFC 7296 §2.9: narrow the initiator's TSi to our remote side, TSr to our local
+            narrowed_i = narrow(tsi.selectors, [spec_to_selector(t) for t in config.remote_ts])
+            narrowed_r = narrow(tsr.selectors, [spec_to_selector(t) for t in config.local_ts])
+        except TsUnacceptable as exc:
+            refusal = exc
+            continue
+        mode = Mode.TRANSPORT if wants_transport and config.mode is Mode.TRANSPORT else Mode.TUNNEL
+        child = ChildSa(config, reqid_source(config), ProtocolId(protocol), new_spi(sa), mode=mode)
+        child.spi_out = struct.unpack("!I", chosen.spi)[0]
+        suite = NegotiatedSuite.from_proposal(chosen)
+        _established(sa, child, suite, narrowed_i, narrowed_r, creator_is_us=False)
+        ours = replace(chosen, spi=struct.pack("!I", child.spi_in))
+        answer: list[Payload] = []
+        if mode is Mode.TRANSPORT:
+            answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        return [*answer, SaPayload((ours,)), TsiPayload(narrowed_i), TsrPayload(narrowed_r)]
+    sa.log.info("child refused", reason=refusal.reason)
+    assert refusal.notify is not None
+    return [NotifyPayload(refusal.notify)]
+
+
+# --- shared
+def _established(
+    sa: IkeSa,
+    child: ChildSa,
+    suite: NegotiatedSuite,
+    tsi: Sequence[TrafficSelector],
+    tsr: Sequence[TrafficSelector],
+    *,
+    creator_is_us: bool,
+    shared_secret: bytes | None = None,
+) -> None:
+    """RFC 7296 §2.17: KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr); emit the kernel's view."""
+    assert sa.keys is not None
+    encr = encr_suite(suite.encr, suite.encr_key_bits) if suite.encr is not None else None
+    integ = integ_suite(suite.integ) if suite.integ else None
+    keys = derive_child_keys(
+        sa.prf_id, sa.keys.sk_d, encr, integ, sa.nonce_i, sa.nonce_r, shared_secret
+    )
+    # "i" keys protect traffic from the initiator of the exchange to its responder
+    out_enc, out_auth, in_enc, in_auth = (
+        (keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r)
+        if creator_is_us
+        else (keys.encr_r, keys.integ_r, keys.encr_i, keys.integ_i)
+    )
+    local_sel, remote_sel = (tsi, tsr) if sa.initiator else (tsr, tsi)
+
+    def direction(src_is_local: bool, spi: int, enc_key: bytes, auth_key: bytes) -> SaDirection:
+        local, remote = sa.local[0], sa.remote[0]
+        return SaDirection(
+            src=local if src_is_local else remote,
+            dst=remote if src_is_local else local,
+            spi=spi,
+            enc_alg=encr.xfrm_name if encr else None,
+            enc_key=enc_key,
+            icv_bits=(encr.xfrm_icv_bits or 0) if encr else 0,
+            auth_alg=integ.xfrm_name if integ else None,
+            auth_key=auth_key,
+            auth_trunc_bits=integ.xfrm_trunc_bits if integ else 0,
+        )
+
+    nat = sa.nat_local or sa.nat_remote
+    event = ChildSaEstablished(
+        ike_sa_id=sa.id,
+        connection=sa.conn.name,
+        child=child.config.name,
+        reqid=child.reqid,
+        protocol=child.protocol,
+        mode=child.mode,
+        inbound=direction(False, child.spi_in, in_enc, in_auth),
+        outbound=direction(True, child.spi_out, out_enc, out_auth),
+        local_ts=_specs(local_sel),
+        remote_ts=_specs(remote_sel),
+        encap=(sa.local[1], sa.remote[1]) if nat else None,
+        esn=suite.esn,
+        replay_window=child.config.replay_window,
+        rekey_time=child.config.rekey_time,
+        life_time=child.config.life_time,
+        life_bytes=child.config.life_bytes,
+        life_packets=child.config.life_packets,
+        suite=describe_suite(suite),
+    )
+    child.event = event
+    child.installed = True
+    sa.children.append(child)
+    sa.log.info(
+        "child SA established",
+        child=child.config.name,
+        spi_in=f"{child.spi_in:08x}",
+        spi_out=f"{child.spi_out:08x}",
+        mode=child.mode.value,
+        suite=event.suite,
+    )
+    sa.emit(event)
+
+
+def _specs(selectors: Sequence[TrafficSelector]) -> tuple[TrafficSelectorSpec, ...]:
+    """Selectors as the kernel's prefix-based policies see them (a range may be several CIDRs)."""
+    return tuple(
+        TrafficSelectorSpec(net, ts.ip_protocol, ts.start_port, ts.end_port)
+        for ts in selectors
+        for net in selector_to_networks(ts)
+    )
+
+
+def _failed(sa: IkeSa, config: ChildConfig, reason: str, notify: int | None) -> None:
+    try:
+        typed = NotifyType(notify) if notify is not None else None
+    except ValueError:
+        typed = None
+    sa.log.warning("child SA failed", child=config.name, reason=reason)
+    sa.emit(ChildSaFailed(sa.id, sa.conn.name, config.name, reason, typed))

@@ -1,0 +1,255 @@
+"""IKE_AUTH, both roles (RFC 7296 §1.2, §2.15 AUTH, §3.5 IDs, §3.6–3.7 CERT/CERTREQ; RFC 7427).
+
+    HDR, SK {IDi, [CERT+], [CERTREQ], [IDr], AUTH, [N(INITIAL_CONTACT)], SA, TSi, TSr}  -->
+                                       <--  HDR, SK {IDr, [CERT+], AUTH, SA, TSi, TSr}
+
+AUTHENTICATION_FAILED goes both ways (§2.21.2): the responder answers with it; the initiator
+that cannot authenticate the responder tells it in a separate INFORMATIONAL and deletes the SA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from ...constants import AuthMethod, CertEncoding, ExchangeType, IdType, NotifyType
+from ...crypto.auth import (
+    PublicKey,
+    psk_auth_data,
+    sign_auth,
+    signed_octets,
+    verify_auth,
+    verify_psk_auth,
+)
+from ...errors import AuthenticationFailed, CryptoError
+from ...wire import (
+    AuthPayload,
+    CertPayload,
+    IdiPayload,
+    IdPayload,
+    IdrPayload,
+    NotifyPayload,
+    Payload,
+)
+from ..config import AuthMethodName, ChildConfig, ConnectionConfig, Credentials, Identity
+from ..credentials import (
+    CertificateError,
+    auth_method_for_key,
+    identity_matches_certificate,
+    verify_chain,
+)
+from ..events import IkeSaEstablished, IkeSaFailed
+from ..identity import identity_matches
+from ..state import IkeInput
+from . import child_create, find_payload
+from .ike_init import certreq_payloads, suite_name
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+
+def id_body(payload: IdPayload) -> bytes:
+    """RestOfIDPayload (§2.15): ID type, three reserved octets, identification data."""
+    return bytes([payload.id_type, 0, 0, 0]) + payload.data
+
+
+def _our_octets(sa: IkeSa, id_payload: IdPayload) -> bytes:
+    message = sa.init_request if sa.initiator else sa.init_response
+    return signed_octets(message, sa.nonce_remote, sa.prf_local(), id_body(id_payload))
+
+
+def _peer_octets(sa: IkeSa, id_payload: IdPayload) -> bytes:
+    message = sa.init_response if sa.initiator else sa.init_request
+    return signed_octets(message, sa.nonce_local, sa.prf_remote(), id_body(id_payload))
+
+
+def our_auth_payloads(sa: IkeSa, conn: ConnectionConfig, id_payload: IdPayload) -> list[Payload]:
+    """CERT chain (if any) and AUTH proving our identity."""
+    creds = conn.local_auth
+    octets = _our_octets(sa, id_payload)
+    if creds.method is AuthMethodName.PSK:
+        assert creds.psk is not None
+        return [AuthPayload(AuthMethod.PSK, psk_auth_data(sa.prf_id, creds.psk, octets))]
+    method, hash_alg = auth_method_for_key(creds.private_key, sa.peer_hash_algorithms)
+    certs: list[Payload] = [CertPayload(CertEncoding.X509_SIGNATURE, der) for der in creds.certs]
+    signature = sign_auth(method, creds.private_key, octets, hash_alg)
+    return [*certs, AuthPayload(method, signature)]
+
+
+def verify_peer(
+    sa: IkeSa, creds: Credentials, expected: Identity | None, payloads: Sequence[Payload]
+) -> Identity:
+    """Check the peer's ID against policy and its AUTH; raise AuthenticationFailed."""
+    id_cls = IdrPayload if sa.initiator else IdiPayload
+    id_payload = find_payload(payloads, id_cls)
+    auth = find_payload(payloads, AuthPayload)
+    if id_payload is None or auth is None:
+        raise AuthenticationFailed("peer sent no ID or no AUTH")
+    try:
+        identity = Identity(IdType(id_payload.id_type), id_payload.data)
+    except ValueError:
+        raise AuthenticationFailed(f"unsupported ID type {id_payload.id_type}") from None
+    if not identity_matches(expected, identity):
+        raise AuthenticationFailed(f"peer ID {identity} does not match {expected}")
+    octets = _peer_octets(sa, id_payload)
+    if creds.method is AuthMethodName.PSK:
+        if auth.method != AuthMethod.PSK or creds.psk is None:
+            raise AuthenticationFailed(f"expected PSK authentication, got method {auth.method}")
+        if not verify_psk_auth(sa.prf_id, creds.psk, octets, auth.data):
+            raise AuthenticationFailed("PSK AUTH value does not verify")
+        return identity
+    if auth.method == AuthMethod.PSK:
+        raise AuthenticationFailed("expected a signature, got PSK authentication")
+    certs = [
+        p.data
+        for p in payloads
+        if isinstance(p, CertPayload) and p.encoding == CertEncoding.X509_SIGNATURE
+    ]
+    if not certs:
+        raise AuthenticationFailed("peer sent no X.509 certificate")
+    try:
+        cert = verify_chain(certs[0], certs[1:], creds.trust_anchors, sa.env.utc_now())
+    except CertificateError as exc:
+        raise AuthenticationFailed(f"certificate: {exc.reason}") from None
+    if not identity_matches_certificate(identity, cert):
+        raise AuthenticationFailed(f"peer ID {identity} is not in its certificate")
+    try:
+        verify_auth(AuthMethod(auth.method), cast(PublicKey, cert.public_key()), octets, auth.data)
+    except (CryptoError, ValueError) as exc:
+        raise AuthenticationFailed(f"signature does not verify: {exc}") from None
+    return identity
+
+
+def established(sa: IkeSa, identity: Identity) -> None:
+    sa.remote_identity = identity
+    sa.transition(IkeInput.AUTH_DONE)
+    sa.log.info("IKE SA established", remote_id=str(identity), suite=suite_name(sa))
+    sa.emit(
+        IkeSaEstablished(
+            ike_sa_id=sa.id,
+            connection=sa.conn.name,
+            initiator=sa.initiator,
+            local=sa.local,
+            remote=sa.remote,
+            spi_i=sa.spi_i,
+            spi_r=sa.spi_r,
+            local_id=str(sa.conn.local_id),
+            remote_id=str(identity),
+            suite=suite_name(sa),
+            nat_local=sa.nat_local,
+            nat_remote=sa.nat_remote,
+        )
+    )
+
+
+class IkeAuthExchange:
+    """The initiator's IKE_AUTH, carrying the first child SA when one is configured."""
+
+    exchange_type = ExchangeType.IKE_AUTH
+
+    def __init__(self, child: ChildConfig | None, reqid: int) -> None:
+        self.child_config = child
+        self.reqid = reqid
+        self.child_request: child_create.ChildRequest | None = None
+
+    def build_i(self, sa: IkeSa, now: float) -> list[Payload]:
+        conn = sa.conn
+        idi = IdiPayload(conn.local_id.id_type, conn.local_id.data)
+        auth = our_auth_payloads(sa, conn, idi)
+        payloads: list[Payload] = [idi, *auth[:-1], *certreq_payloads(conn)]
+        if conn.remote_id is not None and conn.remote_id.id_type is not IdType.NULL:
+            payloads.append(IdrPayload(conn.remote_id.id_type, conn.remote_id.data))
+        payloads.append(auth[-1])
+        if conn.send_initial_contact:
+            payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+        if self.child_config is not None:
+            self.child_request, child_payloads = child_create.build_i(
+                sa, self.child_config, self.reqid
+            )
+            payloads += child_payloads
+        sa.transition(IkeInput.SEND_AUTH)
+        return payloads
+
+    def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
+        has_auth = find_payload(payloads, AuthPayload) is not None
+        errors = [p for p in payloads if isinstance(p, NotifyPayload) and p.notify_type < 16384]
+        if not has_auth:
+            notify = _notify(errors[0].notify_type) if errors else None
+            reason = f"peer refused IKE_AUTH ({notify.name if notify else 'no AUTH'})"
+            _fail(sa, reason, notify)
+            return
+        try:
+            identity = verify_peer(sa, sa.conn.remote_auth, sa.conn.remote_id, payloads)
+        except AuthenticationFailed as exc:
+            # §2.21.2: tell the responder in an INFORMATIONAL, then forget the SA
+            packet = sa.protect(
+                ExchangeType.INFORMATIONAL,
+                sa.requests.allocate(),
+                False,
+                [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)],
+            )
+            sa.send(packet)
+            _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
+            return
+        established(sa, identity)
+        if self.child_request is not None:
+            child_create.process_i(sa, self.child_request, payloads)
+        sa.schedule_dpd(now)
+
+    def give_up(self, sa: IkeSa, now: float) -> None:
+        _fail(sa, "no IKE_AUTH response (retransmits exhausted)", None)
+
+
+def select_connection(sa: IkeSa, payloads: Sequence[Payload]) -> ConnectionConfig | None:
+    """Responder: among the connections matching the addresses, the first whose remote ID
+    accepts IDi and whose local ID is what IDr asks for (if it asks)."""
+    idi = find_payload(payloads, IdiPayload)
+    idr = find_payload(payloads, IdrPayload)
+    if idi is None:
+        return None
+    try:
+        peer = Identity(IdType(idi.id_type), idi.data)
+        wanted = Identity(IdType(idr.id_type), idr.data) if idr is not None else None
+    except ValueError:
+        return None
+    for conn in sa.candidates:
+        if not identity_matches(conn.remote_id, peer):
+            continue
+        if wanted is not None and not identity_matches(wanted, conn.local_id):
+            continue
+        return conn
+    return None
+
+
+def respond(
+    sa: IkeSa, payloads: tuple[Payload, ...], reqid_source: child_create.ReqidSource
+) -> list[Payload]:
+    """The responder's IKE_AUTH: authenticate the initiator, prove ourselves, make the child."""
+    conn = select_connection(sa, payloads)
+    try:
+        if conn is None:
+            raise AuthenticationFailed("no connection matches the peer's identities")
+        sa.conn = conn
+        sa.log = sa.log.bind(conn=conn.name)
+        identity = verify_peer(sa, conn.remote_auth, conn.remote_id, payloads)
+    except AuthenticationFailed as exc:
+        _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
+        return [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
+    idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
+    answer: list[Payload] = [idr, *our_auth_payloads(sa, conn, idr)]
+    established(sa, identity)
+    answer += child_create.respond(sa, payloads, reqid_source)
+    return answer
+
+
+def _fail(sa: IkeSa, reason: str, notify: NotifyType | None) -> None:
+    sa.log.warning("IKE_AUTH failed", reason=reason, notify=notify.name if notify else None)
+    sa.emit(IkeSaFailed(sa.id, sa.conn.name, reason, notify))
+    sa.transition(IkeInput.CLOSE)
+
+
+def _notify(value: int) -> NotifyType | None:
+    try:
+        return NotifyType(value)
+    except ValueError:
+        return None

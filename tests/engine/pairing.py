@@ -1,0 +1,200 @@
+"""Two engines back to back over a simulated link and clock (aioquic's roundtrip idea).
+
+No sockets: datagrams one engine sends are handed to the other with the addresses swapped. The
+link can lose, duplicate and reorder datagrams from a seeded RNG, so every run reproduces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from ikev2.constants import IdType, ProtocolId
+from ikev2.engine import Engine, Env
+from ikev2.engine.config import (
+    AuthMethodName,
+    ChildConfig,
+    ConnectionConfig,
+    Credentials,
+    EngineConfig,
+    Identity,
+    Mode,
+    TrafficSelectorSpec,
+)
+from ikev2.engine.events import Datagram, Event
+from ikev2.engine.proposal_strings import parse_proposals
+
+FIXED_NOW = datetime(2027, 6, 1, tzinfo=UTC)
+ADDR_I = ipaddress.ip_address("192.0.2.1")
+ADDR_R = ipaddress.ip_address("192.0.2.2")
+PSK = b"a long and hard to guess secret, for tests only"
+
+
+def seeded_env(seed: int, when: datetime = FIXED_NOW) -> Env:
+    rng = random.Random(seed)
+    return Env(random_bytes=rng.randbytes, utc_now=lambda: when)
+
+
+def fqdn(name: str) -> Identity:
+    return Identity(IdType.FQDN, name.encode())
+
+
+def psk_connections(
+    ike: str = "aes256gcm16-prfsha256-x25519",
+    esp: str = "aes256gcm16",
+    *,
+    mode: Mode = Mode.TUNNEL,
+    protocol: ProtocolId = ProtocolId.ESP,
+    addr_i: ipaddress.IPv4Address | ipaddress.IPv6Address = ADDR_I,
+    addr_r: ipaddress.IPv4Address | ipaddress.IPv6Address = ADDR_R,
+    net_i: str = "10.1.0.0/24",
+    net_r: str = "10.2.0.0/24",
+    ike_r: str | None = None,
+    esp_r: str | None = None,
+    psk_r: bytes = PSK,
+) -> tuple[ConnectionConfig, ConnectionConfig]:
+    """An initiator and a responder config that agree (unless told otherwise)."""
+
+    def child(name: str, local: str, remote: str, esp_text: str) -> ChildConfig:
+        return ChildConfig(
+            name=name,
+            local_ts=(TrafficSelectorSpec(ipaddress.ip_network(local)),),
+            remote_ts=(TrafficSelectorSpec(ipaddress.ip_network(remote)),),
+            proposals=parse_proposals(esp_text, protocol),
+            mode=mode,
+        )
+
+    def conn(local_addr, remote_addr, local_id, remote_id, ike_text, child_cfg, psk):  # type: ignore[no-untyped-def]
+        return ConnectionConfig(
+            name="net",
+            local_addrs=(local_addr,),
+            remote_addrs=(remote_addr,),
+            local_id=local_id,
+            remote_id=remote_id,
+            local_auth=Credentials(AuthMethodName.PSK, psk=psk),
+            remote_auth=Credentials(AuthMethodName.PSK, psk=psk),
+            ike_proposals=parse_proposals(ike_text, ProtocolId.IKE),
+            children=(child_cfg,),
+        )
+
+    initiator = conn(
+        addr_i,
+        addr_r,
+        fqdn("moon.example"),
+        fqdn("sun.example"),
+        ike,
+        child("net", net_i, net_r, esp),
+        PSK,
+    )
+    responder = conn(
+        addr_r,
+        addr_i,
+        fqdn("sun.example"),
+        fqdn("moon.example"),
+        ike_r or ike,
+        child("net", net_r, net_i, esp_r or esp),
+        psk_r,
+    )
+    return initiator, responder
+
+
+@dataclass
+class Side:
+    engine: Engine
+    events: list[Event] = field(default_factory=list)
+
+    def of(self, cls: type) -> list:  # type: ignore[type-arg]
+        return [e for e in self.events if isinstance(e, cls)]
+
+
+class Pair:
+    """Initiator `i` and responder `r`, a link between them, and one simulated clock."""
+
+    def __init__(
+        self,
+        conn_i: ConnectionConfig,
+        conn_r: ConnectionConfig,
+        *,
+        seed: int = 1,
+        env_i: Env | None = None,
+        env_r: Env | None = None,
+        engine_r: EngineConfig | None = None,
+        loss: float = 0.0,
+        duplicate: float = 0.0,
+        reorder: float = 0.0,
+    ) -> None:
+        self.now = 0.0
+        self.i = Side(Engine(EngineConfig((conn_i,)), env_i or seeded_env(seed), strict=True))
+        self.r = Side(
+            Engine(
+                engine_r or EngineConfig((conn_r,)), env_r or seeded_env(seed + 1000), strict=True
+            )
+        )
+        self.link = random.Random(seed * 7919)
+        self.loss, self.duplicate, self.reorder = loss, duplicate, reorder
+        self.in_flight: list[tuple[Side, Datagram]] = []
+        self.delivered = 0
+        self.tamper: Callable[[Side, Datagram], Datagram | None] | None = None
+
+    def initiate(self, name: str = "net") -> int:
+        sa_id = self.i.engine.initiate(name, self.now)
+        return sa_id
+
+    def _collect(self) -> None:
+        for side, other in ((self.i, self.r), (self.r, self.i)):
+            for d in side.engine.datagrams_to_send():
+                if self.tamper is not None:
+                    tampered = self.tamper(side, d)
+                    if tampered is None:
+                        continue
+                    d = tampered
+                if self.link.random() < self.loss:
+                    continue
+                copies = 2 if self.link.random() < self.duplicate else 1
+                for _ in range(copies):
+                    if self.in_flight and self.link.random() < self.reorder:
+                        self.in_flight.insert(self.link.randrange(len(self.in_flight)), (other, d))
+                    else:
+                        self.in_flight.append((other, d))
+
+    def step(self) -> bool:
+        """Deliver one datagram, or advance the clock to the next timer. False when idle."""
+        self._collect()
+        if self.in_flight:
+            target, d = self.in_flight.pop(0)
+            # the receiver sees the sender's local endpoint as remote
+            target.events += target.engine.receive_datagram(d.data, d.local, d.remote, self.now)
+            self.delivered += 1
+            return True
+        timers = [
+            t for t in (self.i.engine.get_timer(), self.r.engine.get_timer()) if t is not None
+        ]
+        if not timers:
+            return False
+        self.now = max(self.now, min(timers))
+        for side in (self.i, self.r):
+            side.events += side.engine.handle_timer(self.now)
+        return True
+
+    def run(self, until: float = 60.0, max_steps: int = 10_000) -> None:
+        """Run until both sides are idle, or the clock passes `until`."""
+        for _ in range(max_steps):
+            self._collect()
+            if not self.in_flight:
+                timers = [
+                    t
+                    for t in (self.i.engine.get_timer(), self.r.engine.get_timer())
+                    if t is not None
+                ]
+                if not timers or min(timers) > until:
+                    return
+            if not self.step():
+                return
+        raise AssertionError("pair did not settle")
+
+
+def with_(conn: ConnectionConfig, **changes: object) -> ConnectionConfig:
+    return replace(conn, **changes)  # type: ignore[arg-type]
