@@ -264,6 +264,8 @@ def parse_sa(payload: bytes, op: str) -> SaInfo:
     size = _require(payload, "xfrm_usersa_info", op)
     c = s.xfrm_usersa_info.parse(payload[:size])
     attrs = parse_attrs(payload[s.nl_align(size) :], op)
+    if s.Xfrma.ALG_AUTH_TRUNC in attrs:  # the kernel reports the auth algorithm both ways
+        attrs.pop(s.Xfrma.ALG_AUTH, None)
     names = [unpack_name(attrs[t][:64]) for t in ALGORITHM_ATTRS if len(attrs.get(t, b"")) >= 64]
     encap = None
     if len(attrs.get(s.Xfrma.ENCAP, b"")) >= size_of("xfrm_encap_tmpl"):

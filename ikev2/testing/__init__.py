@@ -1,0 +1,1 @@
+"""Test harnesses reusable by later interop tests: the QEMU guest with a real ESP kernel."""
