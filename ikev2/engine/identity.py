@@ -241,22 +241,34 @@ def _plain(identity: Identity) -> str:
     raise ValueError("no plain form")
 
 
-def identity_to_str(identity: Identity) -> str:
-    """The text parse_identity reads back to the same identity (a prefix is added when the plain
-    form would read as another type, "#hex" when the data is not printable)."""
+def _text_forms(identity: Identity) -> list[str]:
+    """Candidate texts, most readable first."""
+    forms: list[str] = []
+    prefix = PREFIX_FOR_TYPE.get(identity.id_type)
     try:
         plain = _plain(identity)
-        if parse_identity(plain) == identity:
-            return plain
-        prefixed = f"{PREFIX_FOR_TYPE[identity.id_type]}:{plain}"
-        if parse_identity(prefixed) == identity:
-            return prefixed
-    except (ValueError, KeyError):
+    except (ValueError, UnicodeDecodeError):
         pass
-    prefix = PREFIX_FOR_TYPE.get(identity.id_type)
-    if prefix is None:  # IP address of the wrong length, NULL with data: no text form reads back
-        return f"<{identity.id_type.name} #{identity.data.hex()}>"
-    return f"{prefix}:#{identity.data.hex()}"
+    else:
+        forms.append(plain)
+        if prefix is not None:
+            forms.append(f"{prefix}:{plain}")
+    if prefix is not None:
+        forms.append(f"{prefix}:#{identity.data.hex()}")
+    return forms
+
+
+def identity_to_str(identity: Identity) -> str:
+    """The text parse_identity reads back to the same identity (a prefix is added when the plain
+    form would read as another type, "#hex" when the data is not printable). Data no text reads
+    back to (an IP address of the wrong length) prints as <TYPE #hex>."""
+    for text in _text_forms(identity):
+        try:
+            if parse_identity(text) == identity:
+                return text
+        except ValueError:
+            continue
+    return f"<{identity.id_type.name} #{identity.data.hex()}>"
 
 
 # --------------------------------------------------------------------------- matching
