@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ..constants import EncrId, EsnId, IntegId, KeId, ProtocolId, TransformType
 from ..errors import InvalidSyntax, NoProposalChosen
-from ..wire.payloads import Proposal, Transform
+from ..wire import Proposal, Transform
 from .config import ProposalSpec
 
 Supported = Callable[[int, int, int | None], bool]

@@ -16,7 +16,7 @@ from ikev2.engine.proposals import (
     spec_to_proposals,
 )
 from ikev2.errors import InvalidSyntax, NoProposalChosen
-from ikev2.wire.payloads import Proposal, Transform
+from ikev2.wire import Proposal, Transform
 
 IKE, ESP, AH = ProtocolId.IKE, ProtocolId.ESP, ProtocolId.AH
 ENCR, PRF, INTEG, KE, ESN = (
