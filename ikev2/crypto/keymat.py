@@ -15,6 +15,7 @@ from .mac import KeyedMac, aes_prf_key, make_mac
 from .suites import EncrSuite, IntegSuite, MacKind, PrfSuite, prf_suite
 
 PRF_PLUS_MAX_ROUNDS = 255  # RFC 7296 §2.13: the counter is one octet, 0x01..0xff
+_COUNTER_OCTETS = [bytes((n,)) for n in range(256)]
 
 
 class Prf:
@@ -49,13 +50,14 @@ class Prf:
 
 def prf_plus(prf: Prf, seed: bytes, length: int) -> bytes:
     """prf+ (K, S) = T1 | T2 | ... with Tn = prf(K, Tn-1 | S | n) (RFC 7296 §2.13)."""
-    rounds = -(-length // prf.output_bytes)
+    rounds = -(-length // prf.suite.output_bytes)
     if rounds > PRF_PLUS_MAX_ROUNDS:
         raise UsageError(f"prf+ cannot produce {length} bytes with {prf.suite.name}")
-    out: list[bytes] = []
-    block = b""
-    for counter in range(1, rounds + 1):
-        block = prf.compute_parts(block, seed, counter.to_bytes(1))
+    compute = prf.compute
+    block = compute(seed + b"\x01")
+    out = [block]
+    for counter in range(2, rounds + 1):
+        block = compute(block + seed + _COUNTER_OCTETS[counter])
         out.append(block)
     return b"".join(out)[:length]
 

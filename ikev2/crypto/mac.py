@@ -50,8 +50,7 @@ class HmacMac:
 
     def compute(self, *parts: bytes) -> bytes:
         ctx = self._keyed.copy()
-        for part in parts:
-            ctx.update(part)
+        ctx.update(b"".join(parts) if len(parts) != 1 else parts[0])
         return ctx.finalize()
 
     def __repr__(self) -> str:
