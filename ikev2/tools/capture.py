@@ -150,7 +150,7 @@ def _interface(body: bytes, order: str) -> tuple[int, float]:
             break
         if code == _OPTION_IF_TSRESOL and length >= 1:
             value = body[offset + 4]
-            resolution = 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
+            resolution = 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value
         offset += 4 + (length + 3) // 4 * 4
     return link_type, resolution
 

@@ -8,6 +8,7 @@ payloads appear under "decrypted" (or the reason under "decrypt_error").
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from enum import IntEnum
@@ -169,9 +170,7 @@ def payload_to_json(payload: Payload) -> dict[str, Any]:
             body=payload.body.hex(),
         )
     elif isinstance(payload, UnknownPayload):
-        out.update(
-            type=payload.payload_type, critical=payload.critical, body=payload.body.hex()
-        )
+        out.update(type=payload.payload_type, critical=payload.critical, body=payload.body.hex())
     return out
 
 
@@ -228,10 +227,9 @@ class _Decryptor:
     """The --keys path: ikev2.tools.decrypt (written by the crypto side), imported lazily."""
 
     def __init__(self, keys: str) -> None:
-        from . import decrypt
-
-        self._module = decrypt
-        self._table = decrypt.load_decryption_table(keys)
+        # the module's types are the crypto side's; the contract is the two calls below
+        self._module: Any = importlib.import_module("ikev2.tools.decrypt")
+        self._table = self._module.load_decryption_table(keys)
 
     def decrypt(self, raw: bytes, message: Message) -> dict[str, Any]:
         result = self._module.decrypt_message(raw, message, self._table)

@@ -218,9 +218,12 @@ def validate_payloads(
     counts = Counter(types)
     notify_types = {p.notify_type for p in known if isinstance(p, NotifyPayload)}
     problems = [(_shape_problems(shape, counts, notify_types), shape) for shape in rule.shapes]
-    if not any(not found for found, _ in problems):
-        found, shape = min(problems, key=lambda item: len(item[0]))
-        raise InvalidSyntax(f"{where} ({shape.name}): {'; '.join(found)}")
+    if all(found for found, _ in problems):
+        # report against the main form; name the others the message did not fit either
+        found = problems[0][0]
+        others = ", ".join(other.name for _, other in problems[1:])
+        also = f" (nor a {others})" if others else ""
+        raise InvalidSyntax(f"{where}: {'; '.join(found)}{also}")
     if rule.first_notify is not None and rule.first_notify in notify_types:
         first = payloads[0]
         if not (isinstance(first, NotifyPayload) and first.notify_type == rule.first_notify):

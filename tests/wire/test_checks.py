@@ -151,7 +151,12 @@ def sa_message() -> bytearray:
 def test_sa_round_trip_with_attributes() -> None:
     sa = SaPayload(
         (
-            Proposal(1, ProtocolId.ESP, b"\x01\x02\x03\x04", (Transform(1, 12, 128, ((7, b"xy"), (9, 3))),)),
+            Proposal(
+                1,
+                ProtocolId.ESP,
+                b"\x01\x02\x03\x04",
+                (Transform(1, 12, 128, ((7, b"xy"), (9, 3))),),
+            ),
             Proposal(2, ProtocolId.ESP, b"\x01\x02\x03\x05", (Transform(1, 20, 256),)),
         )
     )

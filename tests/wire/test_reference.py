@@ -58,7 +58,10 @@ SUMMARY = [
 ]  # fmt: skip
 for first in (23, 29, 35, 41, 47):  # five more IKE SAs: INIT, AUTH, INFORMATIONAL (delete)
     for step, exchange in enumerate(("IKE_SA_INIT", "IKE_AUTH", "INFORMATIONAL")):
-        SUMMARY += [(first + 2 * step, exchange, step, False), (first + 2 * step + 1, exchange, step, True)]
+        SUMMARY += [
+            (first + 2 * step, exchange, step, False),
+            (first + 2 * step + 1, exchange, step, True),
+        ]
 
 
 def test_the_capture_has_46_ike_messages(reference: dict[int, bytes]) -> None:
