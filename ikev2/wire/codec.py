@@ -1,7 +1,8 @@
 """One payload <-> its typed dataclass, through the construct schemas (RFC 7296 §3, RFC 7383 §2.5).
 
-A PayloadCodec runs either the compiled schemas (the hot path, `COMPILED_CODEC`) or the
-interpreted ones (`INTERPRETED_CODEC`, for tests that hold the two against each other). Decoders
+A PayloadCodec runs one set of parsers and builders: DEFAULT_CODEC (compiled construct parsers,
+plain-struct builders from layouts.py: the hot path), COMPILED_CODEC or INTERPRETED_CODEC
+(construct both ways, for tests that hold the three against each other). Decoders
 receive a slice whose generic header chain.walk_chain has bounds-checked; they check the payload's
 inner lengths with checks.* before construct parses, and the field rules after.
 """
@@ -16,6 +17,7 @@ from ..constants import PayloadType, TransformAttr, TsType
 from ..errors import UsageError
 from . import checks
 from .chain import CRITICAL, PayloadSlice
+from .layouts import STRUCT_BUILDERS
 from .payloads import (
     AuthPayload,
     CertPayload,
@@ -143,48 +145,50 @@ class PayloadCodec:
         for spans in checks.proposal_spans(data, w.start + 4, w.end):
             parsed = self._parse("PROPOSAL", data, *spans.span)
             transforms = []
-            for transform, attribute_spans in zip(parsed.transforms, spans.attributes, strict=True):
+            for transform, attribute_spans in zip(
+                parsed["transforms"], spans.attributes, strict=True
+            ):
                 key_length = None
                 attributes: list[tuple[int, int | bytes]] = []
                 for a_start, a_end in attribute_spans:
                     attribute = self._parse("TRANSFORM_ATTRIBUTE", data, a_start, a_end)
-                    if attribute.af_type & _TV:
-                        attr_type = attribute.af_type & ~_TV
+                    if attribute["af_type"] & _TV:
+                        attr_type = attribute["af_type"] & ~_TV
                         if attr_type == _KEY_LENGTH and key_length is None:
-                            key_length = attribute.length_or_value
+                            key_length = attribute["length_or_value"]
                         else:
-                            attributes.append((attr_type, attribute.length_or_value))
+                            attributes.append((attr_type, attribute["length_or_value"]))
                     else:
-                        attributes.append((attribute.af_type, attribute.value))
+                        attributes.append((attribute["af_type"], attribute["value"]))
                 transforms.append(
-                    Transform(transform.type, transform.id, key_length, tuple(attributes))
+                    Transform(transform["type"], transform["id"], key_length, tuple(attributes))
                 )
             proposals.append(
-                Proposal(parsed.number, parsed.protocol, parsed.spi, tuple(transforms))
+                Proposal(parsed["number"], parsed["protocol"], parsed["spi"], tuple(transforms))
             )
         return SaPayload(tuple(proposals))
 
     def _decode_ke(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         parsed = self._parse("KE_PAYLOAD", data, w.start, w.end)
-        checks.check_ke_data(parsed.group, parsed.data, is_response, w.start + 8)
-        return KePayload(parsed.group, parsed.data)
+        checks.check_ke_data(parsed["group"], parsed["data"], is_response, w.start + 8)
+        return KePayload(parsed["group"], parsed["data"])
 
     def _decode_id(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         parsed = self._parse("ID_PAYLOAD", data, w.start, w.end)
         cls = IdiPayload if w.payload_type == PayloadType.IDi else IdrPayload
-        return cls(parsed.id_type, parsed.data)
+        return cls(parsed["id_type"], parsed["data"])
 
     def _decode_cert(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         parsed = self._parse("CERT_PAYLOAD", data, w.start, w.end)
         cls = CertPayload if w.payload_type == PayloadType.CERT else CertReqPayload
-        return cls(parsed.encoding, parsed.data)
+        return cls(parsed["encoding"], parsed["data"])
 
     def _decode_auth(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         parsed = self._parse("AUTH_PAYLOAD", data, w.start, w.end)
-        return AuthPayload(parsed.method, parsed.data)
+        return AuthPayload(parsed["method"], parsed["data"])
 
     def _decode_data(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
-        body = self._parse("DATA_PAYLOAD", data, w.start, w.end).data
+        body = self._parse("DATA_PAYLOAD", data, w.start, w.end)["data"]
         if w.payload_type == PayloadType.NONCE:
             checks.check_nonce(body, w.start + 4)
             return NoncePayload(body)
@@ -195,12 +199,14 @@ class PayloadCodec:
     def _decode_notify(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         checks.check_notify(data, w.start, w.end)
         parsed = self._parse("NOTIFY_PAYLOAD", data, w.start, w.end)
-        return NotifyPayload(parsed.notify_type, parsed.protocol, parsed.spi, parsed.data)
+        return NotifyPayload(
+            parsed["notify_type"], parsed["protocol"], parsed["spi"], parsed["data"]
+        )
 
     def _decode_delete(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         checks.check_delete(data, w.start, w.end)
         parsed = self._parse("DELETE_PAYLOAD", data, w.start, w.end)
-        return DeletePayload(parsed.protocol, tuple(parsed.spis))
+        return DeletePayload(parsed["protocol"], tuple(parsed["spis"]))
 
     def _decode_ts(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         count = data[w.start + 4]
@@ -209,21 +215,21 @@ class PayloadCodec:
             schema = _TS_SCHEMA.get(data[start])
             if schema is None:
                 raw = self._parse("TS_RAW", data, start, end)
-                selectors.append(RawTrafficSelector(raw.ts_type, raw.data))
+                selectors.append(RawTrafficSelector(raw["ts_type"], raw["data"]))
                 continue
             ts = self._parse(schema, data, start, end)
             checks.check_selector_range(
-                ts.start_port, ts.end_port, ts.start_addr, ts.end_addr, start
+                ts["start_port"], ts["end_port"], ts["start_addr"], ts["end_addr"], start
             )
-            address = _ADDRESS_CLASS[len(ts.start_addr)]
+            address = _ADDRESS_CLASS[len(ts["start_addr"])]
             selectors.append(
                 TrafficSelector(
-                    ts.ts_type,
-                    ts.ip_protocol,
-                    ts.start_port,
-                    ts.end_port,
-                    address(ts.start_addr),
-                    address(ts.end_addr),
+                    ts["ts_type"],
+                    ts["ip_protocol"],
+                    ts["start_port"],
+                    ts["end_port"],
+                    address(ts["start_addr"]),
+                    address(ts["end_addr"]),
                 )
             )
         cls = TsiPayload if w.payload_type == PayloadType.TSi else TsrPayload
@@ -231,15 +237,18 @@ class PayloadCodec:
 
     def _decode_sk(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         parsed = self._parse("SK_PAYLOAD", data, w.start, w.end)
-        return SkPayload(parsed.next_payload, parsed.body)
+        return SkPayload(parsed["next_payload"], parsed["body"])
 
     def _decode_skf(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
         parsed = self._parse("SKF_PAYLOAD", data, w.start, w.end)
         checks.check_fragment(
-            parsed.next_payload, parsed.fragment_number, parsed.total_fragments, w.start
+            parsed["next_payload"], parsed["fragment_number"], parsed["total_fragments"], w.start
         )
         return SkfPayload(
-            parsed.next_payload, parsed.fragment_number, parsed.total_fragments, parsed.body
+            parsed["next_payload"],
+            parsed["fragment_number"],
+            parsed["total_fragments"],
+            parsed["body"],
         )
 
     def _decode_cp(self, data: bytes, w: PayloadSlice, is_response: bool | None) -> Payload:
@@ -247,7 +256,7 @@ class PayloadCodec:
         attributes = []
         for start, end in checks.cfg_attribute_spans(data, w.start + 8, w.end):
             parsed = self._parse("CFG_ATTRIBUTE", data, start, end)
-            attributes.append(CfgAttribute(parsed.attr_type & _CFG_TYPE_MASK, parsed.value))
+            attributes.append(CfgAttribute(parsed["attr_type"] & _CFG_TYPE_MASK, parsed["value"]))
         return CpPayload(cfg_type, tuple(attributes))
 
     # ---- encoding ------------------------------------------------------------------------
@@ -418,5 +427,8 @@ class PayloadCodec:
         }
 
 
+# The production path: compiled construct parsers, plain-struct builders (layouts.py).
+DEFAULT_CODEC: Final = PayloadCodec(SchemaSet(COMPILED_SET.parse, STRUCT_BUILDERS))
+# Construct both ways, compiled or interpreted: tests hold all three against each other.
 COMPILED_CODEC: Final = PayloadCodec(COMPILED_SET)
 INTERPRETED_CODEC: Final = PayloadCodec(INTERPRETED_SET)

@@ -21,7 +21,7 @@ from .chain import (
     encode_header,
     walk_chain,
 )
-from .codec import COMPILED_CODEC, PayloadCodec
+from .codec import DEFAULT_CODEC, PayloadCodec
 from .payloads import Message, Payload, SkfPayload, SkPayload
 
 # What a parser may throw on input the checks did not foresee; all become DecodeError.
@@ -36,7 +36,7 @@ _PARSE_ERRORS = (
 )
 
 
-def decode_message(data: bytes, *, codec: PayloadCodec = COMPILED_CODEC) -> Message:
+def decode_message(data: bytes, *, codec: PayloadCodec = DEFAULT_CODEC) -> Message:
     """Decode one IKE message; raises DecodeError only (UnsupportedVersion for major != 2).
 
     Direction-dependent checks (the ML-KEM KE length) follow the header's R flag.
@@ -52,7 +52,7 @@ def decode_payloads(
     base_offset: int = 0,
     *,
     is_response: bool | None = None,
-    codec: PayloadCodec = COMPILED_CODEC,
+    codec: PayloadCodec = DEFAULT_CODEC,
 ) -> tuple[Payload, ...]:
     """Decode a payload chain starting with first_type, e.g. the decrypted inside of SK.
 
@@ -86,7 +86,7 @@ def _decode_slices(
 
 
 def encode_payloads(
-    payloads: Sequence[Payload], *, codec: PayloadCodec = COMPILED_CODEC
+    payloads: Sequence[Payload], *, codec: PayloadCodec = DEFAULT_CODEC
 ) -> tuple[int, bytes]:
     """(type of the first payload, the chained octets); (NONE, b"") for no payloads."""
     if not payloads:
@@ -99,7 +99,7 @@ def encode_payloads(
     return int(payloads[0].payload_type), b"".join(parts)
 
 
-def encode_message(message: Message, *, codec: PayloadCodec = COMPILED_CODEC) -> bytes:
+def encode_message(message: Message, *, codec: PayloadCodec = DEFAULT_CODEC) -> bytes:
     """The message's octets; header.next_payload and header.length are recomputed."""
     first_type, chain = encode_payloads(message.payloads, codec=codec)
     return encode_header(message.header, first_type, HEADER_LENGTH + len(chain)) + chain

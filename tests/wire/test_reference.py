@@ -39,10 +39,12 @@ from ikev2.wire import (
     sk_associated_data,
     validate_payloads,
 )
-from ikev2.wire.codec import COMPILED_CODEC, INTERPRETED_CODEC, PayloadCodec
+from ikev2.wire.codec import COMPILED_CODEC, DEFAULT_CODEC, INTERPRETED_CODEC, PayloadCodec
 
 CODECS = pytest.mark.parametrize(
-    "codec", [COMPILED_CODEC, INTERPRETED_CODEC], ids=["compiled", "interpreted"]
+    "codec",
+    [DEFAULT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC],
+    ids=["default", "compiled", "interpreted"],
 )
 
 # (frame, exchange, message ID, is_response) from ikev2-reference-summary.txt
@@ -162,7 +164,7 @@ def test_inner_chains_round_trip_and_follow_the_rules(
 ) -> None:
     assert len(inner_chains) == 34
     for frame, chain in inner_chains.items():
-        for codec in (COMPILED_CODEC, INTERPRETED_CODEC):
+        for codec in (DEFAULT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC):
             payloads = decode_payloads(
                 chain.first_type, chain.data, is_response=chain.is_response, codec=codec
             )
