@@ -388,7 +388,7 @@ def esp_scenario(sc: EspScenario) -> dict[str, Any]:
         checks.update(bypass_check(sc, ka, kb))
         xfrm_state = run("ip", "-n", "A", "-s", "xfrm", "state").stdout
         if sc.esn:  # iproute2 prints the state flags; ESN needs XFRM_STATE_ESN + REPLAY_ESN_VAL
-            checks["esn_in_kernel"] = xfrm_state.count("esn") >= 2 and "replay-window 128" in (
+            checks["esn_in_kernel"] = xfrm_state.count("esn") >= 2 and "replay_window 128" in (
                 xfrm_state
             )
         # teardown through the adapter, then the kernel must hold nothing
