@@ -68,11 +68,15 @@ class Kernel(Protocol):
         """Replace an SA, e.g. the larval one allocate_spi left behind (XFRM_MSG_UPDSA)."""
         ...
 
-    def delete_sa(self, dst: IPAddress, spi: int, proto: IpProto | ProtocolId) -> None:
-        """Remove an SA (XFRM_MSG_DELSA); ESRCH if there is none."""
+    def delete_sa(
+        self, dst: IPAddress, spi: int, proto: IpProto | ProtocolId, mark: Mark | None = None
+    ) -> None:
+        """Remove an SA (XFRM_MSG_DELSA); ESRCH if there is none. An SA with a mark needs it."""
         ...
 
-    def get_sa_counters(self, dst: IPAddress, spi: int, proto: IpProto | ProtocolId) -> SaCounters:
+    def get_sa_counters(
+        self, dst: IPAddress, spi: int, proto: IpProto | ProtocolId, mark: Mark | None = None
+    ) -> SaCounters:
         """Bytes, packets and times of an SA (XFRM_MSG_GETSA)."""
         ...
 

@@ -67,7 +67,7 @@ BYPASS_OPTION: dict[int, tuple[int, int]] = {
 }
 
 
-def _sa_detail(op: str, dst: IPAddress, spi: int, proto: IpProto, extra: str = "") -> str:
+def _sa_detail(dst: IPAddress, spi: int, proto: IpProto, extra: str = "") -> str:
     text = f"{proto.name} spi {spi:#010x} dst {dst}"
     return f"{text} {extra}".rstrip()
 
@@ -124,7 +124,7 @@ class XfrmKernel:
             self._nl.request(op, msg_type, body)
         except KernelError as exc:
             extra = f"{spec.algorithm} {spec.mode.name.lower()} {spec.src} -> {spec.dst}"
-            detail = _sa_detail(op, spec.dst, spec.spi, spec.proto, extra)
+            detail = _sa_detail(spec.dst, spec.spi, spec.proto, extra)
             raise KernelError(op, exc.errno, detail + _hint(SA_ERROR_HINTS, exc.errno)) from None
 
     def add_sa(self, spec: SaSpec) -> None:
@@ -140,7 +140,7 @@ class XfrmKernel:
         try:
             return self._nl.request(op, msg_type, body)
         except KernelError as exc:
-            detail = _sa_detail(op, dst, spi, proto) + _hint(SA_ERROR_HINTS, exc.errno)
+            detail = _sa_detail(dst, spi, proto) + _hint(SA_ERROR_HINTS, exc.errno)
             raise KernelError(op, exc.errno, detail) from None
 
     def delete_sa(
