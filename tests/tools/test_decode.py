@@ -12,7 +12,7 @@ import pytest
 from ikev2.cli import main
 from ikev2.constants import NotifyType
 from ikev2.tools.decode import payload_to_json
-from ikev2.wire import KePayload, NotifyPayload, Proposal, SaPayload, Transform
+from ikev2.wire import KePayload, NotifyPayload, Proposal, SaPayload, Transform, decode_payloads
 
 CAPTURES = Path(__file__).resolve().parents[2] / "fixtures" / "captures"
 REFERENCE = CAPTURES / "ikev2-reference.pcapng"
@@ -116,3 +116,9 @@ def test_keys_decrypt_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
     assert all("decrypted" in o for o in encrypted), [o.get("decrypt_error") for o in encrypted]
     idi = encrypted[0]["decrypted"][0]
     assert idi["type"] == "IDi" and idi["value"] == "init-psk.sbase.test"
+    # the same inner payloads tshark decrypted (fixtures/captures/ikev2-reference-inner.txt)
+    for line in (CAPTURES / "ikev2-reference-inner.txt").read_text().splitlines()[1:]:
+        frame, first, _, hexdata = line.split()
+        inner = decode_payloads(int(first), b"" if hexdata == "-" else bytes.fromhex(hexdata))
+        (decoded,) = [o for o in encrypted if o["frame"] == int(frame)]
+        assert decoded["decrypted"] == [payload_to_json(p) for p in inner], frame
