@@ -99,6 +99,7 @@ class IkeSa:
         self.random_bytes: Callable[[int], bytes] = env.random_bytes
         self.state = IkeState.CREATED
         self.created_at = now
+        self.established_at: float | None = None
         self.last_heard = now
         self.requests = RequestWindow(conn.timers)
         self.responses = ResponseWindow()

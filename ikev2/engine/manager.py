@@ -24,6 +24,7 @@ from ..wire import (
     NoncePayload,
     NotifyPayload,
     Payload,
+    SkPayload,
     decode_message,
     encode_message,
     validate_payloads,
@@ -35,6 +36,7 @@ from .events import Datagram, Endpoint, Event, IkeSaFailed
 from .ike_sa import IkeSa, Outbox
 from .state import IkeInput, IkeState
 from .tasks import ike_auth, ike_init, informational
+from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass, RetransmitAction
 
 log = structlog.get_logger("ikev2.engine")
@@ -102,6 +104,25 @@ class Engine:
             self._after(sa)
         return self._drain()
 
+    def kernel_failed(self, sa_id: int, spi_in: int, reason: str, now: float) -> list[Event]:
+        """The kernel could not install a child SA: delete it with the peer (DESIGN §1)."""
+        sa = self.sas.get(sa_id)
+        if sa is not None:
+            sa.log.warning("kernel refused child SA", spi_in=f"{spi_in:08x}", reason=reason)
+        return self.terminate_child(sa_id, spi_in, now)
+
+    def update_config(self, config: EngineConfig) -> None:
+        """New connections apply to new IKE SAs; existing SAs keep the config they started with."""
+        self.config = config
+
+    # --- views
+    def list_sas(self) -> list[IkeSaView]:
+        return [ike_sa_view(sa) for sa in self.sas.values()]
+
+    def export_keys(self, sa_id: int) -> KeyExport | None:
+        sa = self.sas.get(sa_id)
+        return key_export(sa) if sa is not None else None
+
     # --- outputs
     def datagrams_to_send(self) -> list[Datagram]:
         out, self.outbox.datagrams = self.outbox.datagrams, []
@@ -167,6 +188,11 @@ class Engine:
             return
         if sa.keys is None or sa.state is IkeState.CLOSED:
             sa.log.info("message dropped", reason="IKE SA has no keys yet")
+            return
+        if not message.payloads or not isinstance(message.payloads[-1], SkPayload):
+            # §2.21.4: unprotected notifies (INVALID_IKE_SPI...) prove nothing; never act on them
+            notifies = [n.notify_type for n in message.notifies]
+            sa.log.info("unprotected message dropped", notifies=notifies)
             return
         if header.is_response:
             self._response(sa, data, message, remote, local, now)
@@ -310,7 +336,7 @@ class Engine:
         self, sa: IkeSa, exchange: int, inner: tuple[Payload, ...], now: float
     ) -> list[Payload]:
         if exchange == ExchangeType.IKE_AUTH:
-            answer = ike_auth.respond(sa, inner, self._reqid)
+            answer = ike_auth.respond(sa, inner, self._reqid, now)
             if sa.half_open_key is not None:
                 self.half_open.pop(sa.half_open_key, None)
                 sa.half_open_key = None

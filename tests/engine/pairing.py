@@ -11,6 +11,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
 
 from ikev2.constants import IdType, ProtocolId
 from ikev2.engine import Engine, Env
@@ -24,7 +27,13 @@ from ikev2.engine.config import (
     Mode,
     TrafficSelectorSpec,
 )
+from ikev2.engine.credentials import (
+    default_identity_for_cert,
+    load_certificate,
+    load_private_key,
+)
 from ikev2.engine.events import Datagram, Event
+from ikev2.engine.identity import parse_identity
 from ikev2.engine.proposal_strings import parse_proposals
 
 FIXED_NOW = datetime(2027, 6, 1, tzinfo=UTC)
@@ -198,3 +207,47 @@ class Pair:
 
 def with_(conn: ConnectionConfig, **changes: object) -> ConnectionConfig:
     return replace(conn, **changes)  # type: ignore[arg-type]
+
+
+PKI = Path(__file__).resolve().parents[2] / "fixtures" / "pki"
+
+
+def pki_credentials(chain: str, name: str, ca: str | None = None) -> Credentials:
+    """Our certificate and key from fixtures/pki/<chain>/, trusting <ca or chain>/ca.crt."""
+    cert = load_certificate((PKI / chain / f"{name}.crt").read_bytes())
+    key = load_private_key((PKI / chain / f"{name}.key").read_bytes())
+    anchor = load_certificate((PKI / (ca or chain) / "ca.crt").read_bytes())
+    return Credentials(
+        AuthMethodName.PUBKEY, certs=(cert,), private_key=key, trust_anchors=(anchor,)
+    )
+
+
+def cert_connections(
+    chain: str,
+    *,
+    id_kind: str = "fqdn",
+    chain_i: str | None = None,
+    **kwargs: object,
+) -> tuple[ConnectionConfig, ConnectionConfig]:
+    """A PSK pair turned into certificate authentication from fixtures/pki/<chain>/."""
+    conn_i, conn_r = psk_connections(**kwargs)  # type: ignore[arg-type]
+    ids = {
+        "fqdn": (parse_identity("moon.ikev2.test"), parse_identity("sun.ikev2.test")),
+        "ip": (
+            Identity(IdType.IPV4_ADDR, ADDR_I.packed),
+            Identity(IdType.IPV4_ADDR, ADDR_R.packed),
+        ),
+        "dn": tuple(  # the subject DNs, as strongSwan sends by default
+            default_identity_for_cert(
+                x509.load_pem_x509_certificate((PKI / chain / f"{name}.crt").read_bytes())
+            )
+            for name in ("moon", "sun")
+        ),
+    }
+    moon, sun = ids[id_kind]
+    creds_i = pki_credentials(chain_i or chain, "moon", ca=chain)
+    creds_r = pki_credentials(chain, "sun")
+    trust = Credentials(AuthMethodName.PUBKEY, trust_anchors=creds_r.trust_anchors)
+    conn_i = replace(conn_i, local_id=moon, remote_id=sun, local_auth=creds_i, remote_auth=trust)
+    conn_r = replace(conn_r, local_id=sun, remote_id=moon, local_auth=creds_r, remote_auth=trust)
+    return conn_i, conn_r

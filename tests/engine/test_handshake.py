@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import replace
+
 import pytest
 
-from ikev2.constants import ProtocolId
-from ikev2.engine.config import Mode
+from ikev2.constants import NotifyType, ProtocolId
+from ikev2.engine.config import AuthMethodName, Credentials, Mode
+from ikev2.engine.credentials import load_certificate
 from ikev2.engine.events import ChildSaEstablished, IkeSaEstablished, IkeSaFailed
+from ikev2.engine.identity import parse_identity
 
-from .pairing import Pair, psk_connections
+from .pairing import PKI, PSK, Pair, cert_connections, pki_credentials, psk_connections
 
 
 def assert_child_pair(pair: Pair) -> tuple[ChildSaEstablished, ChildSaEstablished]:
@@ -69,3 +74,79 @@ def test_wrong_psk_fails_on_both_sides_and_leaves_no_state() -> None:
     assert fr.notify is not None and fr.notify.name == "AUTHENTICATION_FAILED"
     assert fi.notify is not None and fi.notify.name == "AUTHENTICATION_FAILED"
     assert not pair.i.engine.sas and not pair.r.engine.sas
+
+
+@pytest.mark.parametrize("chain", ["ecdsa", "rsa", "ed25519"])
+@pytest.mark.parametrize("id_kind", ["fqdn", "ip", "dn"])
+def test_certificate_handshake(chain: str, id_kind: str) -> None:
+    pair = Pair(*cert_connections(chain, id_kind=id_kind))
+    pair.initiate()
+    pair.run(until=1)
+    (ei,) = pair.i.of(IkeSaEstablished)
+    (er,) = pair.r.of(IkeSaEstablished)
+    expected = {"fqdn": ("moon", "sun"), "ip": ("192.0.2.1", "192.0.2.2"), "dn": ("moon", "sun")}
+    assert expected[id_kind][0] in er.remote_id and expected[id_kind][1] in ei.remote_id
+    assert_child_pair(pair)
+
+
+def test_rsa_pss_leaf_under_a_three_level_chain_is_refused_without_intermediates() -> None:
+    # moon's chain needs int1/int2, which we do not send: the responder cannot build the path
+    conn_i, conn_r = cert_connections("ecdsa")
+    creds = pki_credentials("rsa4096", "moon", ca="ecdsa")
+    anchor = load_certificate((PKI / "rsa4096" / "root.crt").read_bytes())
+    conn_i = replace(conn_i, local_id=parse_identity("moon.ikev2.test"), local_auth=creds)
+    conn_r = replace(
+        conn_r,
+        remote_auth=Credentials(AuthMethodName.PUBKEY, trust_anchors=(anchor,)),
+    )
+    pair = Pair(conn_i, conn_r)
+    pair.initiate()
+    pair.run(until=1)
+    (failed,) = pair.r.of(IkeSaFailed)
+    assert failed.notify is NotifyType.AUTHENTICATION_FAILED and "certificate" in failed.reason
+
+
+def test_untrusted_certificate_fails_with_authentication_failed() -> None:
+    pair = Pair(*cert_connections("ecdsa", chain_i="untrusted"))
+    pair.initiate()
+    pair.run(until=1)
+    (fr,) = pair.r.of(IkeSaFailed)
+    (fi,) = pair.i.of(IkeSaFailed)
+    assert fr.notify is NotifyType.AUTHENTICATION_FAILED and "certificate" in fr.reason
+    assert fi.notify is NotifyType.AUTHENTICATION_FAILED
+    assert not pair.i.engine.sas and not pair.r.engine.sas
+
+
+def test_ipv6_handshake() -> None:
+    conn_i, conn_r = psk_connections(
+        addr_i=ipaddress.ip_address("2001:db8::1"),
+        addr_r=ipaddress.ip_address("2001:db8::2"),
+        net_i="fd00:1::/64",
+        net_r="fd00:2::/64",
+    )
+    pair = Pair(conn_i, conn_r)
+    pair.initiate()
+    pair.run(until=1)
+    ci, _ = assert_child_pair(pair)
+    assert ci.outbound.dst == ipaddress.ip_address("2001:db8::2")
+    assert str(ci.remote_ts[0].network) == "fd00:2::/64"
+
+
+def test_views_for_list_sas_and_key_export_keep_secrets_out_of_repr() -> None:
+    pair = Pair(*psk_connections())
+    sa_id = pair.initiate()
+    pair.run(until=1)
+    (view,) = pair.i.engine.list_sas()
+    assert view.state == "established" and view.remote_id == "sun.example"
+    (child,) = view.children
+    assert child.local_ts == ("10.1.0.0/24",) and child.remote_ts == ("10.2.0.0/24",)
+    assert child.suite == "AES_GCM_16_256"
+    exported = pair.i.engine.export_keys(sa_id)
+    assert exported is not None and exported.encr == "AES_GCM_16" and exported.integ is None
+    (r_sa,) = pair.r.engine.sas.values()
+    assert r_sa.keys is not None and exported.sk_ei == r_sa.keys.sk_ei
+    for secret in (exported.sk_ei, exported.sk_er):
+        assert secret.hex() not in repr(exported)
+    (event,) = pair.i.of(ChildSaEstablished)
+    assert event.outbound.enc_key.hex() not in repr(event)
+    assert PSK.decode() not in repr(pair.i.engine.config)

@@ -120,8 +120,9 @@ def verify_peer(
     return identity
 
 
-def established(sa: IkeSa, identity: Identity) -> None:
+def established(sa: IkeSa, identity: Identity, now: float) -> None:
     sa.remote_identity = identity
+    sa.established_at = now
     sa.transition(IkeInput.AUTH_DONE)
     sa.log.info("IKE SA established", remote_id=str(identity), suite=suite_name(sa))
     sa.emit(
@@ -191,7 +192,7 @@ class IkeAuthExchange:
             sa.send(packet)
             _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
             return
-        established(sa, identity)
+        established(sa, identity, now)
         if self.child_request is not None:
             child_create.process_i(sa, self.child_request, payloads)
         sa.schedule_dpd(now)
@@ -222,7 +223,10 @@ def select_connection(sa: IkeSa, payloads: Sequence[Payload]) -> ConnectionConfi
 
 
 def respond(
-    sa: IkeSa, payloads: tuple[Payload, ...], reqid_source: child_create.ReqidSource
+    sa: IkeSa,
+    payloads: tuple[Payload, ...],
+    reqid_source: child_create.ReqidSource,
+    now: float,
 ) -> list[Payload]:
     """The responder's IKE_AUTH: authenticate the initiator, prove ourselves, make the child."""
     conn = select_connection(sa, payloads)
@@ -237,7 +241,7 @@ def respond(
         return [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     answer: list[Payload] = [idr, *our_auth_payloads(sa, conn, idr)]
-    established(sa, identity)
+    established(sa, identity, now)
     answer += child_create.respond(sa, payloads, reqid_source)
     return answer
 

@@ -1,0 +1,119 @@
+"""Read-only views of the engine's SAs for the service: `list-sas` and the Wireshark key log.
+
+Views are plain frozen dataclasses built on demand; nothing here changes engine state. Keys appear
+only in KeyExport, which the service asks for only when the user turned key export on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..constants import EncrId, IntegId, enum_name
+from .events import Endpoint
+from .ike_sa import IkeSa
+
+
+@dataclass(frozen=True, slots=True)
+class ChildView:
+    name: str
+    reqid: int
+    protocol: str
+    mode: str
+    spi_in: int
+    spi_out: int
+    local_ts: tuple[str, ...]
+    remote_ts: tuple[str, ...]
+    suite: str
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaView:
+    id: int
+    connection: str
+    state: str
+    initiator: bool
+    local: Endpoint
+    remote: Endpoint
+    spi_i: str
+    spi_r: str
+    local_id: str
+    remote_id: str
+    suite: str
+    nat_local: bool
+    nat_remote: bool
+    established_at: float | None
+    children: tuple[ChildView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyExport:
+    """One line of Wireshark's ikev2_decryption_table (SPIs, SK_e*, SK_a*, algorithm names)."""
+
+    spi_i: bytes
+    spi_r: bytes
+    sk_ei: bytes = field(repr=False)
+    sk_er: bytes = field(repr=False)
+    sk_ai: bytes = field(repr=False)
+    sk_ar: bytes = field(repr=False)
+    encr: str
+    encr_key_bits: int | None
+    integ: str | None
+
+
+def child_view(sa: IkeSa) -> tuple[ChildView, ...]:
+    views = []
+    for child in sa.children:
+        event = child.event
+        views.append(
+            ChildView(
+                name=child.config.name,
+                reqid=child.reqid,
+                protocol=child.protocol.name,
+                mode=child.mode.value,
+                spi_in=child.spi_in,
+                spi_out=child.spi_out,
+                local_ts=tuple(str(ts.network) for ts in event.local_ts) if event else (),
+                remote_ts=tuple(str(ts.network) for ts in event.remote_ts) if event else (),
+                suite=event.suite if event else "",
+            )
+        )
+    return tuple(views)
+
+
+def ike_sa_view(sa: IkeSa) -> IkeSaView:
+    from .support import describe_suite
+
+    return IkeSaView(
+        id=sa.id,
+        connection=sa.conn.name,
+        state=sa.state.value,
+        initiator=sa.initiator,
+        local=sa.local,
+        remote=sa.remote,
+        spi_i=sa.spi_i.hex(),
+        spi_r=sa.spi_r.hex(),
+        local_id=str(sa.conn.local_id),
+        remote_id=str(sa.remote_identity) if sa.remote_identity else "",
+        suite=describe_suite(sa.suite) if sa.suite else "",
+        nat_local=sa.nat_local,
+        nat_remote=sa.nat_remote,
+        established_at=sa.established_at,
+        children=child_view(sa),
+    )
+
+
+def key_export(sa: IkeSa) -> KeyExport | None:
+    if sa.keys is None or sa.suite is None or sa.suite.encr is None:
+        return None
+    keys = sa.keys
+    return KeyExport(
+        spi_i=sa.spi_i,
+        spi_r=sa.spi_r,
+        sk_ei=keys.sk_ei,
+        sk_er=keys.sk_er,
+        sk_ai=keys.sk_ai,
+        sk_ar=keys.sk_ar,
+        encr=enum_name(EncrId, sa.suite.encr),
+        encr_key_bits=sa.suite.encr_key_bits,
+        integ=enum_name(IntegId, sa.suite.integ) if sa.suite.integ else None,
+    )
