@@ -8,6 +8,7 @@ selectors, mode and ESP/AH proposals.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,9 +43,14 @@ class Identity:
     data: bytes
 
     def __str__(self) -> str:
-        from .identity import identity_to_str
+        return _identity_text(self)
 
-        return identity_to_str(self)
+
+@functools.lru_cache(maxsize=4096)
+def _identity_text(identity: Identity) -> str:
+    from .identity import identity_to_str
+
+    return identity_to_str(identity)
 
 
 class AuthMethodName(enum.StrEnum):

@@ -124,7 +124,8 @@ def established(sa: IkeSa, identity: Identity, now: float) -> None:
     sa.remote_identity = identity
     sa.established_at = now
     sa.transition(IkeInput.AUTH_DONE)
-    sa.log.info("IKE SA established", remote_id=str(identity), suite=suite_name(sa))
+    remote_id, suite = str(identity), suite_name(sa)
+    sa.log.info("IKE SA established", remote_id=remote_id, suite=suite)
     sa.emit(
         IkeSaEstablished(
             ike_sa_id=sa.id,
@@ -135,8 +136,8 @@ def established(sa: IkeSa, identity: Identity, now: float) -> None:
             spi_i=sa.spi_i,
             spi_r=sa.spi_r,
             local_id=str(sa.conn.local_id),
-            remote_id=str(identity),
-            suite=suite_name(sa),
+            remote_id=remote_id,
+            suite=suite,
             nat_local=sa.nat_local,
             nat_remote=sa.nat_remote,
         )
