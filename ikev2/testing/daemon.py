@@ -1,0 +1,239 @@
+"""Our own daemon as a test peer: `ikev2 daemon` in a network namespace, driven through its
+control socket with the `ikev2` CLI (up, down, list-sas --json, reload, rekey).
+
+The configuration is written as TOML from nested dicts (`render_toml`); `--key-log` is always on
+so the keys can be compared with strongSwan's (ikev2.testing.keycompare). Only the daemon this
+object started is signalled, by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .keycompare import KeyLog, parse_key_log
+
+READY = "ikev2: listening on"
+
+
+def ikev2_command() -> Path:
+    """The `ikev2` entry point next to the running interpreter (the project's venv)."""
+    return Path(sys.executable).with_name("ikev2")
+
+
+class DaemonError(RuntimeError):
+    """Our daemon did not start or a CLI command failed; carries the output."""
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("-", "").replace("_", "").isalnum() else json.dumps(key)
+
+
+def render_toml(tree: Mapping[str, Any], prefix: str = "") -> str:
+    """TOML from nested mappings: scalars and lists first, then one [table] per mapping."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            tables.append((f"{prefix}{_toml_key(key)}", value))
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    out = "\n".join(lines)
+    for name, table in tables:
+        body = render_toml(table, f"{name}.")
+        has_scalars = any(not isinstance(v, Mapping) for v in table.values())
+        header = f"[{name}]\n" if has_scalars or not table else ""
+        out += ("\n\n" if out else "") + header + body
+    return out.strip() + "\n"
+
+
+@dataclass
+class CliResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class OurDaemon:
+    """`ikev2 daemon` in namespace `ns` with its files under `workdir`."""
+
+    def __init__(self, ns: str, workdir: Path, kernel: str = "memory") -> None:
+        self.ns = ns
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.kernel = kernel
+        self.config_path = self.dir / "ikev2.toml"
+        self.control = self.dir / "control.sock"
+        self.key_log_path = self.dir / "keys.txt"
+        self.log_path = self.dir / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Write the TOML configuration (the [daemon] control_socket/kernel are filled in)."""
+        tree = dict(config)
+        daemon = dict(tree.get("daemon", {}))
+        daemon.setdefault("control_socket", str(self.control))
+        daemon.setdefault("kernel", self.kernel)
+        tree = {"daemon": daemon, **{k: v for k, v in tree.items() if k != "daemon"}}
+        self.config_path.write_text(render_toml(tree))
+
+    def start(self, timeout: float = 20.0, log_level: str = "debug") -> None:
+        argv = [
+            "ip", "netns", "exec", self.ns, str(ikev2_command()), "daemon",
+            "--config", str(self.config_path), "--control", str(self.control),
+            "--log-format", "json", "--log-level", log_level,
+            "--key-log", str(self.key_log_path), "--kernel", self.kernel,
+        ]  # fmt: skip
+        self.control.unlink(missing_ok=True)
+        out = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if READY in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise DaemonError(
+                    f"ikev2 daemon exited {self.proc.returncode}: {shlex.join(argv)}\n{self.tail()}"
+                )
+            time.sleep(0.05)
+        raise DaemonError(f"ikev2 daemon not ready after {timeout} s\n{self.tail()}")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        return proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL (by PID): the peer vanishes without a Delete."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> OurDaemon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- the CLI --------------------------------------------------------------------------------
+
+    def cli(self, *args: str, timeout: float = 30.0) -> CliResult:
+        argv = [str(ikev2_command()), *args, "--control", str(self.control)]
+        try:
+            done = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False,
+                env={**os.environ, "NO_COLOR": "1"},
+            )  # fmt: skip
+            return CliResult(argv, done.returncode, done.stdout, done.stderr)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            return CliResult(argv, -1, out, f"[harness] timed out after {timeout} s")
+
+    def up(self, name: str, timeout: float = 30.0) -> CliResult:
+        return self.cli("up", name, timeout=timeout)
+
+    def down(self, name: str, timeout: float = 30.0) -> CliResult:
+        return self.cli("down", name, timeout=timeout)
+
+    def reload(self) -> CliResult:
+        return self.cli("reload")
+
+    def list_sas(self) -> list[dict[str, Any]]:
+        done = self.cli("list-sas", "--json")
+        if not done.ok:
+            raise DaemonError(f"list-sas failed: {done.output}")
+        data = json.loads(done.stdout)
+        if isinstance(data, dict):  # tolerate {"sas": [...]}
+            data = data.get("sas", data.get("ike_sas", []))
+        return list(data)
+
+    def wait_for(
+        self,
+        predicate: Callable[[list[dict[str, Any]]], bool],
+        timeout: float = 15.0,
+        interval: float = 0.1,
+    ) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        sas = self.list_sas()
+        while not predicate(sas):
+            if time.monotonic() > deadline:
+                raise DaemonError(f"condition not met after {timeout} s; SAs: {sas}")
+            time.sleep(interval)
+            sas = self.list_sas()
+        return sas
+
+    def help_text(self, *args: str) -> str:
+        done = subprocess.run(
+            [str(ikev2_command()), *args, "--help"], capture_output=True, text=True, check=False
+        )
+        return done.stdout + done.stderr
+
+    # --- logs -----------------------------------------------------------------------------------
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_events(self) -> list[dict[str, Any]]:
+        """The JSON log lines (anything else, like the ready line, is skipped)."""
+        out = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return out
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+    def key_log(self) -> KeyLog:
+        text = self.key_log_path.read_text() if self.key_log_path.exists() else ""
+        return parse_key_log(text)

@@ -1,0 +1,289 @@
+"""One description of an interop scenario, rendered for both peers: strongSwan (swanctl.conf)
+and our daemon (TOML). The same description can also be rendered as strongSwan on both sides,
+which is how the harness tests itself.
+
+Identity: our side is always "moon", strongSwan "sun" (fixtures/pki certificates). Position: the
+initiator sits on the LEFT of the topology (behind the NAT in NAT topologies), the responder on
+the RIGHT; the left's inner network is 10.1.0.0/24, the right's 10.2.0.0/24.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .strongswan import ConfValue
+from .topology import Topology
+
+REPO = Path(__file__).resolve().parents[2]
+PKI = REPO / "fixtures" / "pki"
+LEFT_NET, RIGHT_NET = "10.1.0.0/24", "10.2.0.0/24"
+OURS_INITIATOR, OURS_RESPONDER = "ours-initiator", "ours-responder"
+ROLES = (OURS_INITIATOR, OURS_RESPONDER)
+PSK = "interop-psk-0123456789abcdef"
+# the OU each chain's certificates carry (fixtures/pki/make_pki.py)
+CHAIN_OU = {
+    "ecdsa": "ECDSA",
+    "rsa": "RSA",
+    "ed25519": "Ed25519",
+    "rsa4096": "RSA-4096",
+    "untrusted": "Untrusted",
+}
+IP_ID = {"moon": "192.0.2.1", "sun": "192.0.2.2"}
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What one side authenticates with: its cert + key and the intermediates it sends."""
+
+    cert: Path
+    key: Path
+    intermediates: tuple[Path, ...] = ()
+
+    @property
+    def ou(self) -> str:
+        return CHAIN_OU[self.cert.parent.name]
+
+
+def chain(name: str, who: str) -> Chain:
+    base = PKI / name
+    if name == "rsa4096":
+        return Chain(
+            base / f"{who}.crt", base / f"{who}.key", (base / "int2.crt", base / "int1.crt")
+        )
+    return Chain(base / f"{who}.crt", base / f"{who}.key")
+
+
+def ca_of(name: str) -> Path:
+    return PKI / name / ("root.crt" if name == "rsa4096" else "ca.crt")
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str = "net"
+    mode: str = "tunnel"
+    proto: str = "esp"  # esp | ah
+    ours_proposals: tuple[str, ...] = ("aes256gcm16",)
+    ss_proposals: tuple[str, ...] = ("aes256gcm16",)
+    # selectors as (local, remote) from the initiator's (left's) point of view, per side;
+    # None: the left/right networks
+    ours_ts: tuple[str, str] | None = None
+    ss_ts: tuple[str, str] | None = None
+    rekey_time: int = 0
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    auth: str = "psk"  # psk | ecdsa | rsa | ed25519 | rsa4096 (moon) ...
+    sun_auth: str | None = None  # strongSwan's chain when it differs from moon's
+    id_kind: str = "fqdn"  # fqdn | ip | dn
+    ours_ike: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
+    ss_ike: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
+    children: tuple[ChildSpec, ...] = (ChildSpec(),)
+    ours_psk: str = PSK
+    ss_psk: str = PSK
+    ss_trusts: str | None = None  # which CA strongSwan trusts for moon (default: moon's own)
+    dpd_delay: int = 0
+    fragmentation: bool = True
+    fragment_size: int = 0  # 0: default
+    ike_rekey_time: int = 0
+    extra_ss: dict[str, ConfValue] = field(default_factory=dict)
+
+    def with_(self, **changes: Any) -> Spec:
+        return replace(self, **changes)
+
+    # --- identities ---------------------------------------------------------------------------
+
+    def chain_name(self, who: str) -> str:
+        if who == "sun" and self.sun_auth:
+            return self.sun_auth
+        if self.auth == "rsa4096" and who == "sun":
+            return "rsa"
+        return self.auth
+
+    def identity(self, who: str) -> str:
+        if self.id_kind == "ip":
+            return IP_ID[who]
+        if self.id_kind == "dn":
+            ou = CHAIN_OU.get(self.chain_name(who), "PSK")
+            return f"C=CH, O=ikev2 test, OU={ou}, CN={who}.ikev2.test"
+        return f"{who}.ikev2.test"
+
+    def ca_for(self, who: str) -> Path:
+        """The CA the OTHER side must trust to accept `who`."""
+        if who == "moon" and self.ss_trusts:
+            return ca_of(self.ss_trusts)
+        return ca_of(self.chain_name(who))
+
+
+def positions(topo: Topology, ours_initiates: bool) -> dict[str, Any]:
+    """Addresses and inner networks of ours and strongSwan for a role."""
+    left_remote = topo.right.addr
+    right_remote = topo.public_left
+    if ours_initiates:
+        return {
+            "ours_ns": topo.left.ns, "ours_addr": topo.left.addr, "ours_peer": left_remote,
+            "ss_ns": topo.right.ns, "ss_addr": topo.right.addr, "ss_peer": right_remote,
+            "ours_net": LEFT_NET, "ss_net": RIGHT_NET,
+        }  # fmt: skip
+    return {
+        "ours_ns": topo.right.ns, "ours_addr": topo.right.addr, "ours_peer": right_remote,
+        "ss_ns": topo.left.ns, "ss_addr": topo.left.addr, "ss_peer": left_remote,
+        "ours_net": RIGHT_NET, "ss_net": LEFT_NET,
+    }  # fmt: skip
+
+
+def _ts(
+    child: ChildSpec, which: str, ours_initiates: bool, local_net: str, remote_net: str
+) -> tuple[str, str]:
+    """(local, remote) selectors for the side `which` (ours/ss)."""
+    override = child.ours_ts if which == "ours" else child.ss_ts
+    if child.mode == "transport" and override is None:
+        return ("dynamic", "dynamic")
+    if override is None:
+        return (local_net, remote_net)
+    left_view = override
+    side_is_left = (which == "ours") == ours_initiates
+    return left_view if side_is_left else (left_view[1], left_view[0])
+
+
+@dataclass(frozen=True)
+class SwanctlFiles:
+    conf: dict[str, ConfValue]
+    certs: tuple[Path, ...]
+    cacerts: tuple[Path, ...]
+    keys: tuple[Path, ...]
+
+
+def swanctl_config(
+    spec: Spec, who: str, local_addr: str, remote_addr: str, local_net: str, remote_net: str,
+    initiator: bool, is_ours_side: bool = False,
+) -> SwanctlFiles:  # fmt: skip
+    """swanctl.conf for `who` (sun: strongSwan's own side; moon: strongSwan standing in for our
+    daemon in the harness self-test)."""
+    other = "moon" if who == "sun" else "sun"
+    which = "ours" if is_ours_side else "ss"
+    ike = spec.ours_ike if is_ours_side else spec.ss_ike
+    psk = spec.ours_psk if is_ours_side else spec.ss_psk
+    children: dict[str, ConfValue] = {}
+    for child in spec.children:
+        proposals = child.ours_proposals if is_ours_side else child.ss_proposals
+        lts, rts = _ts(child, which, initiator, local_net, remote_net)
+        children[child.name] = {
+            "local_ts": lts,
+            "remote_ts": rts,
+            "mode": child.mode,
+            f"{child.proto}_proposals": list(proposals),
+            "rekey_time": f"{child.rekey_time}s" if child.rekey_time else "0",
+            "life_time": "0",
+            "start_action": "none",
+            "dpd_action": "clear",
+        }
+    local: dict[str, ConfValue] = {"id": spec.identity(who)}
+    remote: dict[str, ConfValue] = {"id": spec.identity(other)}
+    certs: list[Path] = []
+    cacerts: list[Path] = []
+    keys: list[Path] = []
+    if spec.auth == "psk":
+        local["auth"] = remote["auth"] = "psk"
+    else:
+        mine = chain(spec.chain_name(who), who)
+        local.update(auth="pubkey", certs=mine.cert.name)
+        remote["auth"] = "pubkey"
+        certs += [mine.cert, *mine.intermediates]
+        keys.append(mine.key)
+        ca = spec.ca_for(other) if who == "sun" else ca_of(spec.chain_name("sun"))
+        cacerts.append(ca)
+        remote["cacerts"] = ca.name
+    conn: dict[str, ConfValue] = {
+        "version": 2,
+        "local_addrs": local_addr,
+        "remote_addrs": remote_addr,
+        "proposals": list(ike),
+        "rekey_time": f"{spec.ike_rekey_time}s" if spec.ike_rekey_time else "0",
+        "reauth_time": "0",
+        "unique": "never",
+        "fragmentation": "yes" if spec.fragmentation else "no",
+        "dpd_delay": f"{spec.dpd_delay}s" if spec.dpd_delay else "0",
+        "local": local,
+        "remote": remote,
+        "children": children,
+    }
+    conf: dict[str, ConfValue] = {"connections": {spec.name: conn}}
+    if spec.auth == "psk":
+        conf["secrets"] = {
+            "ike-1": {"id-1": spec.identity(who), "id-2": spec.identity(other), "secret": psk}
+        }
+    return SwanctlFiles(conf, tuple(certs), tuple(cacerts), tuple(keys))
+
+
+def ours_config(
+    spec: Spec, local_addr: str, remote_addr: str, local_net: str, remote_net: str,
+    initiator: bool, files_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """Our daemon's TOML tree for moon (paths to credentials are absolute)."""
+    children: dict[str, Any] = {}
+    for child in spec.children:
+        lts, rts = _ts(child, "ours", initiator, local_net, remote_net)
+        entry: dict[str, Any] = {
+            "local_ts": [lts],
+            "remote_ts": [rts],
+            "mode": child.mode,
+            f"{child.proto}_proposals": list(child.ours_proposals),
+            "start_action": "none",
+        }
+        if lts == "dynamic":
+            entry["local_ts"] = ["dynamic"]
+        if rts == "dynamic":
+            entry["remote_ts"] = ["dynamic"]
+        if child.rekey_time:
+            entry["rekey_time"] = f"{child.rekey_time}s"
+        else:
+            entry["rekey_time"] = "0s"
+        children[child.name] = entry
+    local: dict[str, Any] = {"id": spec.identity("moon")}
+    remote: dict[str, Any] = {"id": spec.identity("sun")}
+    if spec.auth == "psk":
+        local["auth"] = remote["auth"] = "psk"
+    else:
+        mine = chain(spec.chain_name("moon"), "moon")
+        files_dir.mkdir(parents=True, exist_ok=True)
+        key = files_dir / "moon.key"  # the loader refuses group/world-readable key files
+        key.write_bytes(mine.key.read_bytes())
+        key.chmod(0o600)
+        local.update(
+            auth="pubkey",
+            certs=[str(mine.cert), *(str(p) for p in mine.intermediates)],
+            key=str(key),
+        )
+        remote.update(auth="pubkey", cacerts=[str(ca_of(spec.chain_name("sun")))])
+    conn: dict[str, Any] = {
+        "local_addrs": [local_addr],
+        "remote_addrs": [remote_addr],
+        "proposals": list(spec.ours_ike),
+        "fragmentation": spec.fragmentation,
+        "dpd_delay": f"{spec.dpd_delay}s",
+        "rekey_time": f"{spec.ike_rekey_time}s",
+        "local": local,
+        "remote": remote,
+        "children": children,
+    }
+    tree: dict[str, Any] = {
+        "daemon": {"addresses": [local_addr], "port": 500, "nat_port": 4500},
+        "connections": {spec.name: conn},
+    }
+    if spec.auth == "psk":
+        tree["secrets"] = {
+            spec.name: {
+                "ids": [spec.identity("moon"), spec.identity("sun")],
+                "secret": spec.ours_psk,
+            }
+        }
+    return tree
+
+
+def child_names(spec: Spec) -> Sequence[str]:
+    return [c.name for c in spec.children]

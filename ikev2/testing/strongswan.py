@@ -1,0 +1,660 @@
+"""strongSwan 5.9.8 as a test peer: one charon per network namespace (TESTBED §2).
+
+`Charon` writes strongswan.conf, swanctl.conf and the credentials into its own directory,
+starts /usr/lib/ipsec/charon inside a namespace with a private /run (the pid file path is
+compiled in), loads the configuration with swanctl (explicit plugin lists on both sides) and
+drives it with swanctl subprocesses over its own vici socket: initiate, terminate, rekey,
+list-sas (parsed from `--pretty`). Its log runs at ike/chd level 4, so the SK_* and child keys it
+derives can be read back (`log_dumps`, `child_keys`) and compared with ours.
+
+Only the charon this object started is ever signalled, by its PID.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeAlias
+
+CHARON = Path("/usr/lib/ipsec/charon")
+SWANCTL = Path("/usr/sbin/swanctl")
+# openssl gives AES, ChaCha20-Poly1305, MODP, ECP, X25519/X448, RSA, ECDSA and EdDSA here
+# (Debian's curve25519/chapoly plugins are not packaged); kdf is required by 5.9.8.
+CHARON_PLUGINS = "random nonce x509 constraints pubkey pkcs1 pkcs8 pem openssl kdf"
+# the first kernel plugin to register an IPsec backend wins: libipsec must precede netlink
+TAIL_PLUGINS = "kernel-netlink socket-default vici"
+SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 pubkey openssl random nonce"
+
+ConfValue: TypeAlias = str | int | bool | Sequence[str] | Mapping[str, "ConfValue"]
+
+
+class CharonError(RuntimeError):
+    """charon or swanctl did not do what was asked; the message carries their output."""
+
+
+def render_conf(tree: Mapping[str, ConfValue], indent: int = 0) -> str:
+    """strongSwan's settings syntax (strongswan.conf and swanctl.conf) from nested mappings:
+    lists are comma-joined, booleans become yes/no."""
+    pad = "  " * indent
+    out: list[str] = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.append(f"{pad}{key} {{")
+            out.append(render_conf(value, indent + 1))
+            out.append(f"{pad}}}")
+        elif isinstance(value, bool):
+            out.append(f"{pad}{key} = {'yes' if value else 'no'}")
+        elif isinstance(value, str | int):
+            out.append(f"{pad}{key} = {value}")
+        else:
+            out.append(f"{pad}{key} = {', '.join(value)}")
+    return "\n".join(line for line in out if line)
+
+
+# --- swanctl --list-sas --pretty ----------------------------------------------------------------
+
+
+def parse_pretty(text: str) -> dict[str, Any]:
+    """The vici message tree swanctl prints with --pretty (`name {`, `key = value`,
+    `key = [` ... `]`, `}`), several events merged into one dict per event name."""
+    root: dict[str, Any] = {}
+    stack: list[dict[str, Any]] = [root]
+    in_list: list[str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if in_list is not None:
+            if line == "]":
+                in_list = None
+            else:
+                in_list.append(line)
+            continue
+        if line.endswith("{"):
+            name = line[:-1].strip()
+            child = stack[-1].setdefault(name, {})
+            stack.append(child)
+        elif line == "}":
+            if len(stack) > 1:
+                stack.pop()
+        elif " = " in line:
+            key, value = line.split(" = ", 1)
+            if value == "[":
+                in_list = []
+                stack[-1][key] = in_list
+            else:
+                stack[-1][key] = value
+    return root
+
+
+@dataclass(frozen=True)
+class ChildSaInfo:
+    name: str
+    uniqueid: str
+    reqid: str
+    state: str
+    mode: str
+    protocol: str
+    spi_in: str
+    spi_out: str
+    encap: bool
+    local_ts: tuple[str, ...]
+    remote_ts: tuple[str, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class IkeSaInfo:
+    name: str
+    uniqueid: str
+    state: str
+    initiator: bool
+    local_host: str
+    local_port: str
+    remote_host: str
+    remote_port: str
+    local_id: str
+    remote_id: str
+    spi_i: str
+    spi_r: str
+    nat_local: bool
+    nat_remote: bool
+    children: tuple[ChildSaInfo, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def installed_children(self) -> tuple[ChildSaInfo, ...]:
+        return tuple(c for c in self.children if c.state == "INSTALLED")
+
+
+def _children(tree: Mapping[str, Any]) -> tuple[ChildSaInfo, ...]:
+    out = []
+    for child in (tree.get("child-sas") or {}).values():
+        out.append(
+            ChildSaInfo(
+                name=child.get("name", ""),
+                uniqueid=child.get("uniqueid", ""),
+                reqid=child.get("reqid", ""),
+                state=child.get("state", ""),
+                mode=child.get("mode", ""),
+                protocol=child.get("protocol", ""),
+                spi_in=child.get("spi-in", ""),
+                spi_out=child.get("spi-out", ""),
+                encap=child.get("encap") == "yes",
+                local_ts=tuple(child.get("local-ts", ())),
+                remote_ts=tuple(child.get("remote-ts", ())),
+                raw=child,
+            )
+        )
+    return tuple(out)
+
+
+def sas_from_pretty(text: str) -> list[IkeSaInfo]:
+    tree = parse_pretty(text)
+    out = []
+    for event in ("list-sa event",):
+        for name, sa in (tree.get(event) or {}).items():
+            out.append(
+                IkeSaInfo(
+                    name=name,
+                    uniqueid=sa.get("uniqueid", ""),
+                    state=sa.get("state", ""),
+                    initiator=sa.get("initiator") == "yes",
+                    local_host=sa.get("local-host", ""),
+                    local_port=sa.get("local-port", ""),
+                    remote_host=sa.get("remote-host", ""),
+                    remote_port=sa.get("remote-port", ""),
+                    local_id=sa.get("local-id", ""),
+                    remote_id=sa.get("remote-id", ""),
+                    spi_i=sa.get("initiator-spi", ""),
+                    spi_r=sa.get("responder-spi", ""),
+                    nat_local=sa.get("nat-local") == "yes",
+                    nat_remote=sa.get("nat-remote") == "yes",
+                    children=_children(sa),
+                    raw=sa,
+                )
+            )
+    return out
+
+
+# --- the log at level 4 ---------------------------------------------------------------------------
+
+_DUMP_HEAD = re.compile(
+    r"^\S+ \d+\[(?P<grp>[A-Z]+)\] (?:<(?P<sa>[^>]*)> )?(?P<label>.+?) => (?P<n>\d+) bytes @ 0x"
+)
+_DUMP_LINE = re.compile(r"^\S+ \d+\[[A-Z]+\] (?:<[^>]*> )?\s+\d+: ((?:[0-9A-F]{2} ?)+)")
+
+
+@dataclass(frozen=True)
+class LogDump:
+    group: str  # IKE, CHD, ENC ...
+    sa: str  # the "<name|id>" tag without brackets, "" when absent
+    label: str
+    line: int  # 0-based line number of the header in the log
+    data: bytes = field(repr=False)
+
+
+def log_dumps(text: str) -> list[LogDump]:
+    """Every `label => N bytes @ 0x...` hex dump in a charon log, in order."""
+    out: list[LogDump] = []
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        head = i
+        m = _DUMP_HEAD.match(lines[i])
+        i += 1
+        if m is None:
+            continue
+        want = int(m.group("n"))
+        data = bytearray()
+        while len(data) < want and i < len(lines):
+            d = _DUMP_LINE.match(lines[i])
+            if d is None:
+                break
+            data += bytes.fromhex(d.group(1).replace(" ", "")[: 2 * 16])
+            i += 1
+        out.append(
+            LogDump(m.group("grp"), m.group("sa") or "", m.group("label"), head, bytes(data))
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class ChildKeys:
+    """Child SA keys as strongSwan derived them (KEYMAT split, RFC 7296 §2.17): encryption and
+    integrity keys of the initiator->responder (`_i`) and responder->initiator (`_r`) SAs,
+    where "initiator" is whoever started the exchange that made the child. Empty bytes where the
+    algorithm has no such key (AEAD: no integrity; AH: no encryption). spi_in/spi_out are
+    charon's, from the "established with SPIs" line that follows the derivation."""
+
+    sa: str  # charon's IKE SA tag, "name|id" or "id"
+    child: str  # "name{id}"
+    spi_in: str
+    spi_out: str
+    encr_i: bytes = field(repr=False)
+    encr_r: bytes = field(repr=False)
+    integ_i: bytes = field(repr=False)
+    integ_r: bytes = field(repr=False)
+
+    def by_spi(self, exchange_initiator: bool) -> dict[str, tuple[bytes, bytes]]:
+        """SPI (8 hex digits) -> (encryption key, integrity key) of that SA, when charon was
+        (True) or was not (False) the initiator of the exchange that created this child."""
+        fwd, rev = (self.encr_i, self.integ_i), (self.encr_r, self.integ_r)
+        out_keys, in_keys = (fwd, rev) if exchange_initiator else (rev, fwd)
+        return {self.spi_out: out_keys, self.spi_in: in_keys}
+
+
+_CHILD_LABELS = {
+    "encryption initiator key": "encr_i",
+    "encryption responder key": "encr_r",
+    "integrity initiator key": "integ_i",
+    "integrity responder key": "integ_r",
+}
+_ESTABLISHED = re.compile(
+    r"\[IKE\] <(?P<sa>[^>]*)> CHILD_SA (?P<child>\S+\{\d+\}) established with SPIs "
+    r"(?P<spi_in>[0-9a-f]{8})_i(?:\s+[0-9a-f]{8}_i)? (?P<spi_out>[0-9a-f]{8})_o"
+)
+
+
+def child_keys(text: str) -> list[ChildKeys]:
+    """The child SAs charon derived keys for (chd level 4) and then established, in order."""
+    out: list[ChildKeys] = []
+    pending: dict[str, dict[str, bytes]] = {}  # IKE SA id -> keys derived, not yet established
+    events: list[tuple[int, str, Any]] = [(d.line, "dump", d) for d in log_dumps(text)]
+    for number, line in enumerate(text.splitlines()):
+        m = _ESTABLISHED.search(line)
+        if m is not None:
+            events.append((number, "up", m))
+    events.sort(key=lambda e: e[0])
+    for _, kind, item in events:
+        if kind == "dump":
+            dump = item
+            sa_id = dump.sa.rsplit("|", 1)[-1]
+            if dump.group == "CHD" and dump.label == "seed":
+                pending[sa_id] = {}
+            elif dump.label in _CHILD_LABELS and sa_id in pending:
+                pending[sa_id][_CHILD_LABELS[dump.label]] = dump.data
+        else:
+            m = item
+            keys = pending.pop(m.group("sa").rsplit("|", 1)[-1], None)
+            if keys is None:
+                continue
+            out.append(
+                ChildKeys(
+                    m.group("sa"),
+                    m.group("child"),
+                    m.group("spi_in"),
+                    m.group("spi_out"),
+                    keys.get("encr_i", b""),
+                    keys.get("encr_r", b""),
+                    keys.get("integ_i", b""),
+                    keys.get("integ_r", b""),
+                )
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class IkeKeys:
+    sa: str
+    skeyseed: bytes = field(repr=False)
+    sk_d: bytes = field(repr=False)
+    sk_ei: bytes = field(repr=False)
+    sk_er: bytes = field(repr=False)
+    sk_ai: bytes = field(repr=False)
+    sk_ar: bytes = field(repr=False)
+    sk_pi: bytes = field(repr=False)
+    sk_pr: bytes = field(repr=False)
+
+
+def ike_keys(text: str) -> list[IkeKeys]:
+    """SKEYSEED and SK_* per IKE SA (and per IKE rekey) from a charon log at ike level 4."""
+    out: list[IkeKeys] = []
+    current: dict[str, bytes] | None = None
+    sa = ""
+    names = {
+        "Sk_d secret": "sk_d",
+        "Sk_ei secret": "sk_ei",
+        "Sk_er secret": "sk_er",
+        "Sk_ai secret": "sk_ai",
+        "Sk_ar secret": "sk_ar",
+        "Sk_pi secret": "sk_pi",
+        "Sk_pr secret": "sk_pr",
+    }
+    for dump in log_dumps(text):
+        if dump.label == "SKEYSEED":
+            if current is not None:
+                out.append(_ike_keys(sa, current))
+            current = {"skeyseed": dump.data}
+            sa = dump.sa
+        elif current is not None and dump.label in names:
+            current[names[dump.label]] = dump.data
+            if dump.label == "Sk_pr secret":
+                out.append(_ike_keys(sa, current))
+                current = None
+    return out
+
+
+def _ike_keys(sa: str, d: dict[str, bytes]) -> IkeKeys:
+    return IkeKeys(
+        sa,
+        d.get("skeyseed", b""),
+        d.get("sk_d", b""),
+        d.get("sk_ei", b""),
+        d.get("sk_er", b""),
+        d.get("sk_ai", b""),
+        d.get("sk_ar", b""),
+        d.get("sk_pi", b""),
+        d.get("sk_pr", b""),
+    )
+
+
+# --- the daemon ---------------------------------------------------------------------------------
+
+
+def charon_version() -> str:
+    """ "5.9.8" from `swanctl --version` (the installed strongSwan)."""
+    done = subprocess.run(
+        [str(SWANCTL), "--version"], capture_output=True, text=True, check=False, timeout=10
+    )
+    m = re.search(r"strongSwan (\S+)", done.stdout + done.stderr)
+    return m.group(1) if m else "unknown"
+
+
+def available() -> str | None:
+    """None when charon and swanctl are installed, else what is missing."""
+    for path in (CHARON, SWANCTL):
+        if not path.exists():
+            return f"{path} missing (apt-get install strongswan-charon strongswan-swanctl)"
+    return None
+
+
+@dataclass
+class Result:
+    argv: list[str]
+    returncode: int
+    output: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class Charon:
+    """One charon in namespace `ns`, configured and run from directory `workdir`.
+
+    kernel: "libipsec" (userspace ESP, host; always UDP-encapsulated) or "netlink" (real XFRM,
+    the QEMU guest). `extra` is merged into the `charon { }` section of strongswan.conf."""
+
+    def __init__(
+        self,
+        ns: str,
+        workdir: Path,
+        *,
+        kernel: str = "libipsec",
+        extra: Mapping[str, ConfValue] | None = None,
+        log_levels: Mapping[str, int] | None = None,
+    ) -> None:
+        self.ns = ns
+        self.dir = workdir
+        self.kernel = kernel
+        self.extra = dict(extra or {})
+        self.log_levels = {
+            "default": 1,
+            "ike": 4,
+            "chd": 4,
+            "cfg": 2,
+            "knl": 2,
+            "net": 2,
+            "enc": 1,
+            "esp": 1,
+            "lib": 1,
+            "asn": 1,
+            "job": 1,
+            "mgr": 1,
+            **(log_levels or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.swanctl_dir = self.dir / "swanctl"
+        self.log_path = self.dir / "charon.log"
+        self.vici = self.dir / "charon.vici"
+        for sub in ("x509", "x509ca", "private", "pkcs8"):
+            (self.swanctl_dir / sub).mkdir(parents=True, exist_ok=True)
+
+    # --- configuration ------------------------------------------------------------------------
+
+    def strongswan_conf(self) -> str:
+        libipsec = " kernel-libipsec " if self.kernel == "libipsec" else " "
+        plugins = CHARON_PLUGINS + libipsec + TAIL_PLUGINS
+        charon: dict[str, ConfValue] = {
+            "load": plugins,
+            "port": 500,
+            "port_nat_t": 4500,
+            "install_routes": False,
+            "install_virtual_ip": False,
+            "dos_protection": False,
+            "init_limit_half_open": 0,
+            "cookie_threshold": 1000000,
+            "block_threshold": 1000000,
+            "retransmit_tries": 3,
+            "retransmit_timeout": 1,
+            "retransmit_base": "1.4",
+            "plugins": {"vici": {"socket": f"unix://{self.vici}"}},
+            "syslog": {"daemon": {"default": -1}},
+            "filelog": {
+                "main": {
+                    "path": str(self.log_path),
+                    "time_format": "%H:%M:%S",
+                    "time_add_ms": True,
+                    "ike_name": True,
+                    "append": False,
+                    "flush_line": True,
+                    **{k: v for k, v in self.log_levels.items()},
+                }
+            },
+        }
+        merged = _merge(charon, self.extra)
+        return render_conf({"charon": merged, "swanctl": {"load": SWANCTL_PLUGINS}}) + "\n"
+
+    def configure(
+        self,
+        swanctl: Mapping[str, ConfValue],
+        *,
+        certs: Sequence[Path] = (),
+        cacerts: Sequence[Path] = (),
+        keys: Sequence[Path] = (),
+    ) -> None:
+        """Write strongswan.conf, swanctl.conf and copy the credentials where swanctl finds
+        them (x509/, x509ca/, private/). Call load() afterwards when charon already runs."""
+        (self.dir / "strongswan.conf").write_text(self.strongswan_conf())
+        (self.swanctl_dir / "swanctl.conf").write_text(render_conf(swanctl) + "\n")
+        for sub in ("x509", "x509ca", "private"):
+            for old in (self.swanctl_dir / sub).iterdir():
+                old.unlink()
+        for src, sub in [(c, "x509") for c in certs] + [(c, "x509ca") for c in cacerts]:
+            shutil.copy(src, self.swanctl_dir / sub / src.name)
+        for key in keys:
+            shutil.copy(key, self.swanctl_dir / "private" / key.name)
+
+    # --- process ------------------------------------------------------------------------------
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "STRONGSWAN_CONF": str(self.dir / "strongswan.conf"),
+            "SWANCTL_DIR": str(self.swanctl_dir),
+        }
+
+    def start(self, timeout: float = 15.0) -> None:
+        if not (self.dir / "strongswan.conf").exists():
+            (self.dir / "strongswan.conf").write_text(self.strongswan_conf())
+        self.vici.unlink(missing_ok=True)
+        out = open(self.dir / "charon.stdout", "wb")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ns,
+                "sh",
+                "-c",
+                f"mount -t tmpfs tmpfs /run && exec {CHARON}",
+            ],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: nothing here signals ours
+        )
+        out.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise CharonError(
+                    f"charon in {self.ns} exited {self.proc.returncode}:\n{self.tail()}"
+                )
+            if self.vici.exists() and self.swanctl("--stats", check=False, timeout=5).ok:
+                return
+            time.sleep(0.05)
+        raise CharonError(f"charon in {self.ns} not ready after {timeout} s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM our charon (by PID), SIGKILL if it lingers."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL our charon: the peer vanishes without a Delete (DPD scenarios)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self) -> Charon:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- swanctl ------------------------------------------------------------------------------
+
+    def swanctl(self, *args: str, check: bool = True, timeout: float = 30.0) -> Result:
+        argv = [str(SWANCTL), *args, "--uri", f"unix://{self.vici}"]
+        try:
+            done = subprocess.run(
+                argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+            result = Result(argv, done.returncode, done.stdout + done.stderr)
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            result = Result(argv, -1, out + f"\n[harness] timed out after {timeout} s")
+        if check and not result.ok:
+            raise CharonError(f"{shlex.join(argv)} exited {result.returncode}:\n{result.output}")
+        return result
+
+    def load(self) -> Result:
+        (self.dir / "strongswan.conf").write_text(self.strongswan_conf())
+        return self.swanctl("--load-all", "--noprompt")
+
+    def initiate(
+        self, child: str | None = None, ike: str | None = None, timeout: int = 15
+    ) -> Result:
+        args = ["--initiate", "--timeout", str(timeout)]
+        args += ["--child", child] if child else []
+        args += ["--ike", ike] if ike else []
+        return self.swanctl(*args, check=False, timeout=timeout + 10)
+
+    def terminate(self, *, ike: str | None = None, child: str | None = None,
+                  ike_id: str | None = None, child_id: str | None = None,
+                  force: bool = False, timeout: int = 10) -> Result:  # fmt: skip
+        args = ["--terminate", "--timeout", str(timeout)]
+        for flag, value in (("--ike", ike), ("--child", child), ("--ike-id", ike_id),
+                            ("--child-id", child_id)):  # fmt: skip
+            if value:
+                args += [flag, value]
+        if force:
+            args.append("--force")
+        return self.swanctl(*args, check=False, timeout=timeout + 10)
+
+    def rekey(self, *, ike: str | None = None, child: str | None = None,
+              ike_id: str | None = None, child_id: str | None = None) -> Result:  # fmt: skip
+        args = ["--rekey"]
+        for flag, value in (("--ike", ike), ("--child", child), ("--ike-id", ike_id),
+                            ("--child-id", child_id)):  # fmt: skip
+            if value:
+                args += [flag, value]
+        return self.swanctl(*args, check=False)
+
+    def list_sas(self) -> list[IkeSaInfo]:
+        return sas_from_pretty(self.swanctl("--list-sas", "--pretty").output)
+
+    def wait_for(
+        self, predicate: Any, timeout: float = 15.0, interval: float = 0.1
+    ) -> list[IkeSaInfo]:
+        """Poll list_sas() until predicate(sas) is true; raise with the last listing if not."""
+        deadline = time.monotonic() + timeout
+        sas = self.list_sas()
+        while not predicate(sas):
+            if time.monotonic() > deadline:
+                raise CharonError(f"condition not met after {timeout} s; SAs: {sas}")
+            time.sleep(interval)
+            sas = self.list_sas()
+        return sas
+
+    # --- the log ------------------------------------------------------------------------------
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log()
+        stdout = self.dir / "charon.stdout"
+        extra = stdout.read_text(errors="replace") if stdout.exists() else ""
+        return "\n".join((extra + text).splitlines()[-lines:])
+
+    def sent(self, message: str, notify: str) -> bool:
+        """charon generated `message` (e.g. "IKE_AUTH response") carrying N(`notify`)."""
+        pattern = re.compile(rf"generating {re.escape(message)} \d+ \[.*\bN\({notify}\)")
+        return any(pattern.search(line) for line in self.log().splitlines())
+
+    def received(self, message: str, notify: str) -> bool:
+        """charon parsed `message` carrying N(`notify`)."""
+        pattern = re.compile(rf"parsed {re.escape(message)} \d+ \[.*\bN\({notify}\)")
+        return any(pattern.search(line) for line in self.log().splitlines())
+
+    def child_keys(self) -> list[ChildKeys]:
+        return child_keys(self.log())
+
+    def ike_keys(self) -> list[IkeKeys]:
+        return ike_keys(self.log())
+
+
+def _merge(base: Mapping[str, ConfValue], extra: Mapping[str, ConfValue]) -> dict[str, ConfValue]:
+    out: dict[str, ConfValue] = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = _merge(old, value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,176 @@
+"""Interop with strongSwan: fixtures and the writer of docs/interop.md.
+
+Every interop test is one row of docs/interop.md: scenario x role (which side is ours and
+which initiates) x where (host: strongSwan with kernel-libipsec, ours with the in-memory kernel;
+guest: both on real XFRM in the QEMU guest). The table is merged: rows of this run replace rows
+with the same key, other rows stay, so running one module refreshes only its part.
+
+Needs root, network namespaces, /dev/net/tun and strongSwan (TESTBED §2): in CI a missing piece
+fails the test, elsewhere it is a visible skip (ikev2.testing.gates.need).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ikev2.testing import strongswan
+from ikev2.testing.gates import is_root, need
+from ikev2.testing.topology import Topology
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "interop.md"
+# (where, scenario, role) -> outcome
+_ROWS: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+
+def gate_host() -> None:
+    need(is_root(), "interop tests need root for network namespaces")
+    need(strongswan.available() is None, strongswan.available() or "")
+    need(os.path.exists("/dev/net/tun"), "/dev/net/tun missing (kernel-libipsec needs it)")
+    need(shutil.which("nft") is not None, "nft (nftables) is not installed")
+
+
+@pytest.fixture
+def host_gate() -> None:
+    gate_host()
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Topology]:
+    """Two namespaces on a veth (10.99.0.1 left, 10.99.0.2 right) for a whole module, with
+    10.1.0.1 on the left's lo and 10.2.0.1 on the right's (libipsec wants a local address
+    inside its selectors)."""
+    gate_host()
+    topo = Topology.pair()
+    try:
+        topo.add_lo_address(topo.left.ns, "10.1.0.1/32")
+        topo.add_lo_address(topo.right.ns, "10.2.0.1/32")
+        yield topo
+    finally:
+        topo.close()
+
+
+@pytest.fixture(scope="module")
+def natted() -> Iterator[Topology]:
+    """left -- [nat: masquerade] -- right (10.98.1.2 behind the NAT, 10.98.2.2 outside)."""
+    gate_host()
+    topo = Topology.nat()
+    try:
+        topo.add_lo_address(topo.left.ns, "10.1.0.1/32")
+        topo.add_lo_address(topo.right.ns, "10.2.0.1/32")
+        yield topo
+    finally:
+        topo.close()
+
+
+@pytest.fixture
+def charons(tmp_path: Path) -> Iterator[list[strongswan.Charon]]:
+    """Charons made by the test register here and are stopped (by PID) afterwards."""
+    made: list[strongswan.Charon] = []
+    yield made
+    for charon in made:
+        charon.stop()
+
+
+# --- docs/interop.md ----------------------------------------------------------------------------
+
+
+def row_key(item: pytest.Item) -> tuple[str, str, str] | None:
+    if item.get_closest_marker("interop") is None:
+        return None
+    where = "guest" if item.get_closest_marker("guest") is not None else "host"
+    params: dict[str, Any] = getattr(getattr(item, "callspec", None), "params", {})
+    role = str(params.get("role", "strongswan-strongswan"))
+    scenario = getattr(item, "originalname", item.name).removeprefix("test_")
+    rest = [str(getattr(v, "name", v)) for k, v in params.items() if k != "role"]
+    if rest:
+        scenario += "[" + ",".join(rest) + "]"
+    return where, scenario, role
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    key = row_key(item)
+    if key is None:
+        return
+    if report.when == "setup" and report.skipped:
+        _ROWS[key] = ("skipped", _short(report))
+    elif report.when == "setup" and report.failed:
+        _ROWS[key] = ("FAIL (setup)", _short(report))
+    elif report.when == "call":
+        if hasattr(report, "wasxfail"):
+            status = "xfail" if report.skipped else "XPASS(strict)"
+            _ROWS[key] = (status, str(report.wasxfail))
+        elif report.passed:
+            _ROWS[key] = ("pass", "")
+        elif report.failed:
+            _ROWS[key] = ("FAIL", _short(report))
+        else:
+            _ROWS[key] = ("skipped", _short(report))
+
+
+def _short(report: pytest.TestReport) -> str:
+    text = str(report.longrepr or "")
+    if isinstance(report.longrepr, tuple):
+        text = str(report.longrepr[2])
+    line = next((ln for ln in reversed(text.splitlines()) if ln.strip()), "")
+    return re.sub(r"\s+", " ", line)[:140].replace("|", "/")
+
+
+_ROW = re.compile(r"^\| (host|guest) \| (.+?) \| (.+?) \| (.+?) \| (.*) \|$")
+
+
+def _read_rows() -> dict[tuple[str, str, str], tuple[str, str]]:
+    rows: dict[tuple[str, str, str], tuple[str, str]] = {}
+    if not DOC.exists():
+        return rows
+    for line in DOC.read_text().splitlines():
+        m = _ROW.match(line)
+        if m and m.group(2) != "scenario":
+            rows[(m.group(1), m.group(2).strip("`"), m.group(3))] = (m.group(4), m.group(5))
+    return rows
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _ROWS or hasattr(session.config, "workerinput"):
+        return
+    rows = _read_rows()
+    rows.update(_ROWS)
+    counts: dict[str, int] = {}
+    for status, _ in rows.values():
+        counts[status.split()[0]] = counts.get(status.split()[0], 0) + 1
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "# Interop with strongSwan",
+        "",
+        "Written by the test run (`pytest -m interop`, tests/interop/); do not edit by hand.",
+        "",
+        f"- strongSwan version: **{strongswan.charon_version()}** (Debian charon + swanctl)",
+        f"- last update: {now}",
+        "- totals: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())),
+        "- host: strongSwan with kernel-libipsec (userspace ESP, always UDP-encapsulated), ours",
+        "  with the in-memory kernel; every negotiated child's SPIs and keys are compared with",
+        "  strongSwan's (`swanctl --list-sas`, its log at ike/chd level 4).",
+        "- guest: the QEMU guest (tests/interop/test_guest_interop.py), both sides install real",
+        "  XFRM SAs; pings pass as ESP/AH on the wire.",
+        "- roles: `ours-initiator` = our daemon initiates, strongSwan responds; `ours-responder`",
+        "  = strongSwan initiates; `strongswan-strongswan` = harness self-test.",
+        "- `xfail` = an engine/service feature that is not there yet (strict: it must fail).",
+        "",
+        "| where | scenario | role | result | note |",
+        "|-------|----------|------|--------|------|",
+    ]
+    for (where, scenario, role), (status, note) in sorted(rows.items()):
+        out.append(f"| {where} | `{scenario}` | {role} | {status} | {note} |")
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text("\n".join(out) + "\n")
