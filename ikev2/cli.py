@@ -1,10 +1,19 @@
-"""The `ikev2` command: a thin argparse front over the tools and the service."""
+"""The `ikev2` command: a thin argparse front over the tools and the service.
+
+ikev2 daemon --config FILE [--control PATH] [--log-format console|json] [--log-level LEVEL]
+             [--key-log FILE] [--kernel auto|xfrm|memory]
+ikev2 up NAME | down NAME|ID | rekey ID [--child SPI] | list-sas [--json] | reload  [--control]
+ikev2 decode FILE [--keys TABLE]
+ikev2 demo
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -15,9 +24,165 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     return run_decode(args.file, keys=args.keys, out=sys.stdout)
 
 
+def _cmd_daemon(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .service.daemon import DaemonOptions, run_daemon
+
+    options = DaemonOptions(
+        config=args.config,
+        control=args.control,
+        log_format=args.log_format,
+        log_level=args.log_level,
+        key_log=args.key_log,
+        kernel=args.kernel,
+    )
+    try:
+        return run_daemon(options)
+    except ConfigError as exc:
+        print(f"ikev2: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _control_path(args: argparse.Namespace) -> str:
+    from .config import DEFAULT_CONTROL_SOCKET
+
+    return str(args.control or DEFAULT_CONTROL_SOCKET)
+
+
+def _ask(
+    args: argparse.Namespace, message: dict[str, Any], timeout: float = 70.0
+) -> dict[str, Any]:
+    from .service.control import ControlError, request
+
+    try:
+        return request(_control_path(args), message, timeout)
+    except ControlError as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def _fail(answer: dict[str, Any]) -> int:
+    print(f"ikev2: {answer.get('error', 'failed')}", file=sys.stderr)
+    return 1
+
+
+def format_sas(sas: list[dict[str, Any]]) -> str:
+    """list-sas in words: one block per IKE SA, one indented line per child."""
+    if not sas:
+        return "no IKE SAs"
+    lines = []
+    for sa in sas:
+        role = "initiator" if sa["initiator"] else "responder"
+        nat = " NAT" if sa["nat_local"] or sa["nat_remote"] else ""
+        lines.append(
+            f"{sa['connection']}[{sa['id']}]: {sa['state'].upper()}, {sa['local']}"
+            f"[{sa['local_id']}]...{sa['remote']}[{sa['remote_id']}] ({role}{nat})"
+        )
+        lines.append(f"  {sa['spi_i']}_i {sa['spi_r']}_r  {sa['suite']}")
+        for c in sa["children"]:
+            lines.append(
+                f"  {c['name']}{{{c['reqid']}}}: {c['mode'].upper()} {c['protocol']} "
+                f"SPIs {c['spi_in']}_i {c['spi_out']}_o  {c['suite']}"
+            )
+            lines.append(f"    {' '.join(c['local_ts'])} === {' '.join(c['remote_ts'])}")
+    return "\n".join(lines)
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "up", "name": args.name, "timeout": args.timeout}, args.timeout + 5)
+    if not answer.get("ok"):
+        return _fail(answer)
+    print(format_sas(answer.get("sas", [])))
+    for warning in answer.get("warnings", []):
+        print(f"ikev2: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "down", "target": args.target})
+    if not answer.get("ok"):
+        return _fail(answer)
+    print(f"deleted IKE SA(s) {', '.join(str(i) for i in answer['deleted'])}")
+    return 0
+
+
+def _cmd_rekey(args: argparse.Namespace) -> int:
+    message: dict[str, Any] = {"cmd": "rekey", "id": args.id}
+    if args.child:
+        message["child"] = args.child
+    answer = _ask(args, message)
+    if not answer.get("ok"):
+        return _fail(answer)
+    print("rekeying started")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "list-sas"})
+    if not answer.get("ok"):
+        return _fail(answer)
+    sas = answer.get("sas", [])
+    print(json.dumps(sas, indent=None if args.json else 2) if args.json else format_sas(sas))
+    return 0
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "reload"})
+    if not answer.get("ok"):
+        return _fail(answer)
+    print(f"reloaded: added {answer['added']}, removed {answer['removed']}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .service.demo import run_demo
+
+    return run_demo(keep_logs=args.verbose)
+
+
+def _with_control(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", metavar="PATH", help="control socket of the daemon")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ikev2", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ikev2", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+
+    daemon = sub.add_parser("daemon", help="run the IKE daemon in the foreground")
+    daemon.add_argument("--config", required=True, metavar="FILE", help="TOML configuration")
+    _with_control(daemon)
+    daemon.add_argument("--log-format", choices=("console", "json"))
+    daemon.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    daemon.add_argument(
+        "--key-log", metavar="FILE", help="append Wireshark key tables (FILE, FILE.esp_sa)"
+    )
+    daemon.add_argument("--kernel", choices=("auto", "xfrm", "memory"))
+    daemon.set_defaults(handler=_cmd_daemon)
+
+    up = sub.add_parser("up", help="establish a connection and wait for the result")
+    up.add_argument("name")
+    up.add_argument("--timeout", type=float, default=60.0)
+    _with_control(up)
+    up.set_defaults(handler=_cmd_up)
+
+    down = sub.add_parser("down", help="delete IKE SAs by connection name or IKE SA id")
+    down.add_argument("target", metavar="NAME|ID")
+    _with_control(down)
+    down.set_defaults(handler=_cmd_down)
+
+    rekey = sub.add_parser("rekey", help="rekey an IKE SA, or one child with --child SPI")
+    rekey.add_argument("id", type=int)
+    rekey.add_argument("--child", metavar="SPI_IN", help="inbound SPI of the child (hex)")
+    _with_control(rekey)
+    rekey.set_defaults(handler=_cmd_rekey)
+
+    list_sas = sub.add_parser("list-sas", help="show the IKE SAs and their children")
+    list_sas.add_argument("--json", action="store_true", help="one JSON list")
+    _with_control(list_sas)
+    list_sas.set_defaults(handler=_cmd_list)
+
+    reload = sub.add_parser("reload", help="re-read the configuration (as SIGHUP)")
+    _with_control(reload)
+    reload.set_defaults(handler=_cmd_reload)
 
     decode = sub.add_parser(
         "decode", help="print every IKE message of a pcap, pcapng or hex dump as JSON lines"
@@ -29,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Wireshark ikev2_decryption_table: decrypt and verify SK payloads",
     )
     decode.set_defaults(handler=_cmd_decode)
+
+    demo = sub.add_parser("demo", help="two daemons negotiate an IKE SA with a child, then stop")
+    demo.add_argument("--verbose", action="store_true", help="print the daemons' logs too")
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

@@ -1,0 +1,532 @@
+"""The TOML configuration file -> the engine's frozen config plus the daemon's own settings.
+
+Names follow swanctl.conf (connections, children, proposals, esp_proposals, local_ts, start_action,
+secrets) so a strongSwan user can read it. Every mistake raises ikev2.errors.ConfigError naming the
+file, the dotted key and the fix, on one line. Unknown keys are mistakes (with a "did you mean").
+Secret and private key files readable by group or others are refused.
+
+Durations are numbers of seconds or strings such as "30s", "15m", "4h", "1d".
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .constants import IpProto, ProtocolId
+from .engine.config import (
+    AuthMethodName,
+    ChildConfig,
+    ConnectionConfig,
+    Credentials,
+    EngineConfig,
+    Identity,
+    IPAddress,
+    Mode,
+    Timers,
+    TrafficSelectorSpec,
+)
+from .engine.credentials import load_certificate, load_certificates, load_private_key
+from .engine.identity import parse_identity, parse_identity_pattern
+from .engine.proposal_strings import ProposalSyntaxError, parse_proposals
+from .errors import ConfigError
+
+DEFAULT_CONTROL_SOCKET = "/run/ikev2/control.sock"
+START_ACTIONS = ("none", "start", "trap")
+KERNELS = ("auto", "xfrm", "memory")
+LOG_FORMATS = ("console", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# "10.0.0.0/8[tcp/80]" or "[udp/1000-2000]" as in swanctl.conf traffic selectors
+_TS = re.compile(r"^\s*(?P<net>[^\[\s]+)\s*(?:\[(?P<proto>[^/\]]*)(?:/(?P<ports>[^\]]*))?\])?\s*$")
+_TS_PROTOCOLS = {"any": IpProto.ANY, "icmp": IpProto.ICMP, "tcp": IpProto.TCP,
+                 "udp": IpProto.UDP, "ipv6-icmp": IpProto.ICMPV6}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSettings:
+    """The [daemon] table: sockets, control socket, kernel, logs, the DoS gate."""
+
+    addresses: tuple[IPAddress, ...] = (ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::"))
+    port: int = 500
+    nat_port: int = 4500
+    control_socket: str = DEFAULT_CONTROL_SOCKET
+    kernel: str = "auto"
+    log_format: str = "console"
+    log_level: str = "info"
+    cookie_threshold: int = 30
+    max_half_open: int = 10000
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """A loaded file: daemon settings, the engine config, and per-child start actions."""
+
+    path: Path
+    daemon: DaemonSettings
+    engine: EngineConfig
+    # (connection, child) -> "none" | "start" | "trap" (swanctl's start_action)
+    start_actions: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+    def connections_to_start(self) -> list[str]:
+        names = {conn for (conn, _), action in self.start_actions.items() if action == "start"}
+        return [c.name for c in self.engine.connections if c.name in names]
+
+    def trapped_children(self) -> list[tuple[ConnectionConfig, ChildConfig]]:
+        out = []
+        for conn in self.engine.connections:
+            for child in conn.children:
+                if self.start_actions.get((conn.name, child.name)) == "trap":
+                    out.append((conn, child))
+        return out
+
+
+class _Table:
+    """One TOML table being read: knows its dotted key, refuses unknown keys, raises ConfigError."""
+
+    def __init__(self, loader: _Loader, key: str, data: object, allowed: tuple[str, ...]) -> None:
+        self.loader, self.key = loader, key
+        if not isinstance(data, dict):
+            loader.fail(key, f"is a {type(data).__name__}, not a table", f"write [{key}]")
+            raise AssertionError
+        self.data: dict[str, Any] = data
+        for name in data:
+            if name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1)
+                fix = f"did you mean {close[0]}?" if close else f"use one of {', '.join(allowed)}"
+                loader.fail(self.sub(name), "unknown key", fix)
+
+    def sub(self, name: str) -> str:
+        return f"{self.key}.{name}" if self.key else name
+
+    def fail(self, name: str, problem: str, fix: str) -> None:
+        self.loader.fail(self.sub(name), problem, fix)
+
+    def get(self, name: str, kind: type | tuple[type, ...], default: Any, example: str) -> Any:
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+            self.fail(name, f"{value!r} has the wrong type", f"write e.g. {name} = {example}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = str(self.get(name, str, default, f'"{choices[0]}"')).lower()
+        if value not in choices:
+            self.fail(name, f"{value!r} is not allowed", f"use one of {', '.join(choices)}")
+        return value
+
+    def strings(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        """A list of strings, or one comma-separated string."""
+        value = self.get(name, (list, str), None, '["a", "b"]')
+        if value is None:
+            return default
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if not all(isinstance(v, str) for v in value):
+            self.fail(name, "has a non-string entry", f'write e.g. {name} = ["a", "b"]')
+        return tuple(value)
+
+    def duration(self, name: str, default: float) -> float:
+        value = self.get(name, (int, float, str), None, '"30s"')
+        if value is None:
+            return default
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            match = _DURATION.match(value)
+            if match is None:
+                self.fail(name, f"{value!r} is not a duration", 'write seconds or e.g. "30s", "1h"')
+                raise AssertionError  # unreachable: fail raises
+            seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+        if seconds < 0:
+            self.fail(name, "is negative", "write 0 to disable, or a positive duration")
+        return seconds
+
+    def port(self, name: str, default: int) -> int:
+        value = int(self.get(name, int, default, "500"))
+        if not 0 < value < 65536:
+            self.fail(name, f"port {value} is out of range", "use 1..65535")
+        return value
+
+    def table(self, name: str, allowed: tuple[str, ...]) -> _Table:
+        return _Table(self.loader, self.sub(name), self.data.get(name, {}), allowed)
+
+
+class _Loader:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, key: str, problem: str, fix: str) -> None:
+        raise ConfigError(str(self.path), key, problem, fix)
+
+    def file(self, key: str, name: str, *, secret: bool = False) -> bytes:
+        """A file named relative to the config file; a secret must not be group/world readable."""
+        path = (self.path.parent / name).resolve()
+        try:
+            info = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.fail(key, f"file {str(path)!r} does not exist", "create it or correct the path")
+            raise AssertionError from None
+        except OSError as exc:
+            self.fail(key, f"cannot read {str(path)!r}: {exc.strerror}", "check the permissions")
+            raise AssertionError from None
+        if secret and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            mode = stat.S_IMODE(info.st_mode)
+            self.fail(
+                key,
+                f"secret file {str(path)!r} is readable by others (mode {mode:04o})",
+                f"chmod 600 {path}",
+            )
+        return data
+
+
+# --------------------------------------------------------------------------- the [daemon] table
+
+DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
+               "log_level", "cookie_threshold", "max_half_open", "workers")  # fmt: skip
+
+
+def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
+    out = []
+    for value in values:
+        if value.lower() in ("%any", "%any4", "%any6"):
+            continue
+        try:
+            out.append(ipaddress.ip_address(value))
+        except ValueError:
+            table.fail(name, f"{value!r} is not an IP address", 'write e.g. "192.0.2.1" or "%any"')
+    return tuple(out)
+
+
+def _daemon(table: _Table) -> DaemonSettings:
+    base = DaemonSettings()
+    addresses = table.strings("addresses")
+    return DaemonSettings(
+        addresses=_addresses(table, "addresses", addresses) if addresses else base.addresses,
+        port=table.port("port", base.port),
+        nat_port=table.port("nat_port", base.nat_port),
+        control_socket=str(table.get("control_socket", str, base.control_socket, '"/run/x.sock"')),
+        kernel=table.choice("kernel", KERNELS, base.kernel),
+        log_format=table.choice("log_format", LOG_FORMATS, base.log_format),
+        log_level=table.choice("log_level", LOG_LEVELS, base.log_level),
+        cookie_threshold=int(table.get("cookie_threshold", int, base.cookie_threshold, "30")),
+        max_half_open=int(table.get("max_half_open", int, base.max_half_open, "10000")),
+        workers=int(table.get("workers", int, base.workers, "2")),
+    )
+
+
+# --------------------------------------------------------------------------- proposals, selectors
+
+
+def _proposals(table: _Table, name: str, protocol: ProtocolId, default: str) -> Any:
+    text = ",".join(table.strings(name, (default,)))
+    try:
+        return parse_proposals(text, protocol)
+    except ProposalSyntaxError as exc:
+        problem, _, hint = str(exc).partition("; ")
+        fix = hint or "use strongSwan keywords, e.g. aes256gcm16-prfsha256-x25519"
+        table.fail(name, problem, fix)
+        raise AssertionError from None
+
+
+def _port_range(table: _Table, name: str, text: str | None) -> tuple[int, int]:
+    if not text or text.lower() in ("any", "%any"):
+        return 0, 65535
+    low, _, high = text.partition("-")
+    try:
+        start, end = int(low), int(high or low)
+    except ValueError:
+        table.fail(name, f"port {text!r} is not a number or range", 'write e.g. "[tcp/80]"')
+        raise AssertionError from None
+    if not 0 <= start <= end <= 65535:
+        table.fail(name, f"port range {text!r} is out of order or range", "use 0..65535")
+    return start, end
+
+
+def _selectors(
+    table: _Table, name: str, dynamic: tuple[IPAddress, ...]
+) -> tuple[TrafficSelectorSpec, ...]:
+    out = []
+    for text in table.strings(name, ("dynamic",)):
+        match = _TS.match(text)
+        if match is None:
+            table.fail(name, f"{text!r} is not a traffic selector", 'write e.g. "10.1.0.0/24"')
+            raise AssertionError
+        net = match["net"]
+        proto_text = (match["proto"] or "any").lower()
+        proto: int | None = _TS_PROTOCOLS.get(proto_text)
+        if proto is None and proto_text.isdigit():
+            proto = int(proto_text)
+        if proto is None:
+            table.fail(name, f"unknown protocol {proto_text!r}", "use tcp, udp, icmp or a number")
+            raise AssertionError
+        start, end = _port_range(table, name, match["ports"])
+        if net.lower() == "dynamic":
+            if not dynamic:
+                table.fail(name, "'dynamic' needs a known address", "set the addrs or a subnet")
+            networks = [ipaddress.ip_network(a) for a in dynamic[:1]]
+        else:
+            try:
+                networks = [ipaddress.ip_network(net, strict=False)]
+            except ValueError:
+                table.fail(name, f"{net!r} is not a subnet", 'write e.g. "10.1.0.0/24" or dynamic')
+                raise AssertionError from None
+        out += [TrafficSelectorSpec(n, proto, start, end) for n in networks]
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------- connections
+
+CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
+                   "dpd_delay", "rekey_time", "over_time", "fragmentation", "send_certreq",
+                   "local", "remote", "children")  # fmt: skip
+LOCAL_KEYS = ("auth", "id", "certs", "key")
+REMOTE_KEYS = ("auth", "id", "cacerts", "cadir")
+CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
+              "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window")  # fmt: skip
+SECRET_KEYS = ("ids", "secret", "secret_file")
+AUTH_METHODS = tuple(m.value for m in AuthMethodName)
+
+
+@dataclass(frozen=True, slots=True)
+class _Secret:
+    name: str
+    ids: tuple[Identity, ...]
+    secret: bytes = field(repr=False)
+
+
+def _identity(table: _Table, name: str, text: str) -> Identity:
+    try:
+        return parse_identity(text)
+    except ValueError as exc:
+        table.fail(name, str(exc), 'write e.g. "moon.example", "192.0.2.1" or "C=CH, CN=moon"')
+        raise AssertionError from None
+
+
+def _secrets(loader: _Loader, root: _Table) -> list[_Secret]:
+    out = []
+    for name, data in root.data.get("secrets", {}).items():
+        table = _Table(loader, f"secrets.{name}", data, SECRET_KEYS)
+        ids = tuple(_identity(table, "ids", i) for i in table.strings("ids"))
+        if "secret" in table.data and "secret_file" in table.data:
+            table.fail("secret", "both secret and secret_file are set", "keep one of them")
+        if "secret_file" in table.data:
+            path = str(table.get("secret_file", str, "", '"psk.txt"'))
+            value = loader.file(table.sub("secret_file"), path, secret=True).strip()
+        elif "secret" in table.data:
+            value = str(table.get("secret", str, "", '"a long random string"')).encode()
+        else:
+            table.fail("secret", "no secret given", "add secret = ... or secret_file = ...")
+            raise AssertionError
+        if not value:
+            table.fail("secret", "the secret is empty", "write a long random secret")
+        out.append(_Secret(name, ids, value))
+    return out
+
+
+def _psk(table: _Table, secrets: list[_Secret], local: Identity, remote: Identity | None) -> bytes:
+    """Like swanctl: the secret whose ids name both ends (a secret without ids matches any)."""
+    wanted = [local] + ([remote] if remote is not None else [])
+    for secret in secrets:
+        if not secret.ids or all(w in secret.ids for w in wanted):
+            return secret.secret
+    table.fail("auth", "psk, but no [secrets.*] entry lists these ids", "add a [secrets.NAME] "
+               f"with ids = [{', '.join(repr(str(w)) for w in wanted)}] and a secret")  # fmt: skip
+    raise AssertionError
+
+
+def _certificates(loader: _Loader, key: str, path: str) -> tuple[bytes, ...]:
+    """Every certificate of a PEM bundle, or one DER certificate, as DER."""
+    data = loader.file(key, path)
+    try:
+        return load_certificates(data) if b"-----BEGIN" in data else (load_certificate(data),)
+    except ValueError as exc:
+        loader.fail(key, f"{path}: not a certificate ({exc})", "give PEM or DER X.509 files")
+        raise AssertionError from None
+
+
+def _local_credentials(
+    loader: _Loader, table: _Table, secrets: list[_Secret], local: Identity, remote: Identity | None
+) -> Credentials:
+    method = AuthMethodName(table.choice("auth", AUTH_METHODS, "psk"))
+    if method is AuthMethodName.PSK:
+        return Credentials(method, psk=_psk(table, secrets, local, remote))
+    certs: list[bytes] = []
+    for path in table.strings("certs"):
+        certs += _certificates(loader, table.sub("certs"), path)
+    if not certs:
+        table.fail("certs", "pubkey needs our certificate", 'add certs = ["moon.crt"]')
+    key_path = str(table.get("key", str, "", '"moon.key"'))
+    if not key_path:
+        table.fail("key", "pubkey needs our private key", 'add key = "moon.key"')
+    try:
+        key = load_private_key(loader.file(table.sub("key"), key_path, secret=True))
+    except (ValueError, TypeError) as exc:
+        table.fail("key", f"{key_path}: not a usable private key ({exc})", "give a PEM/DER key")
+        raise AssertionError from None
+    return Credentials(method, certs=tuple(certs), private_key=key)
+
+
+def _remote_credentials(loader: _Loader, table: _Table, local: Credentials) -> Credentials:
+    method = AuthMethodName(table.choice("auth", AUTH_METHODS, "psk"))
+    if method is AuthMethodName.PSK:
+        if local.psk is None:
+            table.fail("auth", "remote psk needs a local psk", "use auth = psk on both ends")
+        return Credentials(method, psk=local.psk)
+    anchors: list[bytes] = []
+    files = [(table.sub("cacerts"), p) for p in table.strings("cacerts")]
+    cadir = table.get("cadir", str, None, '"cacerts"')
+    if cadir is not None:
+        directory = loader.path.parent / cadir
+        if not directory.is_dir():
+            table.fail("cadir", f"{str(directory)!r} is not a directory", "create it or fix it")
+        files += [(table.sub("cadir"), str(p)) for p in sorted(directory.glob("*"))
+                  if p.suffix in (".crt", ".pem", ".der")]  # fmt: skip
+    for key, path in files:
+        anchors += _certificates(loader, key, path)
+    if not anchors:
+        table.fail("cacerts", "pubkey needs a CA to trust", 'add cacerts = ["ca.crt"]')
+    return Credentials(method, trust_anchors=tuple(anchors))
+
+
+def _child(
+    table: _Table, name: str, local: tuple[IPAddress, ...], remote: tuple[IPAddress, ...]
+) -> tuple[ChildConfig, str]:
+    if "esp_proposals" in table.data and "ah_proposals" in table.data:
+        table.fail("ah_proposals", "both esp_proposals and ah_proposals", "keep one of them")
+    if "ah_proposals" in table.data:
+        proposals = _proposals(table, "ah_proposals", ProtocolId.AH, "default")
+    else:
+        proposals = _proposals(table, "esp_proposals", ProtocolId.ESP, "default")
+    base = ChildConfig(name, (), (), ())
+    rekey = table.duration("rekey_time", base.rekey_time)
+    life = table.duration(
+        "life_time", rekey * 1.1 if "rekey_time" in table.data else base.life_time
+    )
+    if rekey and life and life <= rekey:
+        table.fail("life_time", f"{life:g}s is not longer than rekey_time", "make it ~10% longer")
+    child = ChildConfig(
+        name=name,
+        local_ts=_selectors(table, "local_ts", local),
+        remote_ts=_selectors(table, "remote_ts", remote),
+        proposals=proposals,
+        mode=Mode(table.choice("mode", tuple(m.value for m in Mode), "tunnel")),
+        rekey_time=rekey,
+        life_time=life,
+        life_bytes=int(table.get("life_bytes", int, 0, "0")),
+        life_packets=int(table.get("life_packets", int, 0, "0")),
+        replay_window=int(table.get("replay_window", int, base.replay_window, "32")),
+    )
+    return child, table.choice("start_action", START_ACTIONS, "none")
+
+
+def _connection(
+    loader: _Loader, table: _Table, name: str, secrets: list[_Secret]
+) -> tuple[ConnectionConfig, dict[tuple[str, str], str]]:
+    local_t = table.table("local", LOCAL_KEYS)
+    remote_t = table.table("remote", REMOTE_KEYS)
+    local_addrs = _addresses(table, "local_addrs", table.strings("local_addrs"))
+    remote_addrs = _addresses(table, "remote_addrs", table.strings("remote_addrs"))
+    id_text = local_t.get("id", str, None, '"moon.example"')
+    if id_text is None and not local_addrs:
+        local_t.fail("id", "no local id and no local address to default to", 'add id = "..."')
+    local_id = _identity(local_t, "id", id_text) if id_text else parse_identity(str(local_addrs[0]))
+    remote_text = remote_t.get("id", str, None, '"sun.example"')
+    try:
+        remote_id = parse_identity_pattern(remote_text) if remote_text else None
+    except ValueError as exc:
+        remote_t.fail("id", str(exc), 'write e.g. "sun.example" or "%any"')
+        raise AssertionError from None
+    local_auth = _local_credentials(loader, local_t, secrets, local_id, remote_id)
+    remote_auth = _remote_credentials(loader, remote_t, local_auth)
+    base = Timers()
+    ike_rekey = table.duration("rekey_time", base.ike_rekey_time)
+    timers = Timers(
+        dpd_delay=table.duration("dpd_delay", base.dpd_delay),
+        ike_rekey_time=ike_rekey,
+        ike_life_time=ike_rekey + table.duration("over_time", ike_rekey * 0.1),
+    )
+    children_t = table.data.get("children", {})
+    if not isinstance(children_t, dict):
+        table.fail("children", "is not a table", f"write [connections.{name}.children.NAME]")
+    children, actions = [], {}
+    for child_name, data in children_t.items():
+        child_t = _Table(loader, table.sub(f"children.{child_name}"), data, CHILD_KEYS)
+        child, action = _child(child_t, child_name, local_addrs, remote_addrs)
+        children.append(child)
+        actions[(name, child_name)] = action
+    if any(a != "none" for a in actions.values()) and not (local_addrs and remote_addrs):
+        table.fail("remote_addrs", "start_action start/trap needs both ends' addresses",
+                   "set local_addrs and remote_addrs")  # fmt: skip
+    conn = ConnectionConfig(
+        name=name,
+        local_addrs=local_addrs,
+        remote_addrs=remote_addrs,
+        local_id=local_id,
+        local_auth=local_auth,
+        remote_auth=remote_auth,
+        ike_proposals=_proposals(table, "proposals", ProtocolId.IKE, "default"),
+        children=tuple(children),
+        remote_id=remote_id,
+        local_port=table.port("local_port", 500),
+        remote_port=table.port("remote_port", 500),
+        timers=timers,
+        fragmentation=bool(table.get("fragmentation", bool, True, "true")),
+        send_certreq=bool(table.get("send_certreq", bool, True, "true")),
+    )
+    return conn, actions
+
+
+def parse_config(text: str, path: Path) -> ServiceConfig:
+    """Parse TOML text as if read from `path` (relative file names resolve against its folder)."""
+    loader = _Loader(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        loader.fail("(syntax)", str(exc), "correct the TOML at that line")
+        raise AssertionError from None
+    root = _Table(loader, "", data, ("daemon", "connections", "secrets"))
+    daemon = _daemon(root.table("daemon", DAEMON_KEYS))
+    secrets = _secrets(loader, root)
+    connections, actions = [], {}
+    conns = root.data.get("connections", {})
+    if not isinstance(conns, dict):
+        loader.fail("connections", "is not a table", "write [connections.NAME]")
+    for name, conn_data in conns.items():
+        conn_t = _Table(loader, f"connections.{name}", conn_data, CONNECTION_KEYS)
+        conn, conn_actions = _connection(loader, conn_t, name, secrets)
+        connections.append(conn)
+        actions.update(conn_actions)
+    engine = EngineConfig(
+        tuple(connections),
+        cookie_threshold=daemon.cookie_threshold,
+        max_half_open=daemon.max_half_open,
+    )
+    return ServiceConfig(path, daemon, engine, actions)
+
+
+def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
+    """Read and check a config file; ConfigError (one line: file, key, fix) on any mistake."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except FileNotFoundError:
+        raise ConfigError(
+            str(file), "(file)", "does not exist", "give the path of a TOML config"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(str(file), "(file)", f"cannot read: {exc}", "check the file") from None
+    return parse_config(text, file)

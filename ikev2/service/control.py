@@ -1,0 +1,155 @@
+"""The control socket: a unix stream socket, mode 0600, newline-delimited JSON both ways.
+
+Requests are one JSON object a line, `{"cmd": "...", ...}`; each gets one JSON object a line back,
+always with "ok" (and "error" when not ok). Commands:
+
+  {"cmd": "up", "name": CONN, "timeout": s}   initiate; answer when established or failed
+  {"cmd": "down", "target": CONN|ID}          delete with the peer; answer when gone
+  {"cmd": "rekey", "id": ID, "child": SPI?}   rekey an IKE SA or a child (when the engine can)
+  {"cmd": "list-sas"}                          {"ok": true, "sas": [...]} (see driver.view_to_json)
+  {"cmd": "reload"}                            re-read the config file (as SIGHUP)
+  {"cmd": "stats"}                             counters
+
+Only the socket's owner (root for the default /run/ikev2/control.sock) can connect: the socket
+is chmod 0600 before it accepts and its directory is created 0700.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from ..log import get_logger
+
+log = get_logger("ikev2.service.control")
+MAX_REQUEST = 65536
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ControlError(Exception):
+    """The daemon cannot be reached, or answered something unreadable."""
+
+
+def _socket_in_use(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+class ControlServer:
+    def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
+        self.path = Path(path)
+        self.handlers = handlers
+        self._server: asyncio.base_events.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        if not self.path.parent.exists():
+            self.path.parent.mkdir(mode=0o700, parents=True)
+        if self.path.exists() or self.path.is_symlink():
+            if _socket_in_use(self.path):
+                raise OSError(f"control socket {self.path} is in use: is another daemon running?")
+            self.path.unlink()
+        old_umask = os.umask(0o177)  # the socket is born 0600: no window where others connect
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._client, path=str(self.path), limit=MAX_REQUEST
+            )
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            while line := await reader.readline():
+                response = await self._answer(line)
+                writer.write(json.dumps(response).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError):
+            pass
+        except asyncio.CancelledError:
+            pass
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+
+    async def _answer(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+        except ValueError:
+            return {"ok": False, "error": "request is not JSON"}
+        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+            return {"ok": False, "error": 'request needs {"cmd": ...}'}
+        handler = self.handlers.get(request["cmd"])
+        if handler is None:
+            known = ", ".join(sorted(self.handlers))
+            return {"ok": False, "error": f"unknown command {request['cmd']!r} (known: {known})"}
+        try:
+            return await handler(request)
+        except Exception as exc:
+            log.exception("control command failed", cmd=request["cmd"])
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._clients):
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def request(path: str, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """One blocking request/response (the CLI side)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        try:
+            sock.connect(path)
+        except FileNotFoundError:
+            raise ControlError(
+                f"no daemon: {path} does not exist (is `ikev2 daemon` running?)"
+            ) from None
+        except PermissionError:
+            raise ControlError(
+                f"permission denied on {path} (the control socket is 0600)"
+            ) from None
+        except OSError as exc:
+            raise ControlError(f"cannot connect to {path}: {exc.strerror}") from None
+        sock.sendall(json.dumps(message).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            try:
+                chunk = sock.recv(1 << 20)
+            except TimeoutError:
+                raise ControlError(f"no answer from the daemon within {timeout:g} s") from None
+            if not chunk:
+                raise ControlError("the daemon closed the connection without an answer")
+            data += chunk
+    finally:
+        sock.close()
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise ControlError("the daemon's answer is not JSON") from None
+    if not isinstance(answer, dict):
+        raise ControlError("the daemon's answer is not a JSON object")
+    return answer

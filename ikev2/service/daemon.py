@@ -1,0 +1,300 @@
+"""`ikev2 daemon`: startup, control commands, SIGHUP reload and SIGTERM shutdown.
+
+Startup: the config is loaded (ConfigError stops us before anything is opened), logging set up,
+the kernel chosen (kernel_choice), state left by an earlier crash flushed (flush_owned), sockets
+bound, the control socket opened, trap policies installed, start_action=start connections
+initiated, and one line "ikev2: listening on ..." logged.
+
+SIGHUP (or `ikev2 reload`): the file is read again; a broken file is refused and the running
+config stays. New connections are added, the SAs of removed connections are deleted with the
+peer, SAs of connections still present are left alone (RFC 7296 has no notion of reloading; the
+engine keeps each SA's config for its lifetime). [daemon] changes need a restart (logged).
+
+SIGTERM/SIGINT: every IKE SA is deleted with the peer (RFC 7296 §1.4.1), we wait at most
+SHUTDOWN_WAIT for the answers, remove every kernel SA/policy we installed, close and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..config import ServiceConfig, load_config
+from ..engine import Engine
+from ..errors import ConfigError
+from ..log import LEVELS, configure_logging, get_logger
+from .control import ControlServer
+from .driver import Driver
+from .kernel_choice import KernelChoice, choose_kernel
+from .keylog import KeyLog
+from .udp import UdpTransport
+
+log = get_logger("ikev2.daemon")
+SHUTDOWN_WAIT = 2.0
+DOWN_WAIT = 10.0
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    """Command-line overrides of the [daemon] table."""
+
+    config: str
+    control: str | None = None
+    log_format: str | None = None
+    log_level: str | None = None
+    key_log: str | None = None
+    kernel: str | None = None
+
+
+def apply_options(config: ServiceConfig, options: DaemonOptions) -> ServiceConfig:
+    changes = {
+        "control_socket": options.control,
+        "log_format": options.log_format,
+        "log_level": options.log_level,
+        "kernel": options.kernel,
+    }
+    overrides: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
+    daemon = replace(config.daemon, **overrides)
+    return replace(config, daemon=daemon)
+
+
+class Daemon:
+    def __init__(self, options: DaemonOptions, config: ServiceConfig) -> None:
+        self.options = options
+        self.config = config
+        self.stopping = asyncio.Event()
+        self.choice: KernelChoice | None = None
+        self.driver: Driver | None = None
+        self.transport: UdpTransport | None = None
+        self.control: ControlServer | None = None
+        self.key_log: KeyLog | None = None
+
+    # --- lifecycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        settings = self.config.daemon
+        self.choice = choose_kernel(settings.kernel)
+        kernel = self.choice.kernel
+        log.log(
+            30 if self.choice.name == "memory" else 20,
+            f"kernel: {self.choice.name}",
+            reason=self.choice.reason,
+            note="child SAs are recorded in memory, not installed"
+            if self.choice.name == "memory"
+            else "child SAs are installed with NETLINK_XFRM",
+        )
+        flushed = kernel.flush_owned()
+        if any(flushed):
+            log.info("removed kernel state of an earlier run", sas=flushed[0], policies=flushed[1])
+        if self.options.key_log:
+            self.key_log = KeyLog(self.options.key_log)
+            log.warning("key log is ON: every SA's keys are written in clear",
+                        file=self.options.key_log)  # fmt: skip
+        self.transport = UdpTransport(loop, self._on_datagram, self._on_batch)
+        self.driver = Driver(Engine(self.config.engine), kernel, self.transport, loop, self.key_log)
+        try:
+            self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel)
+            self.control = ControlServer(settings.control_socket, self._handlers())
+            await self.control.start()
+        except OSError as exc:
+            log.error("startup failed", error=str(exc))
+            await self._close()
+            return 1
+        with contextlib.suppress(OSError, NotImplementedError):
+            loop.add_reader(kernel.fileno(), self.driver.on_kernel_readable)
+        loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        self.driver.start_keepalives()
+        self._install_traps()
+        ready = f"ikev2: listening on {self.transport.describe()}"
+        if LEVELS.get(settings.log_level, 20) <= 20:
+            log.info(ready, control=settings.control_socket,
+                     connections=[c.name for c in self.config.engine.connections])  # fmt: skip
+        else:  # the ready line is a contract: always one line, whatever the log level
+            print(ready, file=sys.stderr, flush=True)
+        for name in self.config.connections_to_start():
+            self._start(name)
+        await self.stopping.wait()
+        await self.shutdown()
+        return 0
+
+    def _on_datagram(self, data: bytes, remote: Any, local: Any) -> None:
+        assert self.driver is not None
+        self.driver.on_datagram(data, remote, local)
+
+    def _on_batch(self) -> None:
+        assert self.driver is not None
+        self.driver.flush()
+
+    def _start(self, name: str) -> int | None:
+        assert self.driver is not None
+        try:
+            sa_id = self.driver.initiate(name)
+        except (KeyError, ValueError, IndexError) as exc:
+            log.error("cannot initiate", conn=name, error=str(exc))
+            return None
+        log.info("initiating", conn=name, ike_sa=sa_id)
+        return sa_id
+
+    def _install_traps(self) -> None:
+        assert self.driver is not None
+        for index, (conn, child) in enumerate(self.config.trapped_children()):
+            try:
+                reqid = self.driver.applier.install_trap(index, conn, child)
+            except Exception as exc:
+                log.warning("trap policy not installed", conn=conn.name, child=child.name,
+                            error=str(exc))  # fmt: skip
+                continue
+            log.info("trap policies installed", conn=conn.name, child=child.name, reqid=reqid)
+
+    async def shutdown(self) -> None:
+        assert self.driver is not None
+        ids = {v.id for v in self.driver.engine.list_sas()}
+        log.info("shutting down: deleting IKE SAs with their peers", count=len(ids))
+        for sa_id in ids:
+            self.driver.terminate(sa_id)
+        if ids:
+            done = self.driver.wait_for(ids, want_up=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), SHUTDOWN_WAIT)
+        left = len(self.driver.engine.list_sas())
+        sas, policies = self.driver.applier.remove_all()
+        log.info("kernel state removed", sas=sas, policies=policies, ike_sas_left=left)
+        await self._close()
+
+    async def _close(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.driver is not None:
+            self.driver.stop()
+        if self.control is not None:
+            await self.control.close()
+        if self.transport is not None:
+            self.transport.close()
+        if self.choice is not None:
+            with contextlib.suppress(OSError, NotImplementedError, Exception):
+                loop.remove_reader(self.choice.kernel.fileno())
+            self.choice.kernel.close()
+        if self.key_log is not None:
+            self.key_log.close()
+
+    # --- reload
+    def _sighup(self) -> None:
+        asyncio.get_running_loop().create_task(self.reload())
+
+    async def reload(self) -> dict[str, Any]:
+        assert self.driver is not None
+        try:
+            fresh = apply_options(load_config(self.options.config), self.options)
+        except ConfigError as exc:
+            log.error("reload refused; the running configuration stays", error=str(exc))
+            return {"ok": False, "error": str(exc)}
+        if fresh.daemon != self.config.daemon:
+            log.warning("[daemon] settings changed; they apply after a restart")
+        old = {c.name for c in self.config.engine.connections}
+        new = {c.name for c in fresh.engine.connections}
+        engine_config = replace(
+            fresh.engine,
+            cookie_threshold=self.config.engine.cookie_threshold,
+            max_half_open=self.config.engine.max_half_open,
+        )
+        self.driver.engine.update_config(engine_config)
+        removed = sorted(old - new)
+        doomed = [v.id for v in self.driver.engine.list_sas() if v.connection in removed]
+        for sa_id in doomed:
+            self.driver.terminate(sa_id)
+        self.driver.applier.remove_traps()
+        self.config = replace(fresh, daemon=self.config.daemon)
+        self._install_traps()
+        added = sorted(new - old)
+        for name in self.config.connections_to_start():
+            if name in added:
+                self._start(name)
+        log.info("configuration reloaded", added=added, removed=removed, deleted_sas=len(doomed))
+        return {"ok": True, "added": added, "removed": removed, "deleted_sas": len(doomed)}
+
+    # --- control commands
+    def _handlers(self) -> dict[str, Any]:
+        return {
+            "up": self._cmd_up,
+            "down": self._cmd_down,
+            "rekey": self._cmd_rekey,
+            "list-sas": self._cmd_list,
+            "reload": self._cmd_reload,
+            "stats": self._cmd_stats,
+        }
+
+    async def _cmd_up(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.driver is not None
+        name = str(request.get("name", ""))
+        names = [c.name for c in self.driver.engine.config.connections]
+        if name not in names:
+            return {"ok": False, "error": f"no connection {name!r} (known: {', '.join(names)})"}
+        sa_id = self._start(name)
+        if sa_id is None:
+            return {"ok": False, "error": f"cannot initiate {name!r} (see the daemon log)"}
+        future = self.driver.wait_for({sa_id}, want_up=True)
+        try:
+            return await asyncio.wait_for(future, float(request.get("timeout", 60)))
+        except TimeoutError:
+            return {"ok": False, "error": f"IKE SA {sa_id} not established in time"}
+
+    async def _cmd_down(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.driver is not None
+        target = str(request.get("target", ""))
+        views = self.driver.engine.list_sas()
+        ids = {v.id for v in views if str(v.id) == target or v.connection == target}
+        if not ids:
+            return {"ok": False, "error": f"no IKE SA with id or connection {target!r}"}
+        future = self.driver.wait_for(ids, want_up=False)
+        for sa_id in ids:
+            self.driver.terminate(sa_id)
+        try:
+            await asyncio.wait_for(future, float(request.get("timeout", DOWN_WAIT)))
+        except TimeoutError:
+            return {"ok": False, "error": "the peer did not confirm the delete in time"}
+        return {"ok": True, "deleted": sorted(ids)}
+
+    async def _cmd_rekey(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.driver is not None
+        sa_id = int(request.get("id", 0))
+        child = request.get("child")
+        spi = int(str(child), 16) if child is not None else None
+        if not self.driver.rekey(sa_id, spi):
+            return {"ok": False, "error": "this engine cannot rekey yet"}
+        return {"ok": True}
+
+    async def _cmd_list(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.driver is not None
+        return {"ok": True, "sas": self.driver.list_sas()}
+
+    async def _cmd_reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.reload()
+
+    async def _cmd_stats(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.driver is not None and self.transport is not None
+        return {
+            "ok": True,
+            "kernel": self.choice.name if self.choice else None,
+            "kernel_reason": self.choice.reason if self.choice else None,
+            "events": dict(self.driver.counts),
+            "ike_sas": len(self.driver.engine.sas),
+            "kernel_sas": len(self.driver.applier.sas),
+            "kernel_policies": sum(len(r.policies) for r in self.driver.applier.reqids.values()),
+            "sockets": {f"{s.address}:{s.port}": dict(s.stats) for s in self.transport.sockets},
+        }
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    """Load, set up logging, run until SIGTERM. ConfigError propagates (the CLI prints it)."""
+    config = apply_options(load_config(options.config), options)
+    configure_logging(config.daemon.log_format, config.daemon.log_level)
+    try:
+        import uvloop  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return asyncio.run(Daemon(options, config).run())
+    return uvloop.run(Daemon(options, config).run())  # type: ignore[no-any-return,unused-ignore]

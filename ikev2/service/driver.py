@@ -1,0 +1,326 @@
+"""The boring loop (DESIGN.md §1): receive -> engine -> kernel -> send -> re-arm ONE timer.
+
+The Driver owns the Engine and calls it from the event loop only. Every input (a batch of
+datagrams, the timer, a kernel event, a command) ends in `_after()`, which sends what the engine
+queued and re-arms the single loop.call_at timer from engine.get_timer() when the deadline moved.
+
+Events are applied through a table of handlers: child SAs go to the kernel (a KernelError goes
+back into the engine as kernel_failed, which deletes the child with the peer), keys go to the
+optional key log, and waiters of `up`/`down` commands are resolved at the end of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine import Engine
+from ..engine.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    Endpoint,
+    Event,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+)
+from ..engine.views import IkeSaView
+from ..kernel import Acquire, Expire, Kernel, KernelError, KernelEvent, Mapping
+from ..log import get_logger
+from .kernel_apply import KernelApplier
+from .keylog import KeyLog, UnknownToWireshark
+from .udp import UdpTransport
+
+log = get_logger("ikev2.service")
+KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §2.3 recommends 20 s
+
+
+def _ep(endpoint: Endpoint) -> str:
+    host = str(endpoint[0])
+    return f"[{host}]:{endpoint[1]}" if ":" in host else f"{host}:{endpoint[1]}"
+
+
+def view_to_json(view: IkeSaView) -> dict[str, Any]:
+    """The `list-sas --json` object of one IKE SA (the CLI contract)."""
+    return {
+        "id": view.id,
+        "connection": view.connection,
+        "state": view.state,
+        "initiator": view.initiator,
+        "local": _ep(view.local),
+        "remote": _ep(view.remote),
+        "spi_i": view.spi_i,
+        "spi_r": view.spi_r,
+        "local_id": view.local_id,
+        "remote_id": view.remote_id,
+        "suite": view.suite,
+        "nat_local": view.nat_local,
+        "nat_remote": view.nat_remote,
+        "children": [
+            {
+                "name": c.name,
+                "reqid": c.reqid,
+                "protocol": c.protocol,
+                "mode": c.mode,
+                "spi_in": f"{c.spi_in:08x}",
+                "spi_out": f"{c.spi_out:08x}",
+                "local_ts": list(c.local_ts),
+                "remote_ts": list(c.remote_ts),
+                "suite": c.suite,
+            }
+            for c in view.children
+        ],
+    }
+
+
+@dataclass
+class Waiter:
+    """A command waiting for IKE SAs to come up or go away."""
+
+    sa_ids: set[int]
+    future: asyncio.Future[dict[str, Any]]
+    want_up: bool
+    failures: dict[int, str] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+
+
+class Driver:
+    def __init__(
+        self,
+        engine: Engine,
+        kernel: Kernel,
+        transport: UdpTransport,
+        loop: asyncio.AbstractEventLoop,
+        key_log: KeyLog | None = None,
+    ) -> None:
+        self.engine = engine
+        self.kernel = kernel
+        self.applier = KernelApplier(kernel)
+        self.transport = transport
+        self.loop = loop
+        self.key_log = key_log
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed: float | None = None
+        self._waiters: list[Waiter] = []
+        self._keepalive: asyncio.TimerHandle | None = None
+        self.counts = {"established": 0, "failed": 0, "deleted": 0, "children": 0}
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            IkeSaEstablished: self._ike_established,
+            IkeSaDeleted: self._ike_gone,
+            IkeSaFailed: self._ike_gone,
+            ChildSaEstablished: self._child_established,
+            ChildSaDeleted: self._child_deleted,
+            ChildSaFailed: self._child_failed,
+        }
+
+    # --- inputs
+    def on_datagram(self, data: bytes, remote: Endpoint, local: Endpoint) -> None:
+        """One received IKE datagram (marker stripped); the transport calls flush() per batch."""
+        events = self.engine.receive_datagram(data, remote, local, self.loop.time())
+        if events:
+            self.apply(events)
+
+    def flush(self) -> None:
+        self._after()
+
+    def _on_timer(self, deadline: float) -> None:
+        self._timer, self._armed = None, None
+        # call_at may fire a little early (clock resolution): never hand the engine a time
+        # before the deadline it asked for, or it would ask again for the same instant
+        events = self.engine.handle_timer(max(self.loop.time(), deadline))
+        self.apply(events)
+        self._after()
+
+    def on_kernel_readable(self) -> None:
+        try:
+            events = self.kernel.read_events()
+        except KernelError as exc:
+            log.warning("kernel events unreadable", error=str(exc))
+            return
+        for event in events:
+            self._kernel_event(event)
+        self._after()
+
+    def _kernel_event(self, event: KernelEvent) -> None:
+        now = self.loop.time()
+        if isinstance(event, Acquire):
+            name = self.applier.trap_owner(event.reqid)
+            if name is None:
+                return
+            busy = any(v.connection == name for v in self.engine.list_sas())
+            if not busy:
+                log.info("acquire: initiating", conn=name, dst=str(event.dst))
+                self.initiate(name)
+        elif isinstance(event, Expire):
+            expire = getattr(self.engine, "kernel_expire", None)
+            if expire is not None:
+                self.apply(expire(event.proto, event.spi, event.hard, now))
+            else:
+                log.info("kernel SA expired", spi=f"{event.spi:08x}", hard=event.hard)
+        elif isinstance(event, Mapping):
+            log.info("NAT mapping changed", spi=f"{event.spi:08x}",
+                     new=f"{event.new_src}:{event.new_sport}")  # fmt: skip
+
+    # --- commands
+    def initiate(self, name: str) -> int:
+        sa_id = self.engine.initiate(name, self.loop.time())
+        self._after()
+        return sa_id
+
+    def terminate(self, sa_id: int) -> None:
+        self.apply(self.engine.terminate(sa_id, self.loop.time()))
+        self._after()
+
+    def rekey(self, sa_id: int, child_spi_in: int | None) -> bool:
+        """Rekey an IKE SA or one of its children, when the engine can (issue 5)."""
+        now = self.loop.time()
+        if child_spi_in is None:
+            method = getattr(self.engine, "rekey_ike", None)
+            args: tuple[Any, ...] = (sa_id, now)
+        else:
+            method = getattr(self.engine, "rekey_child", None)
+            args = (sa_id, child_spi_in, now)
+        if method is None:
+            return False
+        result = method(*args)
+        if isinstance(result, list):
+            self.apply(result)
+        self._after()
+        return True
+
+    def wait_for(self, sa_ids: set[int], want_up: bool) -> asyncio.Future[dict[str, Any]]:
+        future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        waiter = Waiter(set(sa_ids), future, want_up)
+        self._waiters.append(waiter)
+        self._settle(waiter)
+        return future
+
+    def list_sas(self) -> list[dict[str, Any]]:
+        return [view_to_json(v) for v in self.engine.list_sas()]
+
+    # --- events
+    def apply(self, events: list[Event]) -> None:
+        queue = list(events)
+        while queue:
+            event = queue.pop(0)
+            handler = self._handlers.get(type(event))
+            if handler is None:
+                continue
+            if isinstance(event, ChildSaEstablished):
+                queue += self._install(event)
+            else:
+                handler(event)
+        for waiter in list(self._waiters):
+            self._settle(waiter)
+
+    def _install(self, event: ChildSaEstablished) -> list[Event]:
+        try:
+            self.applier.child_established(event)
+        except KernelError as exc:
+            log.warning("kernel refused child SA", ike_sa=event.ike_sa_id, conn=event.connection,
+                        child=event.child, error=str(exc))  # fmt: skip
+            self._note_failure(event.ike_sa_id, f"child {event.child}: kernel: {exc}")
+            return self.engine.kernel_failed(
+                event.ike_sa_id, event.spi_in, str(exc), self.loop.time()
+            )
+        self._child_established(event)
+        return []
+
+    def _ike_established(self, event: IkeSaEstablished) -> None:
+        self.counts["established"] += 1
+        if self.key_log is not None:
+            keys = self.engine.export_keys(event.ike_sa_id)
+            if keys is not None:
+                try:
+                    self.key_log.ike_sa(keys)
+                except UnknownToWireshark as exc:
+                    log.warning("key log: no Wireshark name", error=str(exc))
+        for waiter in self._waiters:
+            if event.ike_sa_id in waiter.sa_ids and waiter.want_up:
+                waiter.done.add(event.ike_sa_id)
+
+    def _ike_gone(self, event: IkeSaDeleted | IkeSaFailed) -> None:
+        self.counts["failed" if isinstance(event, IkeSaFailed) else "deleted"] += 1
+        for waiter in self._waiters:
+            if event.ike_sa_id in waiter.sa_ids:
+                if waiter.want_up:
+                    waiter.failures[event.ike_sa_id] = event.reason
+                waiter.done.add(event.ike_sa_id)
+
+    def _child_established(self, event: ChildSaEstablished) -> None:
+        self.counts["children"] += 1
+        if self.key_log is not None:
+            try:
+                self.key_log.child_sa(event)
+            except UnknownToWireshark as exc:
+                log.warning("key log: no Wireshark name", error=str(exc))
+
+    def _child_deleted(self, event: ChildSaDeleted) -> None:
+        self.applier.child_deleted(event)
+
+    def _child_failed(self, event: ChildSaFailed) -> None:
+        self._note_failure(event.ike_sa_id, f"child {event.child}: {event.reason}")
+
+    def _note_failure(self, sa_id: int, reason: str) -> None:
+        for waiter in self._waiters:
+            if sa_id in waiter.sa_ids and waiter.want_up:
+                waiter.failures.setdefault(-sa_id, reason)
+
+    def _settle(self, waiter: Waiter) -> None:
+        if waiter.future.done():
+            self._waiters.remove(waiter)
+            return
+        alive = {v.id for v in self.engine.list_sas()} if not waiter.want_up else set()
+        if not waiter.want_up:  # gone from the engine counts as deleted
+            waiter.done |= waiter.sa_ids - alive
+        if waiter.done >= waiter.sa_ids:
+            self._waiters.remove(waiter)
+            views = {v.id: v for v in self.engine.list_sas()}
+            errors = {k: v for k, v in waiter.failures.items() if k > 0}
+            result: dict[str, Any] = {
+                "ok": not errors,
+                "sas": [view_to_json(views[i]) for i in sorted(waiter.sa_ids) if i in views],
+            }
+            if errors:
+                result["error"] = "; ".join(errors.values())
+            child_errors = [v for k, v in waiter.failures.items() if k < 0]
+            if child_errors:
+                result["warnings"] = child_errors
+            waiter.future.set_result(result)
+
+    # --- output
+    def _after(self) -> None:
+        for datagram in self.engine.datagrams_to_send():
+            self.transport.send(datagram)
+        deadline = self.engine.get_timer()
+        if deadline == self._armed:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._armed = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer, deadline)
+
+    # --- NAT-T keepalives (RFC 3948 §2.3)
+    def start_keepalives(self, interval: float = KEEPALIVE_INTERVAL) -> None:
+        def tick() -> None:
+            for view in self.engine.list_sas():
+                if view.nat_local and view.state == "established":
+                    self.transport.send_keepalive(view.local, view.remote)
+            self._keepalive = self.loop.call_later(interval, tick)
+
+        self._keepalive = self.loop.call_later(interval, tick)
+
+    def stop(self) -> None:
+        for handle in (self._timer, self._keepalive):
+            if handle is not None:
+                handle.cancel()
+        for waiter in self._waiters:
+            with contextlib.suppress(asyncio.InvalidStateError):
+                waiter.future.set_result({"ok": False, "error": "daemon stopping"})
+        self._waiters.clear()

@@ -1,0 +1,262 @@
+"""Engine child-SA events -> kernel SAs and policies (RFC 4301 §4.4: SAD and SPD entries).
+
+- ChildSaEstablished: an inbound and an outbound SA (AEAD, or encryption + integrity, by the
+  event's Linux algorithm names; UDP encapsulation when a NAT was detected, RFC 3948; soft/hard
+  lifetimes from rekey_time/life_time), then out/in policies (+fwd in tunnel mode) for every
+  (local_ts, remote_ts) pair of one address family, each with a template naming the reqid.
+- ChildSaDeleted: both SAs go; the policies go with the last SA of their reqid.
+
+SAs are keyed by (dst, spi, proto), policies are reference-counted per reqid: a rekeyed child
+arrives with the SAME reqid before the old one is deleted, and its traffic must never fall
+between two policies. Kernel reqids are the engine's reqid offset by the kernel's reqid_base, so
+`flush_owned()` after a crash removes exactly what this daemon installed.
+
+Trap policies (start_action = trap) are out policies with a template and no SA: the first packet
+makes the kernel send an Acquire for that reqid. They sit in a reqid block of their own (TRAP_BASE),
+are replaced by the real policies when the child comes up, and return when it goes.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from ..constants import IpProto, ProtocolId
+from ..engine.config import ChildConfig, ConnectionConfig, Mode, TrafficSelectorSpec
+from ..engine.events import ChildSaDeleted, ChildSaEstablished, SaDirection
+from ..kernel import (
+    Aead,
+    Cipher,
+    Direction,
+    Integrity,
+    IPAddress,
+    Kernel,
+    KernelError,
+    Lifetime,
+    PolicySpec,
+    SaSpec,
+    Selector,
+    Template,
+    ip_proto,
+)
+from ..kernel import Mode as XfrmMode
+from ..log import get_logger
+
+log = get_logger("ikev2.service.kernel")
+XFRM_MODE = {Mode.TUNNEL: XfrmMode.TUNNEL, Mode.TRANSPORT: XfrmMode.TRANSPORT}
+POLICY_PRIORITY = 2000  # below strongSwan's default range start; lower value wins in XFRM
+TRAP_PRIORITY = 2100
+TRAP_BASE = 0x8000  # trap reqids: kernel reqid_base + TRAP_BASE + index
+SaKey = tuple[IPAddress, int, IpProto]
+
+
+def _port(ts: TrafficSelectorSpec) -> int:
+    """XFRM selectors carry one port (0 = any): a range other than one port becomes any."""
+    return ts.start_port if ts.start_port == ts.end_port else 0
+
+
+def selector_pairs(
+    local_ts: tuple[TrafficSelectorSpec, ...], remote_ts: tuple[TrafficSelectorSpec, ...]
+) -> Iterator[tuple[Selector, Selector]]:
+    """(outbound, inbound) selectors for every same-family pair of traffic selectors."""
+    for lts in local_ts:
+        for rts in remote_ts:
+            if lts.network.version != rts.network.version:
+                continue
+            proto = lts.ip_protocol or rts.ip_protocol
+            out = Selector(lts.network, rts.network, proto, _port(lts), _port(rts))
+            inbound = Selector(rts.network, lts.network, proto, _port(rts), _port(lts))
+            yield out, inbound
+
+
+def _lifetime(rekey: float, life: float, life_bytes: int, life_packets: int) -> Lifetime:
+    return Lifetime(
+        soft_seconds=int(rekey) or None,
+        hard_seconds=int(life) or None,
+        soft_bytes=int(life_bytes * 0.9) or None,
+        hard_bytes=life_bytes or None,
+        soft_packets=int(life_packets * 0.9) or None,
+        hard_packets=life_packets or None,
+    )
+
+
+def sa_spec(event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: bool) -> SaSpec:
+    """One direction of a child SA as the kernel wants it."""
+    aead = enc = auth = None
+    if sa.icv_bits and sa.enc_alg:
+        aead = Aead(sa.enc_alg, sa.enc_key, sa.icv_bits)
+    else:
+        if sa.enc_alg:
+            enc = Cipher(sa.enc_alg, sa.enc_key)
+        if sa.auth_alg:
+            auth = Integrity(sa.auth_alg, sa.auth_key, sa.auth_trunc_bits)
+    encap = None
+    if event.encap is not None:  # (local port, remote port); the kernel wants (sport, dport)
+        local_port, remote_port = event.encap
+        encap = (remote_port, local_port) if inbound else (local_port, remote_port)
+    return SaSpec(
+        src=sa.src,
+        dst=sa.dst,
+        spi=sa.spi,
+        proto=ip_proto(event.protocol),
+        mode=XFRM_MODE[event.mode],
+        reqid=reqid,
+        aead=aead,
+        enc=enc,
+        auth=auth,
+        esn=event.esn,
+        replay_window=event.replay_window,
+        encap=encap,
+        lifetime=_lifetime(event.rekey_time, event.life_time, event.life_bytes, event.life_packets),
+    )
+
+
+@dataclass
+class _ReqidState:
+    policies: list[PolicySpec]
+    sas: set[SaKey] = field(default_factory=set)
+
+
+class KernelApplier:
+    """Applies child SA events to a Kernel, keeping what it installed for teardown."""
+
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.reqids: dict[int, _ReqidState] = {}
+        self.sas: dict[SaKey, int] = {}  # (dst, spi, proto) -> kernel reqid
+        self.traps: dict[int, tuple[ConnectionConfig, ChildConfig, list[PolicySpec]]] = {}
+
+    def kernel_reqid(self, engine_reqid: int) -> int:
+        return self.kernel.reqid_base + engine_reqid
+
+    # --- child SAs
+    def child_established(self, event: ChildSaEstablished) -> None:
+        """Install both SAs, then the policies (first SA of the reqid). KernelError on failure,
+        after undoing what this call installed."""
+        reqid = self.kernel_reqid(event.reqid)
+        installed: list[SaKey] = []
+        try:
+            for direction, inbound in ((event.inbound, True), (event.outbound, False)):
+                spec = sa_spec(event, direction, reqid, inbound)
+                self.kernel.add_sa(spec)
+                key = (spec.dst, spec.spi, spec.proto)
+                installed.append(key)
+                self.sas[key] = reqid
+            state = self.reqids.get(reqid)
+            if state is None:
+                state = _ReqidState(self._install_policies(event, reqid))
+                self.reqids[reqid] = state
+            state.sas.update(installed)
+        except KernelError:
+            for key in installed:
+                self._delete_sa(key)
+            raise
+
+    def _install_policies(self, event: ChildSaEstablished, reqid: int) -> list[PolicySpec]:
+        mode = XFRM_MODE[event.mode]
+        proto = ip_proto(event.protocol)
+        local, remote = event.outbound.src, event.outbound.dst
+        tunnel = mode is XfrmMode.TUNNEL
+        out_t = Template(proto, mode, reqid, local if tunnel else None, remote if tunnel else None)
+        in_t = Template(proto, mode, reqid, remote if tunnel else None, local if tunnel else None)
+        policies = []
+        for out_sel, in_sel in selector_pairs(event.local_ts, event.remote_ts):
+            policies.append(PolicySpec(out_sel, Direction.OUT, priority=POLICY_PRIORITY,
+                                       templates=(out_t,)))  # fmt: skip
+            policies.append(PolicySpec(in_sel, Direction.IN, priority=POLICY_PRIORITY,
+                                       templates=(in_t,)))  # fmt: skip
+            if tunnel:  # RFC 4301 §5.1: forwarded traffic out of the tunnel needs a fwd policy
+                policies.append(PolicySpec(in_sel, Direction.FWD, priority=POLICY_PRIORITY,
+                                           templates=(in_t,)))  # fmt: skip
+        done: list[PolicySpec] = []
+        try:
+            for policy in policies:
+                self.kernel.update_policy(policy)  # replaces a trap policy on the same selector
+                done.append(policy)
+        except KernelError:
+            self._delete_policies(done)
+            raise
+        return policies
+
+    def child_deleted(self, event: ChildSaDeleted) -> None:
+        proto = ip_proto(event.protocol)
+        for key in ((event.local, event.spi_in, proto), (event.remote, event.spi_out, proto)):
+            self._delete_sa(key)
+
+    def _delete_sa(self, key: SaKey) -> None:
+        reqid = self.sas.pop(key, None)
+        if reqid is None:
+            return
+        dst, spi, proto = key
+        try:
+            self.kernel.delete_sa(dst, spi, proto)
+        except KernelError as exc:
+            if exc.errno not in (errno.ESRCH, errno.ENOENT):
+                log.warning("kernel SA delete failed", error=str(exc))
+        state = self.reqids.get(reqid)
+        if state is None:
+            return
+        state.sas.discard(key)
+        if not state.sas:
+            del self.reqids[reqid]
+            self._delete_policies(state.policies)
+            self._restore_trap(state.policies)
+
+    def _delete_policies(self, policies: list[PolicySpec]) -> None:
+        for policy in policies:
+            try:
+                self.kernel.delete_policy(policy.selector, policy.direction)
+            except KernelError as exc:
+                if exc.errno != errno.ENOENT:
+                    log.warning("kernel policy delete failed", error=str(exc))
+
+    # --- trap policies (start_action = trap)
+    def install_trap(self, index: int, conn: ConnectionConfig, child: ChildConfig) -> int:
+        """Out policies for the child's selectors that acquire an SA; returns their reqid."""
+        reqid = self.kernel.reqid_base + TRAP_BASE + index
+        local, remote = conn.local_addrs[0], conn.remote_addrs[0]
+        mode = XFRM_MODE[child.mode]
+        proto = ip_proto(child.proposals[0].protocol if child.proposals else ProtocolId.ESP)
+        tunnel = mode is XfrmMode.TUNNEL
+        template = Template(proto, mode, reqid, local if tunnel else None,
+                            remote if tunnel else None)  # fmt: skip
+        policies = [
+            PolicySpec(out_sel, Direction.OUT, priority=TRAP_PRIORITY, templates=(template,))
+            for out_sel, _ in selector_pairs(child.local_ts, child.remote_ts)
+        ]
+        for policy in policies:
+            self.kernel.update_policy(policy)
+        self.traps[reqid] = (conn, child, policies)
+        return reqid
+
+    def trap_owner(self, reqid: int) -> str | None:
+        """The connection whose trap policy carries this reqid (for an Acquire)."""
+        trap = self.traps.get(reqid)
+        return trap[0].name if trap else None
+
+    def _restore_trap(self, removed: list[PolicySpec]) -> None:
+        selectors = {(p.selector, p.direction) for p in removed}
+        for _conn, _child, policies in self.traps.values():
+            for policy in policies:
+                if (policy.selector, policy.direction) in selectors:
+                    try:
+                        self.kernel.update_policy(policy)
+                    except KernelError as exc:
+                        log.warning("trap policy restore failed", error=str(exc))
+
+    def remove_traps(self) -> None:
+        for _conn, _child, policies in self.traps.values():
+            self._delete_policies(policies)
+        self.traps.clear()
+
+    # --- shutdown
+    def remove_all(self) -> tuple[int, int]:
+        """Delete every SA and policy we installed (traps too); returns (SAs, policies)."""
+        self.remove_traps()
+        sas = len(self.sas)
+        policies = sum(len(s.policies) for s in self.reqids.values())
+        for key in list(self.sas):
+            self._delete_sa(key)
+        self.remove_traps()  # _delete_sa may have restored some
+        return sas, policies
