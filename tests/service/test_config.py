@@ -1,0 +1,239 @@
+"""The TOML loader: what a good file becomes, and one clear line for each kind of mistake.
+
+The mistakes are also tried through the CLI, as a new user would meet them:
+`ikev2 daemon --config bad.toml` exits non-zero with one line naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ikev2.config import load_config, parse_config
+from ikev2.constants import EncrId, IdType, IpProto, ProtocolId
+from ikev2.engine.config import AuthMethodName, Mode
+from ikev2.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "fixtures" / "config" / "example.toml"
+PKI = REPO / "fixtures" / "pki" / "ecdsa"
+
+GOOD = """
+[daemon]
+addresses = ["127.0.0.1"]
+port = 15500
+kernel = "memory"
+
+[connections.net]
+local_addrs = ["192.0.2.1"]
+remote_addrs = "192.0.2.2"
+proposals = "aes256gcm16-prfsha256-x25519, aes128-sha256-modp2048"
+dpd_delay = "45s"
+rekey_time = "2h"
+[connections.net.local]
+id = "moon.example"
+[connections.net.remote]
+id = "sun.example"
+[connections.net.children.web]
+local_ts = ["dynamic[tcp/443]"]
+remote_ts = ["10.2.0.0/16", "2001:db8::/32"]
+esp_proposals = ["aes128gcm16"]
+mode = "transport"
+start_action = "start"
+rekey_time = 1800
+[connections.net.children.all]
+ah_proposals = "sha256"
+
+[secrets.other]
+ids = ["other.example"]
+secret = "not this one"
+[secrets.ours]
+ids = ["sun.example", "moon.example"]
+secret = "the right secret"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "bad.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_a_good_file_becomes_the_engine_config(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD, "good.toml"))
+    assert config.daemon.addresses == (ipaddress.ip_address("127.0.0.1"),)
+    assert (config.daemon.port, config.daemon.nat_port, config.daemon.kernel) == (
+        15500, 4500, "memory"
+    )  # fmt: skip
+    [conn] = config.engine.connections
+    assert conn.remote_addrs == (ipaddress.ip_address("192.0.2.2"),)
+    assert [p.encr for p in conn.ike_proposals] == [
+        ((EncrId.AES_GCM_16, 256),),
+        ((EncrId.AES_CBC, 128),),
+    ]
+    assert conn.timers.dpd_delay == 45 and conn.timers.ike_rekey_time == 7200
+    assert conn.timers.ike_life_time == pytest.approx(7920)
+    assert conn.local_id.id_type is IdType.FQDN and conn.local_id.data == b"moon.example"
+    assert conn.local_auth.method is AuthMethodName.PSK
+    assert conn.local_auth.psk == conn.remote_auth.psk == b"the right secret"
+    web, everything = conn.children
+    assert web.mode is Mode.TRANSPORT and web.rekey_time == 1800
+    assert web.life_time == pytest.approx(1980)
+    [lts] = web.local_ts
+    assert (str(lts.network), lts.ip_protocol, lts.start_port, lts.end_port) == (
+        "192.0.2.1/32", IpProto.TCP, 443, 443
+    )  # fmt: skip
+    assert [str(t.network) for t in web.remote_ts] == ["10.2.0.0/16", "2001:db8::/32"]
+    assert everything.proposals[0].protocol is ProtocolId.AH
+    assert [str(t.network) for t in everything.local_ts] == ["192.0.2.1/32"]  # default dynamic
+    assert config.connections_to_start() == ["net"]
+    assert config.engine.cookie_threshold == 30
+
+
+def test_the_bundled_examples_load() -> None:
+    for name in ("example.toml", "example-peer.toml"):
+        config = load_config(EXAMPLE.parent / name)
+        assert config.engine.connections[0].children[0].name == "net"
+
+
+def test_pubkey_credentials_from_files(tmp_path: Path) -> None:
+    key = tmp_path / "moon.key"
+    key.write_bytes((PKI / "moon.key").read_bytes())
+    key.chmod(0o600)
+    text = f"""
+[connections.c]
+local_addrs = ["192.0.2.1"]
+[connections.c.local]
+auth = "pubkey"
+id = "moon.ikev2.test"
+certs = ["{PKI / "moon.crt"}"]
+key = "moon.key"
+[connections.c.remote]
+auth = "pubkey"
+cacerts = ["{PKI / "ca.crt"}"]
+"""
+    [conn] = load_config(write(tmp_path, text, "c.toml")).engine.connections
+    assert conn.local_auth.method is AuthMethodName.PUBKEY
+    assert len(conn.local_auth.certs) == 1 and conn.local_auth.private_key is not None
+    assert len(conn.remote_auth.trust_anchors) == 1 and conn.remote_id is None
+
+
+# one line per mistake: (what, TOML, the key it must name, words of the problem/fix)
+MISTAKES = [
+    ("unknown key", GOOD.replace("dpd_delay", "dpd_dealy"),
+     "connections.net.dpd_dealy", "unknown key (fix: did you mean dpd_delay?)"),
+    ("bad proposal", GOOD.replace("aes256gcm16-prf", "aes256gmc16-prf"),
+     "connections.net.proposals", "did you mean aes256gcm16"),
+    ("bad ESP proposal", GOOD.replace('["aes128gcm16"]', '["aes128-sha257"]'),
+     "connections.net.children.web.esp_proposals", "sha257"),
+    ("bad duration", GOOD.replace('"45s"', '"45 seconds"'),
+     "connections.net.dpd_delay", "not a duration"),
+    ("bad address", GOOD.replace('"192.0.2.2"', '"sun"'),
+     "connections.net.remote_addrs", "not an IP address"),
+    ("bad mode", GOOD.replace('"transport"', '"tunel"'),
+     "connections.net.children.web.mode", "use one of tunnel, transport"),
+    ("no matching secret", GOOD.replace('"sun.example", "moon.example"', '"x.example"'),
+     "connections.net.local.auth", "[secrets.NAME]"),
+    ("unknown daemon key", GOOD.replace("port = 15500", "prot = 15500"),
+     "daemon.prot", "did you mean port?"),
+    ("TOML syntax", GOOD.replace("[daemon]", "[daemon"), "(syntax)", "correct the TOML"),
+    ("wrong type", GOOD.replace("port = 15500", 'port = "x"'), "daemon.port", "wrong type"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "text", "key", "words"), MISTAKES, ids=[m[0] for m in MISTAKES])
+def test_each_mistake_names_file_key_and_fix(
+    tmp_path: Path, what: str, text: str, key: str, words: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert words in message and "(fix: " in message and "\n" not in message
+
+
+def run_daemon_cli(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ikev2.cli", "daemon", "--config", str(path)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess[str], path: Path, key: str) -> str:
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"ikev2: config error: {path}: {key}: "), lines[0]
+    assert "(fix: " in lines[0]
+    return lines[0]
+
+
+def test_cli_unknown_key(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("esp_proposals", "esp_proposal"))
+    line = assert_one_clear_line(
+        run_daemon_cli(path), path, "connections.net.children.web.esp_proposal"
+    )
+    assert "did you mean esp_proposals?" in line
+
+
+def test_cli_bad_proposal_string(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("aes256gcm16-prf", "aes256gmc16-prf"))
+    line = assert_one_clear_line(run_daemon_cli(path), path, "connections.net.proposals")
+    assert "'aes256gmc16'" in line and "did you mean aes256gcm16" in line
+
+
+def test_cli_missing_key_file(tmp_path: Path) -> None:
+    text = f"""
+[connections.c]
+local_addrs = ["192.0.2.1"]
+[connections.c.local]
+auth = "pubkey"
+certs = ["{PKI / "moon.crt"}"]
+key = "missing.key"
+[connections.c.remote]
+auth = "pubkey"
+cacerts = ["{PKI / "ca.crt"}"]
+"""
+    path = write(tmp_path, text)
+    line = assert_one_clear_line(run_daemon_cli(path), path, "connections.c.local.key")
+    assert "missing.key" in line and "does not exist" in line
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_cli_group_or_world_readable_psk_file(tmp_path: Path, mode: int) -> None:
+    psk = tmp_path / "psk.txt"
+    psk.write_text("a secret in a file\n")
+    psk.chmod(mode)
+    path = write(tmp_path, GOOD.replace('secret = "the right secret"', 'secret_file = "psk.txt"'))
+    line = assert_one_clear_line(run_daemon_cli(path), path, "secrets.ours.secret_file")
+    assert f"mode {mode:04o}" in line and f"chmod 600 {psk}" in line
+
+
+def test_a_private_psk_file_is_accepted(tmp_path: Path) -> None:
+    psk = tmp_path / "psk.txt"
+    psk.write_text("a secret in a file\n")
+    os.chmod(psk, 0o600)
+    path = write(tmp_path, GOOD.replace('secret = "the right secret"', 'secret_file = "psk.txt"'))
+    [conn] = load_config(path).engine.connections
+    assert conn.local_auth.psk == b"a secret in a file"
+
+
+def test_cli_missing_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.toml"
+    assert_one_clear_line(run_daemon_cli(path), path, "(file)")
+
+
+def test_parse_config_resolves_relative_paths_against_the_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    psk = tmp_path / "sub" / "psk.txt"
+    psk.write_text("relative")
+    psk.chmod(0o600)
+    text = GOOD.replace('secret = "the right secret"', 'secret_file = "psk.txt"')
+    config = parse_config(text, tmp_path / "sub" / "x.toml")
+    assert config.engine.connections[0].local_auth.psk == b"relative"
