@@ -8,7 +8,10 @@
 
 SAs are keyed by (dst, spi, proto), policies are reference-counted per reqid: a rekeyed child
 arrives with the SAME reqid before the old one is deleted, and its traffic must never fall
-between two policies. Kernel reqids are the engine's reqid offset by the kernel's reqid_base, so
+between two policies. Different reqids can want the same selectors (a connection brought up
+twice, a trap under its child): the kernel holds one policy per (selector, direction), so each
+such slot keeps a stack of owners, the newest in the kernel; when it goes, the next one returns.
+Kernel reqids are the engine's reqid offset by the kernel's reqid_base, so
 `flush_owned()` after a crash removes exactly what this daemon installed.
 
 Trap policies (start_action = trap) are out policies with a template and no SA: the first packet
@@ -19,6 +22,7 @@ are replaced by the real policies when the child comes up, and return when it go
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -49,6 +53,7 @@ POLICY_PRIORITY = 2000  # below strongSwan's default range start; lower value wi
 TRAP_PRIORITY = 2100
 TRAP_BASE = 0x8000  # trap reqids: kernel reqid_base + TRAP_BASE + index
 SaKey = tuple[IPAddress, int, IpProto]
+SlotKey = tuple[Selector, Direction]
 
 
 def _port(ts: TrafficSelectorSpec) -> int:
@@ -70,6 +75,7 @@ def selector_pairs(
             yield out, inbound
 
 
+@functools.lru_cache(maxsize=64)  # one shared object for every SA with the same limits
 def _lifetime(rekey: float, life: float, life_bytes: int, life_packets: int) -> Lifetime:
     return Lifetime(
         soft_seconds=int(rekey) or None,
@@ -126,6 +132,8 @@ class KernelApplier:
         self.reqids: dict[int, _ReqidState] = {}
         self.sas: dict[SaKey, int] = {}  # (dst, spi, proto) -> kernel reqid
         self.traps: dict[int, tuple[ConnectionConfig, ChildConfig, list[PolicySpec]]] = {}
+        # (selector, direction) -> owners, oldest first; the last one is in the kernel
+        self.slots: dict[SlotKey, list[PolicySpec]] = {}
 
     def kernel_reqid(self, engine_reqid: int) -> int:
         return self.kernel.reqid_base + engine_reqid
@@ -172,12 +180,46 @@ class KernelApplier:
         done: list[PolicySpec] = []
         try:
             for policy in policies:
-                self.kernel.update_policy(policy)  # replaces a trap policy on the same selector
+                self._claim(policy)
                 done.append(policy)
         except KernelError:
-            self._delete_policies(done)
+            self._release_all(done)
             raise
         return policies
+
+    def _claim(self, policy: PolicySpec, *, bottom: bool = False) -> None:
+        """Own a policy slot: on top (into the kernel, replacing the previous owner's policy),
+        or at the bottom (a trap: in the kernel only while nobody else owns the slot)."""
+        owners = self.slots.get((policy.selector, policy.direction))
+        if not owners or not bottom:
+            self.kernel.update_policy(policy)
+        if owners is None:
+            self.slots[(policy.selector, policy.direction)] = [policy]
+        elif bottom:
+            owners.insert(0, policy)
+        else:
+            owners.append(policy)
+
+    def _release(self, policy: PolicySpec) -> None:
+        key = (policy.selector, policy.direction)
+        owners = self.slots.get(key, [])
+        index = next((i for i, p in enumerate(owners) if p is policy), None)
+        if index is None:
+            return
+        del owners[index]
+        try:
+            if not owners:
+                del self.slots[key]
+                self.kernel.delete_policy(policy.selector, policy.direction)
+            elif index == len(owners):  # it was in the kernel: the next owner's policy returns
+                self.kernel.update_policy(owners[-1])
+        except KernelError as exc:
+            if exc.errno != errno.ENOENT:
+                log.warning("kernel policy update failed", error=str(exc))
+
+    def _release_all(self, policies: list[PolicySpec]) -> None:
+        for policy in policies:
+            self._release(policy)
 
     def child_deleted(self, event: ChildSaDeleted) -> None:
         proto = ip_proto(event.protocol)
@@ -200,16 +242,7 @@ class KernelApplier:
         state.sas.discard(key)
         if not state.sas:
             del self.reqids[reqid]
-            self._delete_policies(state.policies)
-            self._restore_trap(state.policies)
-
-    def _delete_policies(self, policies: list[PolicySpec]) -> None:
-        for policy in policies:
-            try:
-                self.kernel.delete_policy(policy.selector, policy.direction)
-            except KernelError as exc:
-                if exc.errno != errno.ENOENT:
-                    log.warning("kernel policy delete failed", error=str(exc))
+            self._release_all(state.policies)
 
     # --- trap policies (start_action = trap)
     def install_trap(self, index: int, conn: ConnectionConfig, child: ChildConfig) -> int:
@@ -226,7 +259,7 @@ class KernelApplier:
             for out_sel, _ in selector_pairs(child.local_ts, child.remote_ts)
         ]
         for policy in policies:
-            self.kernel.update_policy(policy)
+            self._claim(policy, bottom=True)
         self.traps[reqid] = (conn, child, policies)
         return reqid
 
@@ -235,28 +268,16 @@ class KernelApplier:
         trap = self.traps.get(reqid)
         return trap[0].name if trap else None
 
-    def _restore_trap(self, removed: list[PolicySpec]) -> None:
-        selectors = {(p.selector, p.direction) for p in removed}
-        for _conn, _child, policies in self.traps.values():
-            for policy in policies:
-                if (policy.selector, policy.direction) in selectors:
-                    try:
-                        self.kernel.update_policy(policy)
-                    except KernelError as exc:
-                        log.warning("trap policy restore failed", error=str(exc))
-
     def remove_traps(self) -> None:
         for _conn, _child, policies in self.traps.values():
-            self._delete_policies(policies)
+            self._release_all(policies)
         self.traps.clear()
 
     # --- shutdown
     def remove_all(self) -> tuple[int, int]:
         """Delete every SA and policy we installed (traps too); returns (SAs, policies)."""
         self.remove_traps()
-        sas = len(self.sas)
-        policies = sum(len(s.policies) for s in self.reqids.values())
+        sas, policies = len(self.sas), len(self.slots)
         for key in list(self.sas):
             self._delete_sa(key)
-        self.remove_traps()  # _delete_sa may have restored some
         return sas, policies

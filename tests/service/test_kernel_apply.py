@@ -166,3 +166,27 @@ def test_keylog_names_are_ones_the_decoder_reads_back() -> None:
         f'"IPv4","{LOCAL}","{REMOTE}","0x00000def","AES-CBC [RFC3602]","0x{bytes(16).hex()}",'
         f'"HMAC-SHA-256-128 [RFC4868]","0x{bytes(32).hex()}"'
     )
+
+
+def test_two_reqids_on_the_same_selectors_hand_the_policy_over() -> None:
+    kernel = InMemoryKernel()
+    applier = KernelApplier(kernel)
+    first, second = established(0x1111, 0x2222, reqid=1), established(0x3333, 0x4444, reqid=2)
+    applier.child_established(first)
+    applier.child_established(second)
+
+    def out_reqids() -> list[int]:
+        return [
+            p.templates[0].reqid - kernel.reqid_base
+            for p in kernel.list_policies()
+            if p.direction is Direction.OUT
+        ]
+
+    assert out_reqids() == [2] and len(kernel.list_policies()) == 3
+    applier.child_deleted(deleted(second))
+    assert out_reqids() == [1] and len(kernel.list_policies()) == 3  # the first one's is back
+    applier.child_established(second)
+    applier.child_deleted(deleted(first))  # not in the kernel: nothing changes there
+    assert out_reqids() == [2]
+    applier.child_deleted(deleted(second))
+    assert kernel.list_policies() == [] and applier.slots == {}
