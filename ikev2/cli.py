@@ -136,7 +136,7 @@ def _cmd_reload(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .service.demo import run_demo
 
-    return run_demo(keep_logs=args.verbose)
+    return run_demo(keep_logs=args.verbose, loopback=args.loopback)
 
 
 def _with_control(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="two daemons negotiate an IKE SA with a child, then stop")
     demo.add_argument("--verbose", action="store_true", help="print the daemons' logs too")
+    demo.add_argument("--loopback", action="store_true", help="loopback even as root")
     demo.set_defaults(handler=_cmd_demo)
     return parser
 

@@ -7,15 +7,18 @@ import re
 import subprocess
 import sys
 
+import pytest
 
-def test_demo_negotiates_shows_both_sides_and_tears_down() -> None:
+
+@pytest.mark.parametrize("loopback", [False, True], ids=["as-run", "loopback"])
+def test_demo_negotiates_shows_both_sides_and_tears_down(loopback: bool) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ikev2.cli", "demo"],
+        [sys.executable, "-m", "ikev2.cli", "demo", *(["--loopback"] if loopback else [])],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    where = "two network namespaces" if os.geteuid() == 0 else "loopback"
+    where = "two network namespaces" if os.geteuid() == 0 and not loopback else "loopback"
     assert where in out
     # which kernel each side used, and why, in plain words
     assert re.search(r"moon: kernel = (xfrm|memory) \(.+\)", out)
