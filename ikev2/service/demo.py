@@ -153,7 +153,7 @@ def _say(text: str = "") -> None:
 
 def run_demo(keep_logs: bool = False, loopback: bool = False) -> int:
     """The demo; `loopback` keeps to loopback even as root. Returns the exit code."""
-    from ..cli import format_sas
+    from .driver import format_sas
 
     started = time.monotonic()
     as_root = os.geteuid() == 0 and _has_ip() and not loopback

@@ -77,6 +77,28 @@ def view_to_json(view: IkeSaView) -> dict[str, Any]:
     }
 
 
+def format_sas(sas: list[dict[str, Any]]) -> str:
+    """list-sas in words: one block per IKE SA, one indented line per child."""
+    if not sas:
+        return "no IKE SAs"
+    lines = []
+    for sa in sas:
+        role = "initiator" if sa["initiator"] else "responder"
+        nat = " NAT" if sa["nat_local"] or sa["nat_remote"] else ""
+        lines.append(
+            f"{sa['connection']}[{sa['id']}]: {sa['state'].upper()}, {sa['local']}"
+            f"[{sa['local_id']}]...{sa['remote']}[{sa['remote_id']}] ({role}{nat})"
+        )
+        lines.append(f"  {sa['spi_i']}_i {sa['spi_r']}_r  {sa['suite']}")
+        for c in sa["children"]:
+            lines.append(
+                f"  {c['name']}{{{c['reqid']}}}: {c['mode'].upper()} {c['protocol']} "
+                f"SPIs {c['spi_in']}_i {c['spi_out']}_o  {c['suite']}"
+            )
+            lines.append(f"    {' '.join(c['local_ts'])} === {' '.join(c['remote_ts'])}")
+    return "\n".join(lines)
+
+
 @dataclass
 class Waiter:
     """A command waiting for IKE SAs to come up or go away."""
