@@ -213,6 +213,9 @@ def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAdd
 
 def _daemon(table: _Table) -> DaemonSettings:
     base = DaemonSettings()
+    if table.get("workers", int, 1, "1") != 1:
+        table.fail("workers", "several responder processes (SO_REUSEPORT) are not built yet",
+                   "set workers = 1")  # fmt: skip
     addresses = table.strings("addresses")
     return DaemonSettings(
         addresses=_addresses(table, "addresses", addresses) if addresses else base.addresses,
