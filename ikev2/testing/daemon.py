@@ -235,5 +235,9 @@ class OurDaemon:
         return "\n".join(self.log().splitlines()[-lines:])
 
     def key_log(self) -> KeyLog:
-        text = self.key_log_path.read_text() if self.key_log_path.exists() else ""
+        """Both tables: FILE (ikev2_decryption_table) and FILE.esp_sa."""
+        text = ""
+        for path in (self.key_log_path, Path(f"{self.key_log_path}.esp_sa")):
+            if path.exists():
+                text += path.read_text()
         return parse_key_log(text)

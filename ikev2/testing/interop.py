@@ -9,12 +9,17 @@ the RIGHT; the left's inner network is 10.1.0.0/24, the right's 10.2.0.0/24.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .strongswan import ConfValue
+from cryptography import x509
+
+from .daemon import OurDaemon
+from .keycompare import compare_child, compare_ike
+from .strongswan import Charon, ChildSaInfo, ConfValue, IkeSaInfo
 from .topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,17 +142,16 @@ def positions(topo: Topology, ours_initiates: bool) -> dict[str, Any]:
 
 
 def _ts(
-    child: ChildSpec, which: str, ours_initiates: bool, local_net: str, remote_net: str
+    child: ChildSpec, which: str, is_left: bool, local_net: str, remote_net: str
 ) -> tuple[str, str]:
-    """(local, remote) selectors for the side `which` (ours/ss)."""
+    """(local, remote) selectors for the side `which` (ours/ss); `is_left`: that side is the
+    initiator on the left, so the left-view override applies unswapped."""
     override = child.ours_ts if which == "ours" else child.ss_ts
     if child.mode == "transport" and override is None:
         return ("dynamic", "dynamic")
     if override is None:
         return (local_net, remote_net)
-    left_view = override
-    side_is_left = (which == "ours") == ours_initiates
-    return left_view if side_is_left else (left_view[1], left_view[0])
+    return override if is_left else (override[1], override[0])
 
 
 @dataclass(frozen=True)
@@ -287,3 +291,184 @@ def ours_config(
 
 def child_names(spec: Spec) -> Sequence[str]:
     return [c.name for c in spec.children]
+
+
+# --- one scenario run: strongSwan and our daemon ----------------------------------------------
+
+
+class Peers:
+    """strongSwan and our daemon set up from one Spec on a topology, for one role."""
+
+    def __init__(self, spec: Spec, topo: Topology, role: str, workdir: Path,
+                 ss_extra: dict[str, ConfValue] | None = None) -> None:  # fmt: skip
+        self.spec = spec
+        self.topo = topo
+        self.role = role
+        self.ours_initiates = role == OURS_INITIATOR
+        pos = positions(topo, self.ours_initiates)
+        self.pos = pos
+        extra = dict(spec.extra_ss)
+        extra.update(ss_extra or {})
+        self.ss = Charon(pos["ss_ns"], workdir / "strongswan", extra=extra)
+        self.ours = OurDaemon(pos["ours_ns"], workdir / "ours")
+        files = swanctl_config(
+            spec, "sun", pos["ss_addr"], pos["ss_peer"], pos["ss_net"], pos["ours_net"],
+            initiator=not self.ours_initiates,
+        )  # fmt: skip
+        self.ss.configure(files.conf, certs=files.certs, cacerts=files.cacerts, keys=files.keys)
+        self.ours.configure(
+            ours_config(
+                spec, pos["ours_addr"], pos["ours_peer"], pos["ours_net"], pos["ss_net"],
+                self.ours_initiates, workdir / "ours",
+            )
+        )  # fmt: skip
+
+    def start(self) -> Peers:
+        self.ss.start()
+        self.ss.load()
+        self.ours.start()
+        return self
+
+    def stop(self) -> None:
+        self.ours.stop()
+        self.ss.stop()
+
+    def __enter__(self) -> Peers:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- actions --------------------------------------------------------------------------------
+
+    def establish(self, child: str | None = None, timeout: int = 20) -> str:
+        """The initiator brings the connection up; returns the initiating tool's output.
+        Raises AssertionError with both logs when it fails."""
+        child = child or self.spec.children[0].name
+        if self.ours_initiates:
+            done = self.ours.up(self.spec.name, timeout=timeout)
+            ok, output = done.ok, done.output
+        else:
+            result = self.ss.initiate(child=child, timeout=timeout)
+            ok, output = result.ok, result.output
+        if not ok:
+            raise AssertionError(f"{self.role}: establishing failed:\n{output}\n{self.logs()}")
+        return output
+
+    def initiate_expecting_failure(self, timeout: int = 10) -> str:
+        """The initiator tries; returns its output (the caller asserts the failure)."""
+        if self.ours_initiates:
+            done = self.ours.up(self.spec.name, timeout=timeout)
+            assert not done.ok, f"ours: up succeeded but should have failed:\n{done.output}"
+            return done.output
+        result = self.ss.initiate(child=self.spec.children[0].name, timeout=timeout)
+        assert not result.ok, f"strongSwan: initiate succeeded but should fail:\n{result.output}"
+        return result.output
+
+    def logs(self) -> str:
+        return (
+            f"--- strongSwan ({self.ss.ns}) ---\n{self.ss.tail(40)}\n"
+            f"--- ours ({self.ours.ns}) ---\n{self.ours.tail(40)}"
+        )
+
+    # --- checks ---------------------------------------------------------------------------------
+
+    def ike_pair(self) -> tuple[dict[str, Any], IkeSaInfo]:
+        """Our one established IKE SA and strongSwan's, after checking they are the same SA."""
+        ours = [sa for sa in self.ours.list_sas() if str(sa.get("state")).upper() == "ESTABLISHED"]
+        theirs = [sa for sa in self.ss.list_sas() if sa.state == "ESTABLISHED"]
+        assert len(ours) == 1 and len(theirs) == 1, f"IKE SAs: ours {ours}, theirs {theirs}"
+        mine, other = ours[0], theirs[0]
+        assert (mine["spi_i"].lower(), mine["spi_r"].lower()) == (other.spi_i, other.spi_r)
+        assert bool(mine["initiator"]) == self.ours_initiates != other.initiator
+        ids = (mine["local_id"], other.remote_id, mine["remote_id"], other.local_id)
+        want = (self.spec.identity("moon"),) * 2 + (self.spec.identity("sun"),) * 2
+        assert all(same_id(got, exp) for got, exp in zip(ids, want, strict=True)), (
+            f"IDs (ours local, theirs remote, ours remote, theirs local): {ids}, want {want}"
+        )
+        return mine, other
+
+    def check_children(
+        self, expected: int | None = None
+    ) -> list[tuple[dict[str, Any], ChildSaInfo]]:
+        """Every child we list has a strongSwan twin with mirrored SPIs and equal keys."""
+        mine, other = self.ike_pair()
+        theirs = {c.spi_in: c for c in other.installed_children}
+        pairs = []
+        ss_keys = {k.spi_in: k for k in self.ss.child_keys()}
+        key_log = self.ours.key_log()
+        ss_initiated_children = self._ss_initiated_spis()
+        for child in mine["children"]:
+            spi_out = child["spi_out"].lower().rjust(8, "0")
+            spi_in = child["spi_in"].lower().rjust(8, "0")
+            twin = theirs.get(spi_out)
+            assert twin is not None, f"no strongSwan child with spi_in {spi_out}: {other}"
+            assert twin.spi_out == spi_in
+            assert tuple(child["local_ts"]) == twin.remote_ts
+            assert tuple(child["remote_ts"]) == twin.local_ts
+            assert child["mode"].lower() == twin.mode.lower()
+            assert child["protocol"].lower() == twin.protocol.lower()
+            keys = ss_keys.get(twin.spi_in)
+            assert keys is not None, f"strongSwan logged no keys for child {twin.spi_in}"
+            problems = compare_child(
+                key_log, keys, they_initiated=twin.spi_in in ss_initiated_children
+            )
+            assert problems == [], problems
+            pairs.append((child, twin))
+        if expected is not None:
+            assert len(pairs) == expected == len(other.installed_children), (pairs, other)
+        # a rekeyed IKE SA's keys are logged under the old SA's tag, so look at every derivation
+        # strongSwan logged; ours are looked up by this SA's SPIs, so only its keys can match
+        logged = self.ss.ike_keys()
+        assert logged, "strongSwan logged no IKE keys"
+        results = [compare_ike(key_log, k, other.spi_i, other.spi_r) for k in logged]
+        assert [] in results, f"no strongSwan IKE key derivation equals ours: {results[-1]}"
+        return pairs
+
+    def _ss_initiated_spis(self) -> set[str]:
+        """Inbound SPIs of children whose creating exchange strongSwan initiated (its log:
+        "establishing CHILD_SA" before IKE_AUTH / CREATE_CHILD_SA requests it generates)."""
+        out: set[str] = set()
+        initiating = False
+        for line in self.ss.log().splitlines():
+            if (
+                "generating IKE_AUTH request" in line
+                or "generating CREATE_CHILD_SA request" in line
+            ):
+                initiating = True
+            elif "parsed IKE_AUTH request" in line or "parsed CREATE_CHILD_SA request" in line:
+                initiating = False
+            m = _ESTABLISHED_SPI.search(line)
+            if m and initiating:
+                out.add(m.group(1))
+        return out
+
+    def nothing_left(self, timeout: float = 10.0) -> None:
+        """No IKE SA and no child on either side (after a failure or a delete)."""
+        self.ss.wait_for(lambda sas: all(not sa.installed_children for sa in sas)
+                         and not [s for s in sas if s.state == "ESTABLISHED"], timeout)  # fmt: skip
+        self.ours.wait_for(lambda sas: not sas, timeout)
+
+
+def same_id(text: str, expected: str) -> bool:
+    """ID text equality, where a DN may come back as "asn1dn:#<DER hex>" (our list-sas prints a
+    DN that way when its string types differ from what our parser would encode, e.g. the
+    PrintableStrings strongSwan uses): then the RDNs must match in order."""
+    if text == expected:
+        return True
+    if not text.startswith("asn1dn:#"):
+        return False
+    try:
+        name = x509.Name.from_bytes(bytes.fromhex(text.removeprefix("asn1dn:#")))
+    except ValueError:
+        return False
+    got = [(a.oid.dotted_string, str(a.value)) for a in name]
+    short = {"C": "2.5.4.6", "O": "2.5.4.10", "OU": "2.5.4.11", "CN": "2.5.4.3"}
+    want = []
+    for part in expected.split(", "):
+        key, _, value = part.partition("=")
+        want.append((short.get(key, key), value))
+    return got == want
+
+
+_ESTABLISHED_SPI = re.compile(r"CHILD_SA \S+ established with SPIs ([0-9a-f]{8})_i")
