@@ -259,7 +259,8 @@ _CHILD_LABELS = {
     "integrity responder key": "integ_r",
 }
 _ESTABLISHED = re.compile(
-    r"\[IKE\] <(?P<sa>[^>]*)> (?:inbound |outbound )?CHILD_SA (?P<child>\S+\{\d+\}) established with SPIs "
+    r"\[IKE\] <(?P<sa>[^>]*)> (?:inbound |outbound )?CHILD_SA (?P<child>\S+\{\d+\}) "
+    r"established with SPIs "
     r"(?P<spi_in>[0-9a-f]{8})_i(?:\s+[0-9a-f]{8}_i)? (?P<spi_out>[0-9a-f]{8})_o"
 )
 
