@@ -12,6 +12,7 @@ import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -87,13 +88,18 @@ class CliResult:
 class OurDaemon:
     """`ikev2 daemon` in namespace `ns` with its files under `workdir`."""
 
-    def __init__(self, ns: str, workdir: Path, kernel: str = "memory") -> None:
+    def __init__(
+        self, ns: str, workdir: Path, kernel: str = "memory", use_cli: bool = True
+    ) -> None:
+        """use_cli: up/down through the `ikev2` CLI (the contract); False talks to the control
+        socket directly (the same JSON protocol), which saves a Python start under TCG."""
         self.ns = ns
+        self.use_cli = use_cli
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.kernel = kernel
         self.config_path = self.dir / "ikev2.toml"
-        self.control = self.dir / "control.sock"
+        self.control_path = self.dir / "control.sock"
         self.key_log_path = self.dir / "keys.txt"
         self.log_path = self.dir / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -102,7 +108,7 @@ class OurDaemon:
         """Write the TOML configuration (the [daemon] control_socket/kernel are filled in)."""
         tree = dict(config)
         daemon = dict(tree.get("daemon", {}))
-        daemon.setdefault("control_socket", str(self.control))
+        daemon.setdefault("control_socket", str(self.control_path))
         daemon.setdefault("kernel", self.kernel)
         tree = {"daemon": daemon, **{k: v for k, v in tree.items() if k != "daemon"}}
         self.config_path.write_text(render_toml(tree))
@@ -110,11 +116,11 @@ class OurDaemon:
     def start(self, timeout: float = 20.0, log_level: str = "debug") -> None:
         argv = [
             "ip", "netns", "exec", self.ns, str(ikev2_command()), "daemon",
-            "--config", str(self.config_path), "--control", str(self.control),
+            "--config", str(self.config_path), "--control", str(self.control_path),
             "--log-format", "json", "--log-level", log_level,
             "--key-log", str(self.key_log_path), "--kernel", self.kernel,
         ]  # fmt: skip
-        self.control.unlink(missing_ok=True)
+        self.control_path.unlink(missing_ok=True)
         out = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -165,7 +171,7 @@ class OurDaemon:
     # --- the CLI --------------------------------------------------------------------------------
 
     def cli(self, *args: str, timeout: float = 30.0) -> CliResult:
-        argv = [str(ikev2_command()), *args, "--control", str(self.control)]
+        argv = [str(ikev2_command()), *args, "--control", str(self.control_path)]
         try:
             done = subprocess.run(
                 argv, capture_output=True, text=True, timeout=timeout, check=False,
@@ -177,15 +183,51 @@ class OurDaemon:
             return CliResult(argv, -1, out, f"[harness] timed out after {timeout} s")
 
     def up(self, name: str, timeout: float = 30.0) -> CliResult:
-        return self.cli("up", name, timeout=timeout)
+        if self.use_cli:
+            return self.cli("up", name, "--timeout", str(int(timeout)), timeout=timeout + 10)
+        return self._socket_result({"cmd": "up", "name": name, "timeout": timeout}, timeout + 10)
 
     def down(self, name: str, timeout: float = 30.0) -> CliResult:
-        return self.cli("down", name, timeout=timeout)
+        if self.use_cli:
+            return self.cli("down", name, timeout=timeout)
+        return self._socket_result({"cmd": "down", "target": name}, timeout)
+
+    def _socket_result(self, message: Mapping[str, Any], timeout: float) -> CliResult:
+        try:
+            answer = self.control(message, timeout)
+        except OSError as exc:
+            return CliResult(["control", json.dumps(dict(message))], -1, "", str(exc))
+        ok = bool(answer.get("ok"))
+        return CliResult(
+            ["control", json.dumps(dict(message))], 0 if ok else 1, json.dumps(answer), ""
+        )
 
     def reload(self) -> CliResult:
         return self.cli("reload")
 
-    def list_sas(self) -> list[dict[str, Any]]:
+    def control(self, message: Mapping[str, Any], timeout: float = 30.0) -> dict[str, Any]:
+        """One request on the control socket (newline-delimited JSON, the protocol the CLI
+        speaks): cheaper than starting the CLI, which matters under TCG in the guest."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(self.control_path))
+            sock.sendall(json.dumps(dict(message)).encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        answer: dict[str, Any] = json.loads(data)
+        return answer
+
+    def list_sas(self, via_cli: bool = False) -> list[dict[str, Any]]:
+        """`ikev2 list-sas --json` (via_cli) or the same list straight from the socket."""
+        if not via_cli:
+            answer = self.control({"cmd": "list-sas"})
+            if not answer.get("ok"):
+                raise DaemonError(f"list-sas failed: {answer}")
+            return list(answer["sas"])
         done = self.cli("list-sas", "--json")
         if not done.ok:
             raise DaemonError(f"list-sas failed: {done.output}")

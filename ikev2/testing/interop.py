@@ -300,7 +300,10 @@ class Peers:
     """strongSwan and our daemon set up from one Spec on a topology, for one role."""
 
     def __init__(self, spec: Spec, topo: Topology, role: str, workdir: Path,
-                 ss_extra: dict[str, ConfValue] | None = None) -> None:  # fmt: skip
+                 ss_extra: dict[str, ConfValue] | None = None,
+                 real_kernel: bool = False) -> None:  # fmt: skip
+        """real_kernel: both sides install XFRM SAs (strongSwan kernel-netlink, ours --kernel
+        xfrm; the QEMU guest); otherwise strongSwan uses libipsec and ours the memory kernel."""
         self.spec = spec
         self.topo = topo
         self.role = role
@@ -309,8 +312,14 @@ class Peers:
         self.pos = pos
         extra = dict(spec.extra_ss)
         extra.update(ss_extra or {})
-        self.ss = Charon(pos["ss_ns"], workdir / "strongswan", extra=extra)
-        self.ours = OurDaemon(pos["ours_ns"], workdir / "ours")
+        self.ss = Charon(
+            pos["ss_ns"], workdir / "strongswan", extra=extra,
+            kernel="netlink" if real_kernel else "libipsec",
+        )  # fmt: skip
+        self.ours = OurDaemon(
+            pos["ours_ns"], workdir / "ours", "xfrm" if real_kernel else "memory",
+            use_cli=not real_kernel,
+        )  # fmt: skip
         files = swanctl_config(
             spec, "sun", pos["ss_addr"], pos["ss_peer"], pos["ss_net"], pos["ours_net"],
             initiator=not self.ours_initiates,

@@ -100,6 +100,8 @@ def test_auth(spec: Spec, role: str, pair: Topology, peers: PeersFactory) -> Non
     pattern = rf"authentication of '{re.escape(spec.identity('moon'))}' with {method}\S* successful"
     assert re.search(pattern, p.ss.log()), "strongSwan did not log how it authenticated us"
     p.check_children(expected=1)
+    # the CLI contract: `ikev2 list-sas --json` shows what the control socket answers
+    assert p.ours.list_sas(via_cli=True) == p.ours.list_sas()
 
 
 # --- proposals --------------------------------------------------------------------------------
