@@ -116,6 +116,14 @@ class Timers:
     ike_rekey_time: float = 14400.0
     ike_life_time: float = 15840.0
 
+    @property
+    def retransmit_span(self) -> float:
+        """How long an initiator keeps retransmitting one request before it gives up."""
+        return sum(
+            self.retransmit_timeout * self.retransmit_base**n
+            for n in range(self.retransmit_tries + 1)
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionConfig:

@@ -18,5 +18,9 @@ def _system_utc_now() -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Env:
+    """random_bytes feeds SPIs, DH private keys, IVs and (unless `nonce` is given) nonces;
+    tests give `nonce` to decide who wins a rekey collision (RFC 7296 §2.8.1)."""
+
     random_bytes: Callable[[int], bytes] = os.urandom
     utc_now: Callable[[], datetime] = _system_utc_now
+    nonce: Callable[[int], bytes] | None = None

@@ -42,6 +42,7 @@ class IkeSaEstablished(Event):
     suite: str  # e.g. "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE25519"
     nat_local: bool
     nat_remote: bool
+    rekeyed_from: int | None = None  # the IKE SA this one replaced (RFC 7296 §2.18)
 
 
 @dataclass(frozen=True, slots=True)

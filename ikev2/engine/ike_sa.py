@@ -8,6 +8,7 @@ logic lives in tasks/; state changes go through state.next_state.
 from __future__ import annotations
 
 import collections
+import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,6 +39,9 @@ if TYPE_CHECKING:
     from .proposals import NegotiatedSuite
 
 
+NONCE_BYTES = 32
+
+
 class Outbox:
     """Where IKE SAs put what the service must act on; the manager drains it."""
 
@@ -47,15 +51,25 @@ class Outbox:
 
 
 class Exchange(Protocol):
-    """An exchange we initiate (strongSwan's task pair build_i / process_i)."""
+    """An exchange we initiate (strongSwan's task pair build_i / process_i). build_i returns
+    None when the exchange is no longer needed by the time it would start (its SA went away)."""
 
     exchange_type: ExchangeType
 
-    def build_i(self, sa: IkeSa, now: float) -> list[Payload]: ...
+    def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None: ...
 
     def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None: ...
 
     def give_up(self, sa: IkeSa, now: float) -> None: ...
+
+
+class ChildState(enum.Enum):
+    """Where a child SA is in its life (RFC 7296 §2.8, §2.25.1 name these situations)."""
+
+    INSTALLED = "installed"
+    REKEYING = "rekeying"  # our CREATE_CHILD_SA with REKEY_SA for it is out
+    REKEYED = "rekeyed"  # replaced; its Delete is queued or expected from the peer
+    DELETING = "deleting"  # our Delete for it is out
 
 
 @dataclass(slots=True)
@@ -68,8 +82,23 @@ class ChildSa:
     spi_in: int
     spi_out: int = 0
     mode: Mode = Mode.TUNNEL
-    installed: bool = False
+    state: ChildState = ChildState.INSTALLED
+    rekey_at: float | None = None  # soft lifetime (with jitter)
+    expire_at: float | None = None  # hard lifetime
+    # A child we made as responder is unconfirmed until a later request shows the peer has our
+    # answer (window size 1: it sends nothing new before); -1 when we initiated its exchange.
+    created_by_request: int = -1
     event: Any = field(default=None, repr=False)  # the ChildSaEstablished handed out
+
+
+@dataclass(slots=True)
+class Collision:
+    """The peer's rekey of the same SA we are rekeying (§2.8.1, §2.8.2): its nonces and what
+    answering it created, kept until our own exchange ends and the lowest nonce decides."""
+
+    nonce_i: bytes = field(repr=False)
+    nonce_r: bytes = field(repr=False)
+    created: Any = field(repr=False)  # the ChildSa or IkeSa our answer created
 
 
 class IkeSa:
@@ -134,6 +163,14 @@ class IkeSa:
         self.half_open_key: tuple[bytes, Endpoint] | None = None
         self.pending_close: str | None = None  # set by a peer's IKE SA Delete
         self.dpd_due: float | None = None
+        # lifetimes (RFC 7296 §2.8) and rekeying
+        self.rekey_at: float | None = None
+        self.expire_at: float | None = None
+        self.rekeyed_at: float | None = None  # replaced by a rekeyed IKE SA; waits for its Delete
+        self.child_collisions: dict[int, Collision] = {}  # by the old child's spi_in
+        self.ike_collision: Collision | None = None
+        self.spawn: Callable[[bool, bytes, bytes, float], IkeSa] | None = None  # set by manager
+        self.on_touch: Callable[[IkeSa], None] | None = None  # set by manager
 
     # --- identity and roles
     @property
@@ -220,6 +257,7 @@ class IkeSa:
         """Queue an exchange; it starts when the request window is free (window size 1)."""
         self.queue.append(exchange)
         self.pump(now)
+        self.touch()
 
     def pump(self, now: float) -> None:
         while (
@@ -232,6 +270,8 @@ class IkeSa:
             payloads = exchange.build_i(self, now)
             if self.closed:
                 return
+            if payloads is None:
+                continue
             message_id = self.requests.allocate()
             packet = self.protect(exchange.exchange_type, message_id, False, payloads)
             self.pending = exchange
@@ -248,10 +288,42 @@ class IkeSa:
 
     # --- timers
     def deadline(self) -> float | None:
-        candidates = [d for d in (self.requests.deadline(), self.dpd_due) if d is not None]
+        candidates = [
+            d
+            for d in (
+                self.requests.deadline(),
+                self.dpd_due,
+                self.rekey_at,
+                self.expire_at,
+                self.rekeyed_at,
+            )
+            if d is not None
+        ]
+        for child in self.children:
+            candidates += [d for d in (child.rekey_at, child.expire_at) if d is not None]
         if self.state in (IkeState.INIT_DONE, IkeState.CREATED):
             candidates.append(self.created_at + self.conn.timers.half_open_timeout)
         return min(candidates) if candidates else None
+
+    def touch(self) -> None:
+        """Ask the manager to re-arm this SA's timer (when another SA's input changed it)."""
+        if self.on_touch is not None:
+            self.on_touch(self)
+
+    def new_nonce(self) -> bytes:
+        """A fresh nonce (RFC 7296 §2.10: at least 128 bits, half the PRF key size)."""
+        source = self.env.nonce or self.random_bytes
+        return source(NONCE_BYTES)
+
+    def jitter(self, span: float) -> float:
+        """A random share (0–10 %) of span, so both peers do not rekey at the same instant."""
+        return span * 0.1 * int.from_bytes(self.random_bytes(2), "big") / 65535
+
+    def child_by_spi_in(self, spi: int) -> ChildSa | None:
+        return next((c for c in self.children if c.spi_in == spi), None)
+
+    def child_by_spi_out(self, protocol: int, spi: int) -> ChildSa | None:
+        return next((c for c in self.children if c.spi_out == spi and c.protocol == protocol), None)
 
     def schedule_dpd(self, now: float) -> None:
         delay = self.conn.timers.dpd_delay

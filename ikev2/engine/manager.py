@@ -10,6 +10,7 @@ a bad request is answered with the RFC 7296 §2.21 notify, a bad response ends o
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from ..wire import (
     NoncePayload,
     NotifyPayload,
     Payload,
+    SaPayload,
     SkPayload,
     decode_message,
     encode_message,
@@ -33,9 +35,9 @@ from .config import ChildConfig, ConnectionConfig, EngineConfig
 from .cookies import CookieGate
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaFailed
-from .ike_sa import IkeSa, Outbox
+from .ike_sa import ChildState, IkeSa, Outbox
 from .state import IkeInput, IkeState
-from .tasks import ike_auth, ike_init, informational
+from .tasks import create_child, ike_auth, ike_init, ike_rekey, informational
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass, RetransmitAction
 
@@ -63,10 +65,12 @@ class Engine:
         self._scheduled: dict[int, float] = {}
         self._seq = itertools.count()
         self._invalid_spi_sent: dict[Endpoint, float] = {}
+        self._dirty: list[IkeSa] = []  # SAs made during an input, scheduled before it returns
 
     # --- commands
     def initiate(self, name: str, now: float) -> int:
-        """Start an IKE SA for connection `name` (with its first child in IKE_AUTH)."""
+        """Start an IKE SA for connection `name`: its first child rides in IKE_AUTH, the
+        others follow with CREATE_CHILD_SA (RFC 7296 §1.3.1)."""
         conn = self.config.connection(name)
         sa = self._new_sa(
             conn,
@@ -80,6 +84,8 @@ class Engine:
         first_child = conn.children[0] if conn.children else None
         reqid = self._reqid(first_child) if first_child else 0
         sa.queue.append(ike_auth.IkeAuthExchange(first_child, reqid))
+        for child in conn.children[1:]:
+            sa.queue.append(create_child.CreateChildExchange(child, self._reqid(child)))
         ike_init.build_i(sa, now)
         self._after(sa)
         return sa.id
@@ -101,6 +107,40 @@ class Engine:
             for child in sa.children:
                 if child.spi_in == spi_in:
                     sa.start_exchange(informational.DeleteChildExchange(child), now)
+            self._after(sa)
+        return self._drain()
+
+    def rekey_child(self, sa_id: int, spi_in: int, now: float) -> list[Event]:
+        """Rekey one child SA now (RFC 7296 §1.3.3), make-before-break."""
+        sa = self.sas.get(sa_id)
+        child = sa.child_by_spi_in(spi_in) if sa is not None else None
+        if sa is not None and child is not None and sa.state is IkeState.ESTABLISHED:
+            sa.start_exchange(
+                create_child.CreateChildExchange(child.config, child.reqid, child), now
+            )
+            self._after(sa)
+        return self._drain()
+
+    def rekey_ike(self, sa_id: int, now: float) -> list[Event]:
+        """Rekey the IKE SA now (RFC 7296 §1.3.2); its children move to the new one."""
+        sa = self.sas.get(sa_id)
+        if sa is not None and sa.state is IkeState.ESTABLISHED:
+            sa.start_exchange(ike_rekey.IkeRekeyExchange(), now)
+            self._after(sa)
+        return self._drain()
+
+    def kernel_expire(self, protocol: int, spi_in: int, hard: bool, now: float) -> list[Event]:
+        """A kernel lifetime (bytes, packets or time) ran out: soft rekeys, hard deletes."""
+        for sa in list(self.sas.values()):
+            child = sa.child_by_spi_in(spi_in)
+            if child is None or child.protocol != protocol:
+                continue
+            if hard:
+                sa.start_exchange(informational.DeleteChildExchange(child), now)
+            elif child.state is ChildState.INSTALLED:
+                sa.start_exchange(
+                    create_child.CreateChildExchange(child.config, child.reqid, child), now
+                )
             self._after(sa)
         return self._drain()
 
@@ -137,6 +177,8 @@ class Engine:
         return None
 
     def _drain(self) -> list[Event]:
+        while self._dirty:
+            self._after(self._dirty.pop())
         out, self.outbox.events = self.outbox.events, []
         return out
 
@@ -190,8 +232,19 @@ class Engine:
             sa.log.info("message dropped", reason="IKE SA has no keys yet")
             return
         if not message.payloads or not isinstance(message.payloads[-1], SkPayload):
-            # §2.21.4: unprotected notifies (INVALID_IKE_SPI...) prove nothing; never act on them
+            # §2.21.4: unprotected notifies (INVALID_IKE_SPI...) prove nothing. The one use we
+            # make of it: the answer to our own Delete of this IKE SA says the peer has
+            # forgotten it already, so we stop retransmitting — we were deleting it anyway.
             notifies = [n.notify_type for n in message.notifies]
+            if (
+                sa.state is IkeState.DELETING
+                and header.is_response
+                and sa.requests.matches(header.message_id)
+                and NotifyType.INVALID_IKE_SPI in notifies
+            ):
+                informational.ike_deleted(sa, "deleted (peer had already forgotten it)")
+                self._after(sa)
+                return
             sa.log.info("unprotected message dropped", notifies=notifies)
             return
         if header.is_response:
@@ -322,6 +375,9 @@ class Engine:
             return
         sa.last_heard = now
         self._float_ports(sa, remote, local)
+        for child in sa.children:  # a new request: the peer has our earlier answers
+            if 0 <= child.created_by_request < header.message_id:
+                child.created_by_request = -1
         try:
             validate_payloads(header.exchange, False, inner, inner=True)
         except ProtocolError as exc:
@@ -331,6 +387,8 @@ class Engine:
         sa.respond(header.exchange, header.message_id, answer)
         if sa.pending_close:
             informational.ike_deleted(sa, sa.pending_close)
+        else:
+            sa.pump(now)
 
     def _respond(
         self, sa: IkeSa, exchange: int, inner: tuple[Payload, ...], now: float
@@ -344,10 +402,11 @@ class Engine:
             return answer
         if exchange == ExchangeType.INFORMATIONAL:
             return informational.respond(sa, inner)
-        # CREATE_CHILD_SA (rekeying and additional children) is not negotiated yet: RFC 7296
-        # §1.3 lets a responder refuse further child SAs with NO_ADDITIONAL_SAS.
-        sa.log.info("CREATE_CHILD_SA refused", reason="not supported yet")
-        return [NotifyPayload(NotifyType.NO_ADDITIONAL_SAS)]
+        # CREATE_CHILD_SA: an IKE SA proposal means an IKE rekey (§1.3.2), else a child (§1.3.1)
+        sa_payload = next((p for p in inner if isinstance(p, SaPayload)), None)
+        if sa_payload and sa_payload.proposals and sa_payload.proposals[0].protocol == 1:
+            return ike_rekey.respond(sa, inner, now)
+        return create_child.respond(sa, inner, self._reqid, now)
 
     def _refuse_request(self, sa: IkeSa, message: Message, exc: ProtocolError) -> None:
         """§2.21.2: an authenticated but malformed request is answered with the notify."""
@@ -450,6 +509,11 @@ class Engine:
             else:
                 exchange.give_up(sa, now)
             return
+        if sa.rekeyed_at is not None and now >= sa.rekeyed_at:
+            informational.ike_deleted(sa, "rekeyed")  # the peer never sent its Delete
+            return
+        if sa.state is IkeState.ESTABLISHED and sa.rekeyed_at is None:
+            self._lifetimes(sa, now)
         if sa.dpd_due is not None and now >= sa.dpd_due and sa.state is IkeState.ESTABLISHED:
             delay = sa.conn.timers.dpd_delay
             if now - sa.last_heard >= delay and not sa.requests.busy:
@@ -457,6 +521,43 @@ class Engine:
                 sa.start_exchange(informational.LivenessExchange(), now)
             else:
                 sa.dpd_due = max(sa.last_heard + delay, now + 0.001)
+
+    def _lifetimes(self, sa: IkeSa, now: float) -> None:
+        """RFC 7296 §2.8: soft lifetimes start a rekey, hard ones a delete."""
+        if sa.expire_at is not None and now >= sa.expire_at:
+            sa.expire_at = sa.rekey_at = None
+            sa.log.info("IKE SA lifetime expired")
+            sa.start_exchange(informational.DeleteIkeExchange(), now)
+            return
+        if sa.rekey_at is not None and now >= sa.rekey_at:
+            sa.rekey_at = None
+            sa.start_exchange(ike_rekey.IkeRekeyExchange(), now)
+        for child in list(sa.children):
+            if child.expire_at is not None and now >= child.expire_at:
+                child.expire_at = child.rekey_at = None
+                sa.log.info("child SA lifetime expired", spi_in=f"{child.spi_in:08x}")
+                sa.start_exchange(informational.DeleteChildExchange(child), now)
+            elif child.rekey_at is not None and now >= child.rekey_at:
+                child.rekey_at = None
+                if child.state is ChildState.INSTALLED:
+                    exchange = create_child.CreateChildExchange(child.config, child.reqid, child)
+                    sa.start_exchange(exchange, now)
+
+    def _spawn(
+        self, parent: IkeSa, initiator: bool, spi_i: bytes, spi_r: bytes, now: float
+    ) -> IkeSa:
+        """A new IKE SA made by rekeying `parent` (§2.18): same connection and endpoints."""
+        sa = self._new_sa(
+            parent.conn,
+            initiator=initiator,
+            local=parent.local,
+            remote=parent.remote,
+            spi_i=spi_i,
+            spi_r=spi_r,
+            now=now,
+        )
+        self._dirty.append(sa)
+        return sa
 
     # --- bookkeeping
     def _new_sa(
@@ -484,6 +585,8 @@ class Engine:
         )
         self.sas[sa.id] = sa
         self.by_spi[sa.local_spi] = sa
+        sa.spawn = functools.partial(self._spawn, sa)
+        sa.on_touch = self._dirty.append
         return sa
 
     def _new_ike_spi(self) -> bytes:

@@ -29,6 +29,7 @@ class IkeInput(enum.Enum):
     RESPOND_INIT = "respond-init"
     SEND_AUTH = "send-auth"
     AUTH_DONE = "auth-done"  # both sides authenticated
+    ADOPT = "adopt"  # made by rekeying an established IKE SA (§2.18)
     START_DELETE = "start-delete"
     CLOSE = "close"  # deleted, failed, timed out
 
@@ -38,6 +39,7 @@ S, In = IkeState, IkeInput
 TRANSITIONS: dict[tuple[IkeState, IkeInput], IkeState] = {
     (S.CREATED, In.SEND_INIT): S.INIT_SENT,
     (S.CREATED, In.RESPOND_INIT): S.INIT_DONE,
+    (S.CREATED, In.ADOPT): S.ESTABLISHED,
     (S.INIT_SENT, In.RETRY_INIT): S.INIT_SENT,
     (S.INIT_SENT, In.RECV_INIT_RESPONSE): S.INIT_SENT,
     (S.INIT_SENT, In.SEND_AUTH): S.AUTH_SENT,

@@ -6,6 +6,7 @@ link can lose, duplicate and reorder datagrams from a seeded RNG, so every run r
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import random
 from collections.abc import Callable
@@ -42,9 +43,18 @@ ADDR_R = ipaddress.ip_address("192.0.2.2")
 PSK = b"a long and hard to guess secret, for tests only"
 
 
-def seeded_env(seed: int, when: datetime = FIXED_NOW) -> Env:
+def seeded_env(
+    seed: int, when: datetime = FIXED_NOW, nonces: collections.deque[bytes] | None = None
+) -> Env:
+    """Reproducible randomness; nonces come from `nonces` first while it has any (tests put
+    chosen nonces there to decide rekey collisions)."""
     rng = random.Random(seed)
-    return Env(random_bytes=rng.randbytes, utc_now=lambda: when)
+    queue = nonces if nonces is not None else collections.deque()
+
+    def nonce(size: int) -> bytes:
+        return queue.popleft() if queue else rng.randbytes(size)
+
+    return Env(random_bytes=rng.randbytes, utc_now=lambda: when, nonce=nonce)
 
 
 def fqdn(name: str) -> Identity:
@@ -136,12 +146,12 @@ class Pair:
         reorder: float = 0.0,
     ) -> None:
         self.now = 0.0
-        self.i = Side(Engine(EngineConfig((conn_i,)), env_i or seeded_env(seed), strict=True))
-        self.r = Side(
-            Engine(
-                engine_r or EngineConfig((conn_r,)), env_r or seeded_env(seed + 1000), strict=True
-            )
-        )
+        self.nonces_i: collections.deque[bytes] = collections.deque()
+        self.nonces_r: collections.deque[bytes] = collections.deque()
+        env_i = env_i or seeded_env(seed, nonces=self.nonces_i)
+        env_r = env_r or seeded_env(seed + 1000, nonces=self.nonces_r)
+        self.i = Side(Engine(EngineConfig((conn_i,)), env_i, strict=True))
+        self.r = Side(Engine(engine_r or EngineConfig((conn_r,)), env_r, strict=True))
         self.link = random.Random(seed * 7919)
         self.loss, self.duplicate, self.reorder = loss, duplicate, reorder
         self.in_flight: list[tuple[Side, Datagram]] = []
@@ -251,3 +261,26 @@ def cert_connections(
     conn_i = replace(conn_i, local_id=moon, remote_id=sun, local_auth=creds_i, remote_auth=trust)
     conn_r = replace(conn_r, local_id=sun, remote_id=moon, local_auth=creds_r, remote_auth=trust)
     return conn_i, conn_r
+
+
+def quiescent(pair: Pair) -> bool:
+    """No datagram in flight and no exchange outstanding or queued on either side."""
+    if pair.in_flight:
+        return False
+    return all(
+        not sa.requests.busy and not sa.queue
+        for side in (pair.i, pair.r)
+        for sa in side.engine.sas.values()
+    )
+
+
+def settle(pair: Pair, limit: float = 3000.0) -> None:
+    """Heal the link and run until both sides are quiet (retransmit back-off can be minutes)."""
+    pair.loss = pair.duplicate = pair.reorder = 0.0
+    deadline = pair.now + limit
+    while pair.now < deadline:
+        pair.step()
+        pair._collect()
+        if quiescent(pair):
+            return
+    raise AssertionError("pair did not become quiet")

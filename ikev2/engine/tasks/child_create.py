@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ...constants import NotifyType, ProtocolId
@@ -89,7 +89,7 @@ def build_i(sa: IkeSa, config: ChildConfig, reqid: int) -> tuple[ChildRequest, l
     return ChildRequest(child, proposals, tsi, tsr), payloads
 
 
-def process_i(sa: IkeSa, request: ChildRequest, payloads: Sequence[Payload]) -> None:
+def process_i(sa: IkeSa, request: ChildRequest, payloads: Sequence[Payload], now: float) -> None:
     config = request.child.config
     for p in payloads:
         if isinstance(p, NotifyPayload) and p.notify_type < 16384:
@@ -119,11 +119,13 @@ def process_i(sa: IkeSa, request: ChildRequest, payloads: Sequence[Payload]) -> 
     )
     child.mode = Mode.TRANSPORT if transport and config.mode is Mode.TRANSPORT else Mode.TUNNEL
     suite = NegotiatedSuite.from_proposal(chosen)
-    _established(sa, child, suite, narrowed_i, narrowed_r, creator_is_us=True)
+    establish(sa, child, suite, narrowed_i, narrowed_r, KeyInput(sa.nonce_i, sa.nonce_r), now)
 
 
 # --- responder
-def respond(sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource) -> list[Payload]:
+def respond(
+    sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource, now: float
+) -> list[Payload]:
     """Pick a child config for the initiator's SA/TS; the child part of our response."""
     sa_payload = find_payload(payloads, SaPayload)
     tsi = find_payload(payloads, TsiPayload)
@@ -151,7 +153,8 @@ def respond(sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource) -
         child = ChildSa(config, reqid_source(config), ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
         suite = NegotiatedSuite.from_proposal(chosen)
-        _established(sa, child, suite, narrowed_i, narrowed_r, creator_is_us=False)
+        keys = KeyInput(sa.nonce_i, sa.nonce_r)
+        establish(sa, child, suite, narrowed_i, narrowed_r, keys, now, creator_is_us=False)
         ours = replace(chosen, spi=struct.pack("!I", child.spi_in))
         answer: list[Payload] = []
         if mode is Mode.TRANSPORT:
@@ -163,22 +166,39 @@ def respond(sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource) -
 
 
 # --- shared
-def _established(
+@dataclass(frozen=True, slots=True)
+class KeyInput:
+    """The nonces of the exchange that created the child, and the PFS shared secret if any."""
+
+    nonce_i: bytes = field(repr=False)
+    nonce_r: bytes = field(repr=False)
+    shared_secret: bytes | None = field(default=None, repr=False)
+
+
+def establish(
     sa: IkeSa,
     child: ChildSa,
     suite: NegotiatedSuite,
     tsi: Sequence[TrafficSelector],
     tsr: Sequence[TrafficSelector],
+    key_input: KeyInput,
+    now: float,
     *,
-    creator_is_us: bool,
-    shared_secret: bytes | None = None,
+    creator_is_us: bool = True,
 ) -> None:
-    """RFC 7296 §2.17: KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr); emit the kernel's view."""
+    """RFC 7296 §2.17: KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr); emit the kernel's view and
+    arm the child's lifetimes (§2.8: soft rekey with jitter, hard expiry)."""
     assert sa.keys is not None
     encr = encr_suite(suite.encr, suite.encr_key_bits) if suite.encr is not None else None
     integ = integ_suite(suite.integ) if suite.integ else None
     keys = derive_child_keys(
-        sa.prf_id, sa.keys.sk_d, encr, integ, sa.nonce_i, sa.nonce_r, shared_secret
+        sa.prf_id,
+        sa.keys.sk_d,
+        encr,
+        integ,
+        key_input.nonce_i,
+        key_input.nonce_r,
+        key_input.shared_secret,
     )
     # "i" keys protect traffic from the initiator of the exchange to its responder
     out_enc, out_auth, in_enc, in_auth = (
@@ -224,7 +244,11 @@ def _established(
         suite=describe_suite(suite),
     )
     child.event = event
-    child.installed = True
+    config = child.config
+    child.rekey_at = (
+        now + config.rekey_time - sa.jitter(config.rekey_time) if config.rekey_time > 0 else None
+    )
+    child.expire_at = now + config.life_time if config.life_time > 0 else None
     sa.children.append(child)
     sa.log.info(
         "child SA established",

@@ -123,6 +123,11 @@ def verify_peer(
 def established(sa: IkeSa, identity: Identity, now: float) -> None:
     sa.remote_identity = identity
     sa.established_at = now
+    timers = sa.conn.timers  # RFC 7296 §2.8: IKE SA lifetimes, the soft one with jitter
+    if timers.ike_rekey_time > 0:
+        sa.rekey_at = now + timers.ike_rekey_time - sa.jitter(timers.ike_rekey_time)
+    if timers.ike_life_time > 0:
+        sa.expire_at = now + timers.ike_life_time
     sa.transition(IkeInput.AUTH_DONE)
     remote_id, suite = str(identity), suite_name(sa)
     sa.log.info("IKE SA established", remote_id=remote_id, suite=suite)
@@ -195,7 +200,7 @@ class IkeAuthExchange:
             return
         established(sa, identity, now)
         if self.child_request is not None:
-            child_create.process_i(sa, self.child_request, payloads)
+            child_create.process_i(sa, self.child_request, payloads, now)
         sa.schedule_dpd(now)
 
     def give_up(self, sa: IkeSa, now: float) -> None:
@@ -243,7 +248,7 @@ def respond(
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     answer: list[Payload] = [idr, *our_auth_payloads(sa, conn, idr)]
     established(sa, identity, now)
-    answer += child_create.respond(sa, payloads, reqid_source)
+    answer += child_create.respond(sa, payloads, reqid_source, now)
     return answer
 
 

@@ -46,7 +46,6 @@ from ..support import crypto_supports, describe_suite
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
 
-NONCE_BYTES = 32
 # RFC 7427 §4: what we can verify; strongSwan announces the same set.
 OUR_HASH_ALGORITHMS = (
     HashAlgorithm.SHA2_256,
@@ -146,7 +145,7 @@ def build_i(sa: IkeSa, now: float) -> None:
             sa.ke_group = next(g for spec in conn.ike_proposals for g in spec.ke)
         sa.ke = create_key_exchange(sa.ke_group, sa.random_bytes)
     if not sa.nonce_i:
-        sa.nonce_i = sa.random_bytes(NONCE_BYTES)
+        sa.nonce_i = sa.new_nonce()
     payloads: list[Payload] = []
     if sa.cookie:
         payloads.append(NotifyPayload(NotifyType.COOKIE, data=sa.cookie))
@@ -275,7 +274,7 @@ def process_r(sa: IkeSa, raw: bytes, message: Message) -> None:
     sa.ke = create_key_exchange(suite.ke, sa.random_bytes)
     shared = sa.ke.compute(ke.data)
     sa.nonce_i = nonce.data
-    sa.nonce_r = sa.random_bytes(NONCE_BYTES)
+    sa.nonce_r = sa.new_nonce()
     sa.suite = suite
     sa.chosen_proposal = chosen
     sa.init_request = raw

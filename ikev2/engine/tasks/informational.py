@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from ...constants import ExchangeType, NotifyType, ProtocolId
 from ...wire import DeletePayload, NotifyPayload, Payload
 from ..events import ChildSaDeleted, IkeSaDeleted
+from ..ike_sa import ChildState
 from ..state import IkeInput, IkeState
 from . import as_notify_type
 
@@ -22,8 +23,10 @@ if TYPE_CHECKING:
 
 
 def child_deleted(sa: IkeSa, child: ChildSa, reason: str) -> None:
-    if child in sa.children:
-        sa.children.remove(child)
+    """Forget a child and tell the service, once (collisions can delete it twice, §2.25.1)."""
+    if child not in sa.children:
+        return
+    sa.children.remove(child)
     sa.log.info("child SA deleted", child=child.config.name, spi_in=f"{child.spi_in:08x}")
     sa.emit(
         ChildSaDeleted(
@@ -46,6 +49,8 @@ def ike_deleted(sa: IkeSa, reason: str) -> None:
     for child in list(sa.children):
         child_deleted(sa, child, reason)
     if sa.state is not IkeState.CLOSED:
+        if sa.rekeyed_at is not None:
+            reason = "rekeyed"
         sa.log.info("IKE SA deleted", reason=reason)
         sa.emit(IkeSaDeleted(sa.id, sa.conn.name, reason))
         sa.transition(IkeInput.CLOSE)
@@ -54,7 +59,9 @@ def ike_deleted(sa: IkeSa, reason: str) -> None:
 class DeleteIkeExchange:
     exchange_type = ExchangeType.INFORMATIONAL
 
-    def build_i(self, sa: IkeSa, now: float) -> list[Payload]:
+    def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
+        if sa.state is not IkeState.ESTABLISHED:
+            return None
         sa.transition(IkeInput.START_DELETE)
         return [DeletePayload(ProtocolId.IKE, ())]
 
@@ -71,7 +78,11 @@ class DeleteChildExchange:
     def __init__(self, child: ChildSa) -> None:
         self.child = child
 
-    def build_i(self, sa: IkeSa, now: float) -> list[Payload]:
+    def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
+        if self.child not in sa.children:
+            return None  # already gone (the peer deleted it first)
+        self.child.state = ChildState.DELETING
+        self.child.rekey_at = None
         return [DeletePayload(self.child.protocol, (struct.pack("!I", self.child.spi_in),))]
 
     def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
@@ -111,6 +122,14 @@ def respond(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
     if delete_ike:
         # §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA and its children are gone
         sa.pending_close = "deleted by peer"
+        collision, sa.ike_collision = sa.ike_collision, None
+        if collision is not None:
+            # §2.25.2: the peer deletes the old IKE SA while we were rekeying it too, so its
+            # rekey won: the children live on in the IKE SA that its rekey created here
+            from .ike_rekey import move_children
+
+            move_children(sa, collision.created)
+            sa.rekeyed_at = 0.0
         return []
     return answer
 
@@ -126,8 +145,11 @@ def _delete_children(sa: IkeSa, payload: DeletePayload) -> list[Payload]:
         if not match:
             sa.log.info("delete for unknown child SPI ignored", spi=spi.hex())
             continue
-        ours.append(struct.pack("!I", match[0].spi_in))
-        child_deleted(sa, match[0], "deleted by peer")
+        child = match[0]
+        if child.state is not ChildState.DELETING:
+            # §2.25.1: a child we are deleting ourselves is answered without a Delete payload
+            ours.append(struct.pack("!I", child.spi_in))
+        child_deleted(sa, child, "deleted by peer")
     return [DeletePayload(payload.protocol, tuple(ours))] if ours else []
 
 

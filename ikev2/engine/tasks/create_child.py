@@ -1,0 +1,344 @@
+"""CREATE_CHILD_SA for child SAs, both roles: new children (RFC 7296 §1.3.1) and rekeying
+(§1.3.3, §2.8), with the collision rules of §2.8.1 and §2.25.1.
+
+    HDR, SK {[N(REKEY_SA)], [N(USE_TRANSPORT_MODE)], SA, Ni, [KEi], TSi, TSr}  -->
+                            <--  HDR, SK {[N(USE_TRANSPORT_MODE)], SA, Nr, [KEr], TSi, TSr}
+
+Rekeying is make-before-break: the new child is installed, then the old one deleted. When both
+peers rekey the same child at once, both answer as usual; the SA created by the exchange with the
+lowest of the four nonces is redundant and its creator deletes it (§2.8.1).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ...constants import ExchangeType, NotifyType, ProtocolId
+from ...crypto.dh import KeyExchange, create_key_exchange
+from ...errors import (
+    ChildSaNotFound,
+    CryptoError,
+    InvalidKePayload,
+    NoProposalChosen,
+    ProtocolError,
+    TemporaryFailure,
+    TsUnacceptable,
+)
+from ...wire import (
+    KePayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SaPayload,
+    TsiPayload,
+    TsrPayload,
+)
+from ..config import ChildConfig, Mode
+from ..ike_sa import ChildSa, ChildState, Collision
+from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
+from ..support import crypto_supports
+from ..ts import check_narrowed, narrow, spec_to_selector
+from . import as_notify_type, error_notifies, find_payload, has_notify
+from .child_create import KeyInput, ReqidSource, establish, new_spi
+from .informational import DeleteChildExchange, child_deleted
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+RETRY_AFTER_TEMPORARY_FAILURE = 10.0  # §2.25: wait before retrying; jitter is added
+
+
+def lowest_nonce_is_in(ours: tuple[bytes, bytes], theirs: tuple[bytes, bytes]) -> bool:
+    """§2.8.1/§2.8.2: does the exchange with nonces `ours` hold the lowest of the four?"""
+    return min(ours) < min(theirs)
+
+
+class CreateChildExchange:
+    """Our CREATE_CHILD_SA for a new child, or to rekey `old` when given."""
+
+    exchange_type = ExchangeType.CREATE_CHILD_SA
+
+    def __init__(self, config: ChildConfig, reqid: int, old: ChildSa | None = None) -> None:
+        self.config = config
+        self.reqid = old.reqid if old is not None else reqid
+        self.old = old
+        self.child: ChildSa | None = None
+        self.proposals: tuple[Proposal, ...] = ()
+        self.nonce = b""
+        self.ke: KeyExchange | None = None
+        self.ke_group = next((g for spec in config.proposals for g in spec.ke), 0)
+        self.tsi = tuple(spec_to_selector(ts) for ts in config.local_ts)
+        self.tsr = tuple(spec_to_selector(ts) for ts in config.remote_ts)
+
+    def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
+        old = self.old
+        if old is not None:
+            if old not in sa.children or old.state is not ChildState.INSTALLED:
+                return None  # deleted or replaced meanwhile: nothing to rekey
+            old.state = ChildState.REKEYING
+        protocol = ProtocolId(self.config.proposals[0].protocol)
+        self.child = ChildSa(self.config, self.reqid, protocol, new_spi(sa), mode=self.config.mode)
+        self.proposals = spec_to_proposals(
+            self.config.proposals, struct.pack("!I", self.child.spi_in)
+        )
+        self.nonce = sa.new_nonce()
+        payloads: list[Payload] = []
+        if old is not None:
+            payloads.append(
+                NotifyPayload(NotifyType.REKEY_SA, old.protocol, struct.pack("!I", old.spi_in))
+            )
+        if self.config.mode is Mode.TRANSPORT:
+            payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        payloads += [SaPayload(self.proposals), NoncePayload(self.nonce)]
+        if self.ke_group:  # PFS (§1.3.1)
+            self.ke = create_key_exchange(self.ke_group, sa.random_bytes)
+            payloads.append(KePayload(self.ke_group, self.ke.public_bytes))
+        payloads += [TsiPayload(self.tsi), TsrPayload(self.tsr)]
+        return payloads
+
+    def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
+        errors = error_notifies(payloads)
+        if errors:
+            self._refused(sa, errors[0], now)
+            return
+        try:
+            child, suite, tsi, tsr, shared = self._accept(sa, payloads)
+        except (ProtocolError, CryptoError) as exc:
+            reason = getattr(exc, "reason", str(exc))
+            sa.log.warning("CREATE_CHILD_SA response refused", reason=reason)
+            self._restore_old()
+            return
+        nonce_r = find_payload(payloads, NoncePayload)
+        assert nonce_r is not None
+        keys = KeyInput(self.nonce, nonce_r.data, shared)
+        establish(sa, child, suite, tsi, tsr, keys, now)
+        if self.old is not None:
+            self._rekeyed(sa, child, (self.nonce, nonce_r.data), now)
+
+    def _accept(
+        self, sa: IkeSa, payloads: tuple[Payload, ...]
+    ) -> tuple[ChildSa, NegotiatedSuite, tuple, tuple, bytes | None]:  # type: ignore[type-arg]
+        sa_payload = find_payload(payloads, SaPayload)
+        nonce = find_payload(payloads, NoncePayload)
+        tsi = find_payload(payloads, TsiPayload)
+        tsr = find_payload(payloads, TsrPayload)
+        if sa_payload is None or nonce is None or tsi is None or tsr is None:
+            raise ProtocolError("response lacks SA, Nonce, TSi or TSr")
+        if len(sa_payload.proposals) != 1:
+            raise ProtocolError("response must carry exactly one proposal")
+        chosen = sa_payload.proposals[0]
+        check_selected(chosen, self.proposals)
+        if len(chosen.spi) != 4:
+            raise NoProposalChosen("child SPI is not 4 bytes")
+        suite = NegotiatedSuite.from_proposal(chosen)
+        shared = None
+        if suite.ke is not None:
+            ke = find_payload(payloads, KePayload)
+            if self.ke is None or ke is None or ke.group != suite.ke:
+                raise NoProposalChosen("PFS group of the response does not match our KE")
+            shared = self.ke.compute(ke.data)
+        narrowed_i = check_narrowed(tsi.selectors, self.tsi)
+        narrowed_r = check_narrowed(tsr.selectors, self.tsr)
+        assert self.child is not None
+        child = self.child
+        child.spi_out = struct.unpack("!I", chosen.spi)[0]
+        transport = has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
+        child.mode = (
+            Mode.TRANSPORT if transport and self.config.mode is Mode.TRANSPORT else Mode.TUNNEL
+        )
+        return child, suite, narrowed_i, narrowed_r, shared
+
+    def _refused(self, sa: IkeSa, notify: NotifyPayload, now: float) -> None:
+        kind = as_notify_type(notify.notify_type)
+        old = self.old
+        self._restore_old()
+        if kind is NotifyType.INVALID_KE_PAYLOAD and len(notify.data) >= 2:
+            group = struct.unpack("!H", notify.data[:2])[0]
+            if (
+                group in {g for spec in self.config.proposals for g in spec.ke}
+                and group != self.ke_group
+            ):
+                sa.log.info("CREATE_CHILD_SA retried in the requested group", group=group)
+                retry = CreateChildExchange(self.config, self.reqid, old)
+                retry.ke_group = group
+                sa.queue.appendleft(retry)
+                return
+        collision = sa.child_collisions.pop(old.spi_in, None) if old is not None else None
+        if kind is NotifyType.TEMPORARY_FAILURE and old is not None:
+            # §2.25: wait, then retry — unless the peer's own rekey of this child succeeded
+            if collision is None and old in sa.children:
+                old.rekey_at = now + RETRY_AFTER_TEMPORARY_FAILURE + sa.jitter(30.0)
+            sa.log.info("child rekey deferred", reason="TEMPORARY_FAILURE")
+            return
+        if (
+            kind is NotifyType.CHILD_SA_NOT_FOUND
+            and old is not None
+            and old.created_by_request >= 0
+            and old in sa.children
+        ):
+            # we answered the peer's CREATE_CHILD_SA for this child, but the peer has not seen
+            # our answer yet (its retransmits are still under way): try again later
+            old.rekey_at = now + RETRY_AFTER_TEMPORARY_FAILURE + sa.jitter(30.0)
+            sa.log.info("child rekey deferred", reason="peer has not completed its creation")
+            return
+        if kind is NotifyType.CHILD_SA_NOT_FOUND and old is not None:
+            # §2.25: forget the child silently and create it afresh — unless the peer's own
+            # rekey of it already gave us its successor
+            child_deleted(sa, old, "peer does not know it (CHILD_SA_NOT_FOUND)")
+            if collision is None:
+                sa.queue.append(CreateChildExchange(self.config, self.reqid))
+            return
+        from .child_create import _failed
+
+        _failed(sa, self.config, "peer refused CREATE_CHILD_SA", notify.notify_type)
+
+    def _restore_old(self) -> None:
+        if self.old is not None and self.old.state is ChildState.REKEYING:
+            self.old.state = ChildState.INSTALLED
+
+    def _rekeyed(self, sa: IkeSa, new: ChildSa, nonces: tuple[bytes, bytes], now: float) -> None:
+        """The new child is in; retire the old one (§2.8), or settle a collision (§2.8.1)."""
+        old = self.old
+        assert old is not None
+        collision = sa.child_collisions.pop(old.spi_in, None)
+        lost = collision is not None and lowest_nonce_is_in(
+            nonces, (collision.nonce_i, collision.nonce_r)
+        )
+        if collision is not None and lost:
+            # our exchange holds the lowest nonce: our new child is the redundant one and we
+            # delete it; the peer, whose rekey won, deletes the old child
+            sa.log.info("rekey collision lost; deleting our child", spi_in=f"{new.spi_in:08x}")
+            _redundant(new)
+            sa.queue.append(DeleteChildExchange(new))
+            if old in sa.children:
+                _redundant(old)
+            return
+        if collision is not None:
+            _redundant(collision.created)  # the peer deletes its redundant child; never rekey it
+        if old in sa.children:  # (the peer may have deleted it meanwhile, §2.25.1)
+            _redundant(old)
+            sa.queue.append(DeleteChildExchange(old))
+
+    def give_up(self, sa: IkeSa, now: float) -> None:
+        from .informational import ike_deleted
+
+        ike_deleted(sa, "peer did not answer CREATE_CHILD_SA")
+
+
+def _redundant(child: ChildSa) -> None:
+    """A child a rekey collision made redundant (§2.8.1): it only waits for its Delete."""
+    child.state = ChildState.REKEYED
+    child.rekey_at = None
+
+
+# --- responder
+def respond(
+    sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource, now: float
+) -> list[Payload]:
+    try:
+        return _respond(sa, payloads, reqid_source, now)
+    except ProtocolError as exc:
+        sa.log.info("CREATE_CHILD_SA refused", reason=exc.reason)
+        notify = exc.notify or NotifyType.NO_PROPOSAL_CHOSEN
+        if isinstance(exc, ChildSaNotFound):
+            rekey = _rekey_notify(payloads)
+            assert rekey is not None
+            return [NotifyPayload(notify, rekey.protocol, rekey.spi)]
+        return [NotifyPayload(notify, data=exc.notify_data)]
+
+
+def _rekey_notify(payloads: Sequence[Payload]) -> NotifyPayload | None:
+    return next(
+        (
+            p
+            for p in payloads
+            if isinstance(p, NotifyPayload) and p.notify_type == NotifyType.REKEY_SA
+        ),
+        None,
+    )
+
+
+def _respond(
+    sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource, now: float
+) -> list[Payload]:
+    if getattr(sa.pending, "is_ike_rekey", False):
+        # §2.25.2: no child creation or rekey while we rekey the IKE SA
+        raise TemporaryFailure("we are rekeying the IKE SA")
+    sa_payload = find_payload(payloads, SaPayload)
+    nonce = find_payload(payloads, NoncePayload)
+    tsi = find_payload(payloads, TsiPayload)
+    tsr = find_payload(payloads, TsrPayload)
+    if sa_payload is None or nonce is None or tsi is None or tsr is None:
+        raise ProtocolError("request lacks SA, Nonce, TSi or TSr")
+    rekey = _rekey_notify(payloads)
+    old: ChildSa | None = None
+    if rekey is not None:
+        spi = struct.unpack("!I", rekey.spi)[0] if len(rekey.spi) == 4 else -1
+        old = sa.child_by_spi_out(rekey.protocol, spi)
+        if old is None:
+            raise ChildSaNotFound(f"no child SA with SPI {rekey.spi.hex()} to rekey")
+        if old.state in (ChildState.DELETING, ChildState.REKEYED):
+            raise TemporaryFailure("that child SA is being deleted")  # §2.25.1
+        configs: Sequence[ChildConfig] = (old.config,)
+    else:
+        configs = sa.conn.children
+    refusal: ProtocolError = NoProposalChosen("no child config accepts the proposals")
+    for config in configs:
+        protocol = config.proposals[0].protocol
+        chosen = select_proposal(sa_payload.proposals, config.proposals, protocol, crypto_supports)
+        if chosen is None or len(chosen.spi) != 4:
+            continue
+        try:
+            narrowed_i = narrow(tsi.selectors, [spec_to_selector(t) for t in config.remote_ts])
+            narrowed_r = narrow(tsr.selectors, [spec_to_selector(t) for t in config.local_ts])
+        except TsUnacceptable as exc:
+            refusal = exc
+            continue
+        suite = NegotiatedSuite.from_proposal(chosen)
+        shared = None
+        ke_reply: list[Payload] = []
+        if suite.ke is not None:  # PFS: the KEi must be in the chosen group (§1.3.1)
+            ke = find_payload(payloads, KePayload)
+            if ke is None or ke.group != suite.ke:
+                raise InvalidKePayload(
+                    f"KE group {getattr(ke, 'group', None)}, chose {suite.ke}",
+                    struct.pack("!H", suite.ke),
+                )
+            exchange = create_key_exchange(suite.ke, sa.random_bytes)
+            try:
+                shared = exchange.respond(ke.data)
+            except CryptoError as exc:
+                raise ProtocolError(f"bad KE data: {exc}") from None
+            ke_reply = [KePayload(suite.ke, exchange.public_bytes)]
+        wants_transport = has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
+        mode = Mode.TRANSPORT if wants_transport and config.mode is Mode.TRANSPORT else Mode.TUNNEL
+        reqid = old.reqid if old is not None else reqid_source(config)
+        child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=mode)
+        child.spi_out = struct.unpack("!I", chosen.spi)[0]
+        child.created_by_request = sa.responses.expected_id
+        nonce_r = sa.new_nonce()
+        keys = KeyInput(nonce.data, nonce_r, shared)
+        establish(sa, child, suite, narrowed_i, narrowed_r, keys, now, creator_is_us=False)
+        if old is not None and old.state is ChildState.REKEYING:
+            # §2.8.1: a collision; decided when our own rekey of `old` completes
+            sa.child_collisions[old.spi_in] = Collision(nonce.data, nonce_r, child)
+        elif old is not None:
+            old.state = ChildState.REKEYED  # the peer deletes it next (§1.3.3)
+            old.rekey_at = None
+        answer: list[Payload] = []
+        if mode is Mode.TRANSPORT:
+            answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        ours = replace(chosen, spi=struct.pack("!I", child.spi_in))
+        return [
+            *answer,
+            SaPayload((ours,)),
+            NoncePayload(nonce_r),
+            *ke_reply,
+            TsiPayload(narrowed_i),
+            TsrPayload(narrowed_r),
+        ]
+    raise refusal

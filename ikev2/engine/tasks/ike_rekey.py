@@ -1,0 +1,292 @@
+"""Rekeying the IKE SA with CREATE_CHILD_SA, both roles (RFC 7296 §1.3.2, §2.18), with the
+collision rules of §2.8.2 and §2.25.2.
+
+    HDR, SK {SA, Ni, KEi}  -->                  (the proposal SPI is the new SPIi)
+                    <--  HDR, SK {SA, Nr, KEr}   (the proposal SPI is the new SPIr)
+
+SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr). The rekey initiator becomes the new IKE SA's
+initiator; the children move to the new IKE SA and the rekey initiator deletes the old one. When
+both peers rekey at once, the new IKE SA created by the exchange with the lowest of the four
+nonces is redundant and its creator deletes it; the children move to the other one.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ...constants import ExchangeType, NotifyType, ProtocolId
+from ...crypto.dh import KeyExchange, create_key_exchange
+from ...crypto.keymat import derive_rekeyed_ike_keys
+from ...crypto.sk import SkCipher
+from ...crypto.suites import encr_suite, integ_suite
+from ...errors import (
+    CryptoError,
+    InvalidKePayload,
+    NoProposalChosen,
+    ProtocolError,
+    TemporaryFailure,
+)
+from ...wire import KePayload, NoncePayload, NotifyPayload, Payload, Proposal, SaPayload
+from ..events import IkeSaEstablished
+from ..ike_sa import ChildState, Collision
+from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
+from ..state import IkeInput, IkeState
+from ..support import crypto_supports, describe_suite
+from . import as_notify_type, error_notifies, find_payload
+from .informational import DeleteIkeExchange
+
+if TYPE_CHECKING:
+    from ..ike_sa import IkeSa
+
+RETRY_AFTER_TEMPORARY_FAILURE = 10.0
+
+
+def new_ike_spi(sa: IkeSa) -> bytes:
+    while True:
+        spi = sa.random_bytes(8)
+        if spi != bytes(8):
+            return spi
+
+
+def _adopt(
+    old: IkeSa,
+    new: IkeSa,
+    suite: NegotiatedSuite,
+    shared: bytes,
+    nonces: tuple[bytes, bytes],
+    now: float,
+) -> None:
+    """Key the new IKE SA (§2.18) and give it the old one's identity and addresses."""
+    assert old.keys is not None and suite.encr is not None and suite.prf is not None
+    encr = encr_suite(suite.encr, suite.encr_key_bits)
+    integ = integ_suite(suite.integ) if suite.integ else None
+    new.nonce_i, new.nonce_r = nonces
+    _seed, keys = derive_rekeyed_ike_keys(
+        old.prf_id, old.keys.sk_d, suite.prf, encr, integ, shared, *nonces, new.spi_i, new.spi_r
+    )
+    new.prf_id = suite.prf
+    new.suite = suite
+    new.ke_group = suite.ke or 0
+    sk_i = SkCipher(encr, keys.sk_ei, integ, keys.sk_ai if integ else b"")
+    sk_r = SkCipher(encr, keys.sk_er, integ, keys.sk_ar if integ else b"")
+    new.install_keys(keys, sk_i, sk_r)
+    new.remote_identity = old.remote_identity
+    new.candidates = old.candidates
+    new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
+    new.peer_fragmentation = old.peer_fragmentation
+    new.peer_hash_algorithms = old.peer_hash_algorithms
+    new.transition(IkeInput.ADOPT)
+    new.established_at = now
+    new.bind_log()
+    timers = new.conn.timers
+    if timers.ike_rekey_time > 0:
+        new.rekey_at = now + timers.ike_rekey_time - new.jitter(timers.ike_rekey_time)
+    if timers.ike_life_time > 0:
+        new.expire_at = now + timers.ike_life_time
+    new.schedule_dpd(now)
+    new.log.info("IKE SA rekeyed", old_ike_sa=old.id, suite=describe_suite(suite))
+    new.emit(
+        IkeSaEstablished(
+            ike_sa_id=new.id,
+            connection=new.conn.name,
+            initiator=new.initiator,
+            local=new.local,
+            remote=new.remote,
+            spi_i=new.spi_i,
+            spi_r=new.spi_r,
+            local_id=str(new.conn.local_id),
+            remote_id=str(old.remote_identity) if old.remote_identity else "",
+            suite=describe_suite(suite),
+            nat_local=new.nat_local,
+            nat_remote=new.nat_remote,
+            rekeyed_from=old.id,
+        )
+    )
+
+
+def move_children(old: IkeSa, new: IkeSa) -> None:
+    """§2.18: the children (and exchanges queued for them) now belong to the new IKE SA."""
+    new.children.extend(old.children)
+    old.children.clear()
+    new.queue.extend(
+        e for e in old.queue if not isinstance(e, (IkeRekeyExchange, DeleteIkeExchange))
+    )
+    old.queue.clear()
+    new.touch()
+    old.touch()
+
+
+def retire(old: IkeSa, now: float) -> None:
+    """The old IKE SA only waits for its Delete now: no liveness checks, no rekeying. It stays
+    as long as the peer may still retransmit to it (so our cached answers reach it)."""
+    old.rekeyed_at = now + old.conn.timers.retransmit_span + 1.0
+    old.dpd_due = old.rekey_at = old.expire_at = None
+    old.touch()
+
+
+class IkeRekeyExchange:
+    exchange_type = ExchangeType.CREATE_CHILD_SA
+    is_ike_rekey = True
+
+    def __init__(self) -> None:
+        self.spi = b""
+        self.nonce = b""
+        self.ke: KeyExchange | None = None
+        self.ke_group = 0
+        self.proposals: tuple[Proposal, ...] = ()
+
+    def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
+        if sa.state is not IkeState.ESTABLISHED or sa.rekeyed_at is not None:
+            return None
+        self.spi = new_ike_spi(sa)
+        self.nonce = sa.new_nonce()
+        groups = [g for spec in sa.conn.ike_proposals for g in spec.ke]
+        if not self.ke_group:
+            self.ke_group = sa.ke_group if sa.ke_group in groups else groups[0]
+        self.ke = create_key_exchange(self.ke_group, sa.random_bytes)
+        self.proposals = spec_to_proposals(sa.conn.ike_proposals, self.spi)
+        return [
+            SaPayload(self.proposals),
+            NoncePayload(self.nonce),
+            KePayload(self.ke_group, self.ke.public_bytes),
+        ]
+
+    def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
+        collision, sa.ike_collision = sa.ike_collision, None
+        errors = error_notifies(payloads)
+        if errors:
+            self._refused(sa, errors[0], collision, now)
+            return
+        try:
+            chosen, suite, shared, nonce_r = self._accept(payloads)
+        except (ProtocolError, CryptoError) as exc:
+            sa.log.warning("IKE rekey response refused", reason=getattr(exc, "reason", str(exc)))
+            self._defer(sa, now)
+            return
+        assert sa.spawn is not None
+        new = sa.spawn(True, self.spi, chosen.spi, now)
+        _adopt(sa, new, suite, shared, (self.nonce, nonce_r), now)
+        if collision is not None and min(self.nonce, nonce_r) < min(
+            collision.nonce_i, collision.nonce_r
+        ):
+            # §2.8.2: ours is redundant; the peer's new IKE SA gets the children and the
+            # peer deletes the old one
+            winner: IkeSa = collision.created
+            sa.log.info("IKE rekey collision lost", redundant=new.id, kept=winner.id)
+            move_children(sa, winner)
+            retire(sa, now)
+            new.start_exchange(DeleteIkeExchange(), now)
+            return
+        move_children(sa, new)
+        retire(sa, now)
+        sa.queue.append(DeleteIkeExchange())
+        if collision is not None:
+            # the peer's new IKE SA is the redundant one; the peer deletes it, and if its own
+            # exchange never completes there, it lapses here after the grace period
+            retire(collision.created, now)
+
+    def _accept(
+        self, payloads: tuple[Payload, ...]
+    ) -> tuple[Proposal, NegotiatedSuite, bytes, bytes]:
+        sa_payload = find_payload(payloads, SaPayload)
+        nonce = find_payload(payloads, NoncePayload)
+        ke = find_payload(payloads, KePayload)
+        if sa_payload is None or nonce is None or ke is None or len(sa_payload.proposals) != 1:
+            raise ProtocolError("IKE rekey response lacks SA, Nonce or KE")
+        chosen = sa_payload.proposals[0]
+        check_selected(chosen, self.proposals)
+        if len(chosen.spi) != 8 or chosen.spi == bytes(8):
+            raise NoProposalChosen("new responder SPI is not 8 non-zero bytes")
+        suite = NegotiatedSuite.from_proposal(chosen)
+        if suite.ke != self.ke_group or ke.group != self.ke_group or self.ke is None:
+            raise NoProposalChosen("KE group of the response differs from ours")
+        return chosen, suite, self.ke.compute(ke.data), nonce.data
+
+    def _refused(
+        self, sa: IkeSa, notify: NotifyPayload, collision: Collision | None, now: float
+    ) -> None:
+        kind = as_notify_type(notify.notify_type)
+        if collision is not None:
+            # the peer's rekey went through on its side; follow it (§2.25.2)
+            move_children(sa, collision.created)
+            retire(sa, now)
+            return
+        if kind is NotifyType.INVALID_KE_PAYLOAD and len(notify.data) >= 2:
+            group = struct.unpack("!H", notify.data[:2])[0]
+            if group != self.ke_group and group in {g for s in sa.conn.ike_proposals for g in s.ke}:
+                retry = IkeRekeyExchange()
+                retry.ke_group = group
+                sa.queue.appendleft(retry)
+                return
+        sa.log.info("IKE rekey refused", notify=kind.name if kind else notify.notify_type)
+        self._defer(sa, now)
+
+    def _defer(self, sa: IkeSa, now: float) -> None:
+        if sa.state is IkeState.ESTABLISHED and sa.rekeyed_at is None:
+            sa.rekey_at = now + RETRY_AFTER_TEMPORARY_FAILURE + sa.jitter(30.0)
+
+    def give_up(self, sa: IkeSa, now: float) -> None:
+        from .informational import ike_deleted
+
+        ike_deleted(sa, "peer did not answer the IKE rekey")
+
+
+def _busy_with_children(sa: IkeSa) -> bool:
+    pending = sa.pending
+    child_exchange = pending is not None and (
+        pending.exchange_type == ExchangeType.CREATE_CHILD_SA or hasattr(pending, "child")
+    )
+    if child_exchange and not getattr(pending, "is_ike_rekey", False):
+        return True
+    return any(c.state in (ChildState.REKEYING, ChildState.DELETING) for c in sa.children)
+
+
+def respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload]:
+    try:
+        return _respond(sa, payloads, now)
+    except ProtocolError as exc:
+        sa.log.info("IKE rekey refused", reason=exc.reason)
+        return [NotifyPayload(exc.notify or NotifyType.NO_PROPOSAL_CHOSEN, data=exc.notify_data)]
+
+
+def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload]:
+    if sa.state is IkeState.DELETING or sa.rekeyed_at is not None:
+        raise TemporaryFailure("this IKE SA is being deleted or was replaced")
+    if _busy_with_children(sa):
+        raise TemporaryFailure("a child SA exchange is in progress")  # §2.25.1
+    sa_payload = find_payload(payloads, SaPayload)
+    nonce = find_payload(payloads, NoncePayload)
+    ke = find_payload(payloads, KePayload)
+    if sa_payload is None or nonce is None or ke is None:
+        raise ProtocolError("IKE rekey request lacks SA, Nonce or KE")
+    chosen = select_proposal(
+        sa_payload.proposals, sa.conn.ike_proposals, ProtocolId.IKE, crypto_supports
+    )
+    if chosen is None or len(chosen.spi) != 8 or chosen.spi == bytes(8):
+        raise NoProposalChosen("no acceptable IKE proposal for the rekey")
+    suite = NegotiatedSuite.from_proposal(chosen)
+    if suite.ke is None:
+        raise NoProposalChosen("IKE rekey proposal without KE")
+    if ke.group != suite.ke:
+        raise InvalidKePayload(
+            f"KE group {ke.group}, chose {suite.ke}", struct.pack("!H", suite.ke)
+        )
+    exchange = create_key_exchange(suite.ke, sa.random_bytes)
+    try:
+        shared = exchange.respond(ke.data)
+    except CryptoError as exc:
+        raise ProtocolError(f"bad KE data: {exc}") from None
+    nonce_r = sa.new_nonce()
+    our_spi = new_ike_spi(sa)
+    assert sa.spawn is not None
+    new = sa.spawn(False, chosen.spi, our_spi, now)
+    _adopt(sa, new, suite, shared, (nonce.data, nonce_r), now)
+    if getattr(sa.pending, "is_ike_rekey", False):
+        sa.ike_collision = Collision(nonce.data, nonce_r, new)  # decided in process_i (§2.8.2)
+    else:
+        move_children(sa, new)
+        retire(sa, now)
+    answer = Proposal(chosen.number, chosen.protocol, our_spi, chosen.transforms)
+    return [SaPayload((answer,)), NoncePayload(nonce_r), KePayload(suite.ke, exchange.public_bytes)]
