@@ -412,11 +412,11 @@ class Peers:
             spi_in = child["spi_in"].lower().rjust(8, "0")
             twin = theirs.get(spi_out)
             assert twin is not None, f"no strongSwan child with spi_in {spi_out}: {other}"
-            assert twin.spi_out == spi_in
-            assert tuple(child["local_ts"]) == twin.remote_ts
-            assert tuple(child["remote_ts"]) == twin.local_ts
-            assert child["mode"].lower() == twin.mode.lower()
-            assert child["protocol"].lower() == twin.protocol.lower()
+            assert twin.spi_out == spi_in, (child, twin)
+            assert tuple(child["local_ts"]) == twin.remote_ts, (child, twin)
+            assert tuple(child["remote_ts"]) == twin.local_ts, (child, twin)
+            assert child["mode"].lower() == twin.mode.lower(), (child, twin)
+            assert child["protocol"].lower() == twin.protocol.lower(), (child, twin)
             keys = ss_keys.get(twin.spi_in)
             assert keys is not None, f"strongSwan logged no keys for child {twin.spi_in}"
             problems = compare_child(

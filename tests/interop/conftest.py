@@ -51,8 +51,9 @@ def pair() -> Iterator[Topology]:
     gate_host()
     topo = Topology.pair()
     try:
-        topo.add_lo_address(topo.left.ns, "10.1.0.1/32")
-        topo.add_lo_address(topo.right.ns, "10.2.0.1/32")
+        for ns, net in ((topo.left.ns, "10.1.0"), (topo.right.ns, "10.2.0")):
+            topo.add_lo_address(ns, f"{net}.1/32")
+            topo.add_lo_address(ns, f"{net}.129/32")
         yield topo
     finally:
         topo.close()
