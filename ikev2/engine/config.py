@@ -140,6 +140,7 @@ class ConnectionConfig:
     remote_port: int = 500
     timers: Timers = Timers()
     fragmentation: bool = True
+    fragment_size: int = 0  # largest IKE datagram when fragmenting; 0: RFC 7383 default
     send_certreq: bool = True
     send_initial_contact: bool = True
 

@@ -23,6 +23,7 @@ from ..wire import (
     Message,
     Payload,
     Proposal,
+    SkfPayload,
     SkPayload,
     decode_payloads,
     encode_payloads,
@@ -31,6 +32,7 @@ from ..wire import (
 from .config import ChildConfig, ConnectionConfig, Identity, Mode
 from .env import Env
 from .events import Datagram, Endpoint, Event
+from .fragments import Reassembler, fragment_message, max_ike_size
 from .state import IkeInput, IkeState, next_state
 from .window import RequestWindow, ResponseWindow
 
@@ -156,6 +158,8 @@ class IkeSa:
         self.nat_local = False
         self.nat_remote = False
         self.peer_fragmentation = False
+        # RFC 7383 §2.6: reassembly, one per direction (False: requests, True: responses)
+        self.fragments_in = {False: Reassembler(), True: Reassembler()}
         self.peer_hash_algorithms: tuple[int, ...] = ()
         self.peer_certreq = False
         self.remote_identity: Identity | None = None
@@ -213,14 +217,11 @@ class IkeSa:
         key = self.keys.sk_pr if self.initiator else self.keys.sk_pi
         return Prf(self.prf_id, key)
 
-    def protect(
-        self, exchange: int, message_id: int, response: bool, payloads: Sequence[Payload]
-    ) -> bytes:
-        assert self.sk_out is not None
+    def _header(self, exchange: int, message_id: int, response: bool) -> Header:
         flags = (HeaderFlag.INITIATOR if self.initiator else 0) | (
             HeaderFlag.RESPONSE if response else 0
         )
-        header = Header(
+        return Header(
             spi_i=self.spi_i,
             spi_r=self.spi_r,
             next_payload=0,
@@ -229,10 +230,39 @@ class IkeSa:
             message_id=message_id,
             length=0,
         )
+
+    def protect_all(
+        self, exchange: int, message_id: int, response: bool, payloads: Sequence[Payload]
+    ) -> tuple[bytes, ...]:
+        """The message as datagrams: one SK message, or RFC 7383 fragments when both sides
+        announced fragmentation and it does not fit (each fragment protected on its own)."""
+        if not self.peer_fragmentation:
+            return (self.protect(exchange, message_id, response, payloads),)
+        assert self.sk_out is not None
+        family = 6 if self.remote[0].version == 6 else 4
+        limit = self.conn.fragment_size or max_ike_size(family, self.local[1])
+        header = self._header(exchange, message_id, response)
+        return tuple(fragment_message(header, payloads, self.sk_out, self.random_bytes, limit))
+
+    def protect(
+        self, exchange: int, message_id: int, response: bool, payloads: Sequence[Payload]
+    ) -> bytes:
+        assert self.sk_out is not None
+        header = self._header(exchange, message_id, response)
         first, plain = encode_payloads(list(payloads))
         body_length = self.sk_out.body_length(len(plain))
         aad = sk_associated_data(header, first, body_length)
         return aad + self.sk_out.protect(aad, plain, self.random_bytes)
+
+    def open(self, raw: bytes, message: Message, now: float) -> tuple[Payload, ...] | None:
+        """The inner payloads of an SK message, or of a reassembled set of SKF fragments
+        (RFC 7383 §2.6; None while fragments are missing). Raises IntegrityError/DecodeError."""
+        last = message.payloads[-1] if message.payloads else None
+        if isinstance(last, SkfPayload):
+            assert self.sk_in is not None
+            reassembler = self.fragments_in[message.header.is_response]
+            return reassembler.add(raw, message, self.sk_in, now)
+        return self.unprotect(raw, message)
 
     def unprotect(self, raw: bytes, message: Message) -> tuple[Payload, ...]:
         """Verify and decrypt the SK payload; raises IntegrityError or DecodeError."""
@@ -273,18 +303,20 @@ class IkeSa:
             if payloads is None:
                 continue
             message_id = self.requests.allocate()
-            packet = self.protect(exchange.exchange_type, message_id, False, payloads)
+            packets = self.protect_all(exchange.exchange_type, message_id, False, payloads)
             self.pending = exchange
-            self.requests.sent(message_id, (packet,), now)
-            self.send(packet)
+            self.requests.sent(message_id, packets, now)
+            for packet in packets:
+                self.send(packet)
 
     def respond(
         self, exchange: int, message_id: int, payloads: Sequence[Payload]
     ) -> tuple[bytes, ...]:
-        packet = self.protect(exchange, message_id, True, payloads)
-        self.responses.answered(message_id, (packet,))
-        self.send(packet)
-        return (packet,)
+        packets = self.protect_all(exchange, message_id, True, payloads)
+        self.responses.answered(message_id, packets)
+        for packet in packets:
+            self.send(packet)
+        return packets
 
     # --- timers
     def deadline(self) -> float | None:

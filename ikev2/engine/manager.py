@@ -26,6 +26,7 @@ from ..wire import (
     NotifyPayload,
     Payload,
     SaPayload,
+    SkfPayload,
     SkPayload,
     decode_message,
     encode_message,
@@ -231,7 +232,7 @@ class Engine:
         if sa.keys is None or sa.state is IkeState.CLOSED:
             sa.log.info("message dropped", reason="IKE SA has no keys yet")
             return
-        if not message.payloads or not isinstance(message.payloads[-1], SkPayload):
+        if not message.payloads or not isinstance(message.payloads[-1], SkPayload | SkfPayload):
             # §2.21.4: unprotected notifies (INVALID_IKE_SPI...) prove nothing. The one use we
             # make of it: the answer to our own Delete of this IKE SA says the peer has
             # forgotten it already, so we stop retransmitting — we were deleting it anyway.
@@ -350,6 +351,9 @@ class Engine:
         header = message.header
         kind = sa.responses.classify(header.message_id)
         if kind is RequestClass.RETRANSMIT:
+            last = message.payloads[-1] if message.payloads else None
+            if isinstance(last, SkfPayload) and last.fragment_number != 1:
+                return  # RFC 7383 §2.6.1: answer a retransmitted set once, on its first fragment
             sa.log.debug("retransmitted request answered from cache", mid=header.message_id)
             for packet in sa.responses.last_response:
                 sa.send(packet)
@@ -366,13 +370,16 @@ class Engine:
             sa.log.info("request dropped", reason=f"exchange {header.exchange} not allowed now")
             return
         try:
-            inner = sa.unprotect(raw, message)
+            opened = sa.open(raw, message, now)
         except IntegrityError:
             sa.log.info("request dropped", reason="ICV check failed")
             return
         except DecodeError as exc:
             self._refuse_request(sa, message, ProtocolError(f"inner payloads: {exc.reason}"))
             return
+        if opened is None:
+            return  # more fragments to come
+        inner = opened
         sa.last_heard = now
         self._float_ports(sa, remote, local)
         for child in sa.children:  # a new request: the peer has our earlier answers
@@ -432,13 +439,16 @@ class Engine:
             sa.log.info("response dropped", reason="exchange type differs from the request")
             return
         try:
-            inner = sa.unprotect(raw, message)
+            opened = sa.open(raw, message, now)
         except IntegrityError:
             sa.log.info("response dropped", reason="ICV check failed")
             return
         except DecodeError as exc:
             sa.log.info("response unreadable", reason=exc.reason)
-            inner = ()
+            opened = ()
+        if opened is None:
+            return  # more fragments to come
+        inner = opened
         sa.last_heard = now
         self._float_ports(sa, remote, local)
         try:
