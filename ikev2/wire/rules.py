@@ -200,35 +200,58 @@ def validate_payloads(
                 f"unsupported critical payload type {payload.payload_type}",
                 notify_data=bytes([payload.payload_type & 0xFF]),
             )
-    exchange_name = _exchange_name(exchange)
-    direction = "response" if is_response else "request"
     rule = RULES.get((exchange, is_response))
     if rule is None:
-        raise InvalidSyntax(f"no payload rules for exchange {exchange_name}")
-    where = f"{exchange_name} {direction}"
+        raise InvalidSyntax(f"no payload rules for exchange {_exchange_name(exchange)}")
     known = [p for p in payloads if not isinstance(p, UnknownPayload)]
     types = [int(p.payload_type) for p in known]
     if rule.encrypted and not inner:
-        _check_envelope(types, where)
+        _check_envelope(types, _where(exchange, is_response))
         return
     if inner and not rule.encrypted:
-        raise InvalidSyntax(f"{exchange_name} carries no encrypted payloads")
+        raise InvalidSyntax(f"{_exchange_name(exchange)} carries no encrypted payloads")
     if _ENCRYPTED.intersection(types):
+        where = _where(exchange, is_response)
         raise InvalidSyntax(f"encrypted payload not allowed in the payloads of {where}")
     counts = Counter(types)
     notify_types = {p.notify_type for p in known if isinstance(p, NotifyPayload)}
-    problems = [(_shape_problems(shape, counts, notify_types), shape) for shape in rule.shapes]
-    if all(found for found, _ in problems):
+    # the common case first: some shape fits, and no message text is built
+    if not any(_fits(shape, counts, notify_types) for shape in rule.shapes):
+        problems = [(_shape_problems(shape, counts, notify_types), shape) for shape in rule.shapes]
         # report against the main form; name the others the message did not fit either
         found = problems[0][0]
         others = ", ".join(other.name for _, other in problems[1:])
         also = f" (nor a {others})" if others else ""
-        raise InvalidSyntax(f"{where}: {'; '.join(found)}{also}")
+        raise InvalidSyntax(f"{_where(exchange, is_response)}: {'; '.join(found)}{also}")
     if rule.first_notify is not None and rule.first_notify in notify_types:
         first = payloads[0]
         if not (isinstance(first, NotifyPayload) and first.notify_type == rule.first_notify):
             name = NotifyType(rule.first_notify).name
+            where = _where(exchange, is_response)
             raise InvalidSyntax(f"{where}: Notify {name} must be the first payload")
+
+
+def _where(exchange: int, is_response: bool) -> str:
+    return f"{_exchange_name(exchange)} {'response' if is_response else 'request'}"
+
+
+def _fits(shape: Shape, counts: Counter[int], notify_types: set[int]) -> bool:
+    """Does a message with these payload counts have this shape? (no strings built)"""
+    if shape.terminal is not None and not any(
+        t < 16384 or t in shape.terminal for t in notify_types
+    ):
+        return False
+    allowed = shape.counts
+    if any(t not in allowed for t in counts):
+        return False
+    for payload_type, (low, high) in allowed.items():
+        if not low <= counts.get(payload_type, 0) <= high:
+            return False
+    for group in shape.together:
+        present = sum(1 for t in group if counts.get(t, 0))
+        if present and present != len(group):
+            return False
+    return True
 
 
 def _check_envelope(types: list[int], where: str) -> None:

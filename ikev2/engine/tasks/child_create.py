@@ -9,6 +9,7 @@ If only the child fails, the IKE SA stays up (§1.2); the error notify replaces 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -262,7 +263,13 @@ def establish(
 
 
 def _specs(selectors: Sequence[TrafficSelector]) -> tuple[TrafficSelectorSpec, ...]:
-    """Selectors as the kernel's prefix-based policies see them (a range may be several CIDRs)."""
+    return _specs_of(tuple(selectors))
+
+
+@functools.lru_cache(maxsize=1024)
+def _specs_of(selectors: tuple[TrafficSelector, ...]) -> tuple[TrafficSelectorSpec, ...]:
+    """Selectors as the kernel's prefix-based policies see them (a range may be several CIDRs);
+    cached, as the same few selectors recur for every SA of a connection."""
     return tuple(
         TrafficSelectorSpec(net, ts.ip_protocol, ts.start_port, ts.end_port)
         for ts in selectors
