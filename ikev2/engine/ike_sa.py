@@ -158,8 +158,9 @@ class IkeSa:
         self.nat_local = False
         self.nat_remote = False
         self.peer_fragmentation = False
-        # RFC 7383 §2.6: reassembly, one per direction (False: requests, True: responses)
-        self.fragments_in = {False: Reassembler(), True: Reassembler()}
+        # RFC 7383 §2.6: reassembly, one per direction (False: requests, True: responses),
+        # made when the first fragment arrives (most IKE SAs never see one)
+        self.fragments_in: dict[bool, Reassembler] = {}
         self.peer_hash_algorithms: tuple[int, ...] = ()
         self.peer_certreq = False
         self.remote_identity: Identity | None = None
@@ -260,7 +261,7 @@ class IkeSa:
         last = message.payloads[-1] if message.payloads else None
         if isinstance(last, SkfPayload):
             assert self.sk_in is not None
-            reassembler = self.fragments_in[message.header.is_response]
+            reassembler = self.fragments_in.setdefault(message.header.is_response, Reassembler())
             return reassembler.add(raw, message, self.sk_in, now)
         return self.unprotect(raw, message)
 
