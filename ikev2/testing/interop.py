@@ -308,6 +308,7 @@ class Peers:
         self.topo = topo
         self.role = role
         self.ours_initiates = role == OURS_INITIATOR
+        self.real_kernel = real_kernel
         pos = positions(topo, self.ours_initiates)
         self.pos = pos
         extra = dict(spec.extra_ss)
@@ -333,9 +334,11 @@ class Peers:
         )  # fmt: skip
 
     def start(self) -> Peers:
-        self.ss.start()
+        # a cold Python start under TCG (the guest, first scenario) takes 20 s and more
+        timeout = 90.0 if self.real_kernel else 20.0
+        self.ss.start(timeout=timeout)
         self.ss.load()
-        self.ours.start()
+        self.ours.start(timeout=timeout)
         return self
 
     def stop(self) -> None:

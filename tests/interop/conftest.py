@@ -29,6 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "interop.md"
 # (where, scenario, role) -> outcome
 _ROWS: dict[tuple[str, str, str], tuple[str, str]] = {}
+# every interop row collected this session (before -k/-m deselection), and from which modules
+_COLLECTED: set[tuple[str, str, str]] = set()
+_MODULES: set[str] = set()
+INTEROP_MODULES = {"test_harness.py", "test_matrix.py", "test_guest_interop.py"}
 
 
 def gate_host() -> None:
@@ -97,6 +101,13 @@ def row_key(item: pytest.Item) -> tuple[str, str, str] | None:
     return where, scenario, role
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    key = row_key(item)
+    if key is not None:
+        _COLLECTED.add(key)
+        _MODULES.add(item.path.name)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
@@ -146,6 +157,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _ROWS or hasattr(session.config, "workerinput"):
         return
     rows = _read_rows()
+    if INTEROP_MODULES <= _MODULES:  # the whole suite was collected: forget removed scenarios
+        rows = {k: v for k, v in rows.items() if k in _COLLECTED}
     rows.update(_ROWS)
     counts: dict[str, int] = {}
     for status, _ in rows.values():
