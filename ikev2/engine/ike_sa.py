@@ -321,19 +321,16 @@ class IkeSa:
 
     # --- timers
     def deadline(self) -> float | None:
-        candidates = [
-            d
-            for d in (
-                self.requests.deadline(),
-                self.dpd_due,
-                self.rekey_at,
-                self.expire_at,
-                self.rekeyed_at,
-            )
-            if d is not None
-        ]
-        for child in self.children:
-            candidates += [d for d in (child.rekey_at, child.expire_at) if d is not None]
+        """The next instant a timer of this SA can act. Lifetimes and liveness only count while
+        they can act (an established SA not yet replaced): a deadline the timer handler would
+        not consume must never be returned, or the manager would spin on it."""
+        candidates = [d for d in (self.requests.deadline(), self.rekeyed_at) if d is not None]
+        if self.state is IkeState.ESTABLISHED and self.rekeyed_at is None:
+            candidates += [
+                d for d in (self.dpd_due, self.rekey_at, self.expire_at) if d is not None
+            ]
+            for child in self.children:
+                candidates += [d for d in (child.rekey_at, child.expire_at) if d is not None]
         if self.state in (IkeState.INIT_DONE, IkeState.CREATED):
             candidates.append(self.created_at + self.conn.timers.half_open_timeout)
         return min(candidates) if candidates else None

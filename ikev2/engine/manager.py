@@ -18,7 +18,14 @@ from collections.abc import Iterable
 import structlog
 
 from ..constants import ExchangeType, HeaderFlag, NotifyType
-from ..errors import CryptoError, DecodeError, IntegrityError, NoProposalChosen, ProtocolError
+from ..errors import (
+    CryptoError,
+    DecodeError,
+    IntegrityError,
+    NoProposalChosen,
+    ProtocolError,
+    UsageError,
+)
 from ..wire import (
     Header,
     Message,
@@ -204,6 +211,14 @@ class Engine:
             del self._scheduled[sa_id]
             self._timer(sa, now)
             self._after(sa)
+            again = self._scheduled.get(sa_id)
+            if again is not None and again <= now:
+                # our bug: the handler left a deadline it does not consume; never spin on it
+                if self.strict:
+                    raise UsageError(f"IKE SA {sa_id}: timer at {again} not consumed at {now}")
+                sa.log.error("timer did not advance; retrying in a second", deadline=again)
+                self._scheduled[sa_id] = now + 1.0
+                heapq.heappush(self._timers, (now + 1.0, next(self._seq), sa_id))
         return self._drain()
 
     def _receive(self, data: bytes, remote: Endpoint, local: Endpoint, now: float) -> None:
