@@ -41,6 +41,15 @@ def assert_consistent(pair: Pair, children: int = 1, ike_sas: int = 1) -> None:
     assert ike_i == ike_r and len(ike_i) == ike_sas
     kids_i, kids_r = live_children(pair.i), live_children(pair.r)
     assert kids_i == {(o, i) for i, o in kids_r} and len(kids_i) == children
+    for side in (pair.i, pair.r):  # every child's selectors are its own side's, not swapped
+        for sa in side.engine.sas.values():
+            for c in sa.children:
+                assert [t.network for t in c.event.local_ts] == [
+                    t.network for t in c.config.local_ts
+                ]
+                assert [t.network for t in c.event.remote_ts] == [
+                    t.network for t in c.config.remote_ts
+                ]
     for side in (pair.i, pair.r):  # the events tell the same story as the state
         made = {e.spi_in for e in side.of(ChildSaEstablished)}
         gone = {e.spi_in for e in side.of(ChildSaDeleted)}

@@ -207,7 +207,9 @@ def establish(
         if creator_is_us
         else (keys.encr_r, keys.integ_r, keys.encr_i, keys.integ_i)
     )
-    local_sel, remote_sel = (tsi, tsr) if sa.initiator else (tsr, tsi)
+    local_sel, remote_sel = (
+        (tsi, tsr) if creator_is_us else (tsr, tsi)
+    )  # TSi: the exchange initiator
 
     def direction(src_is_local: bool, spi: int, enc_key: bytes, auth_key: bytes) -> SaDirection:
         local, remote = sa.local[0], sa.remote[0]
