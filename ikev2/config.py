@@ -295,6 +295,7 @@ def _selectors(
 
 CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
                    "dpd_delay", "rekey_time", "over_time", "fragmentation", "send_certreq",
+                   "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "local", "remote", "children")  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir")
@@ -458,6 +459,12 @@ def _connection(
     base = Timers()
     ike_rekey = table.duration("rekey_time", base.ike_rekey_time)
     timers = Timers(
+        # RFC 7296 §2.1 back-off, strongSwan's names: timeout × base^n, `tries` retransmits
+        retransmit_timeout=table.duration("retransmit_timeout", base.retransmit_timeout),
+        retransmit_base=float(
+            table.get("retransmit_base", (int, float), base.retransmit_base, "1.8")
+        ),
+        retransmit_tries=int(table.get("retransmit_tries", int, base.retransmit_tries, "5")),
         dpd_delay=table.duration("dpd_delay", base.dpd_delay),
         ike_rekey_time=ike_rekey,
         ike_life_time=ike_rekey + table.duration("over_time", ike_rekey * 0.1),

@@ -95,6 +95,8 @@ class Spec:
     fragmentation: bool = True
     fragment_size: int = 0  # 0: default
     ike_rekey_time: int = 0
+    # our retransmission schedule: (timeout seconds, base, tries); None = the defaults
+    ours_retransmit: tuple[float, float, int] | None = None
     extra_ss: dict[str, ConfValue] = field(default_factory=dict)
 
     def with_(self, **changes: Any) -> Spec:
@@ -271,6 +273,15 @@ def ours_config(
         "fragmentation": spec.fragmentation,
         "dpd_delay": f"{spec.dpd_delay}s",
         "rekey_time": f"{spec.ike_rekey_time}s",
+        **(
+            {
+                "retransmit_timeout": spec.ours_retransmit[0],
+                "retransmit_base": spec.ours_retransmit[1],
+                "retransmit_tries": spec.ours_retransmit[2],
+            }
+            if spec.ours_retransmit
+            else {}
+        ),
         "local": local,
         "remote": remote,
         "children": children,
