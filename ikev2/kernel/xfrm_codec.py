@@ -155,8 +155,15 @@ def usersa_info_fields(spec: SaSpec) -> dict[str, Any]:
         family=family,
         mode=int(spec.mode),
         replay_window=0 if use_esn_attr else spec.replay_window,
-        flags=s.XFRM_STATE_ESN if spec.esn else 0,
+        flags=(s.XFRM_STATE_ESN if spec.esn else 0) | _align4(spec, family),
     )
+
+
+def _align4(spec: SaSpec, family: int) -> int:
+    """RFC 4302 §3.3.3.2.1: in IPv4 the AH header is padded to 32 bits. Linux pads it to 64 bits
+    unless ALIGN4 is set, so without it our AH (e.g. 32 octets for HMAC-SHA2-256-128) and
+    strongSwan's, which sets it (28 octets), never agree."""
+    return s.XFRM_STATE_ALIGN4 if int(spec.proto) == 51 and family == socket.AF_INET else 0
 
 
 def sa_attrs(spec: SaSpec) -> list[tuple[int, bytes]]:

@@ -125,6 +125,7 @@ XFRM_POLICY_IN, XFRM_POLICY_OUT, XFRM_POLICY_FWD = 0, 1, 2
 XFRM_POLICY_ALLOW, XFRM_POLICY_BLOCK = 0, 1
 XFRM_POLICY_TYPE_MAIN = 0
 XFRM_STATE_ESN = 128  # xfrm_usersa_info.flags
+XFRM_STATE_ALIGN4 = 64  # AH over IPv4 padded to 32 bits (RFC 4302 §3.3.3.2.1), as strongSwan
 XFRM_STATE_AF_UNSPEC = 32
 XFRM_INF = 0xFFFF_FFFF_FFFF_FFFF  # (~(__u64)0): "no limit" in xfrm_lifetime_cfg
 XFRM_SHARE_ANY = 0

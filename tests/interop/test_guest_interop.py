@@ -59,16 +59,8 @@ def test_guest_ran_every_scenario(guest_run: guest.GuestRun) -> None:
     assert not missing, f"no result for {missing}; console:\n{tail}"
 
 
-AH_ALIGN4 = (
-    "kernel: our XFRM AH SAs for IPv4 lack XFRM_STATE_ALIGN4, which strongSwan sets (RFC 4302 "
-    "32-bit alignment): our ICV is padded to 8 bytes (AH length 32 vs 28 for HMAC-SHA-256-128) "
-    "and the receiver counts XfrmInStateProtoError"
-)
-
-
 def _param(key: str, name: str, role: str) -> Any:
-    marks = [pytest.mark.xfail(strict=True, reason=AH_ALIGN4)] if "-ah-" in name else []
-    return pytest.param(name, role, id=key, marks=marks)
+    return pytest.param(name, role, id=key)
 
 
 @pytest.mark.parametrize(("scenario", "role"), [_param(*s) for s in SCENARIOS])
