@@ -39,6 +39,7 @@ from ..wire import (
     encode_message,
     validate_payloads,
 )
+from . import timers
 from .config import ChildConfig, ConnectionConfig, EngineConfig
 from .cookies import CookieGate
 from .env import Env
@@ -47,7 +48,7 @@ from .ike_sa import ChildState, IkeSa, Outbox
 from .state import IkeInput, IkeState
 from .tasks import create_child, ike_auth, ike_init, ike_rekey, informational
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
-from .window import RequestClass, RetransmitAction
+from .window import RequestClass
 
 log = structlog.get_logger("ikev2.engine")
 INVALID_IKE_SPI_INTERVAL = 1.0  # rate limit of unprotected INVALID_IKE_SPI answers (§2.21.4)
@@ -209,7 +210,7 @@ class Engine:
             if sa is None or self._scheduled.get(sa_id) != deadline:
                 continue
             del self._scheduled[sa_id]
-            self._timer(sa, now)
+            timers.on_timer(sa, now)
             self._after(sa)
             again = self._scheduled.get(sa_id)
             if again is not None and again <= now:
@@ -512,62 +513,6 @@ class Engine:
         self._send_plain(packet, remote, local)
 
     # --- timers
-    def _timer(self, sa: IkeSa, now: float) -> None:
-        half_open_until = sa.created_at + sa.conn.timers.half_open_timeout
-        if sa.state in (IkeState.CREATED, IkeState.INIT_DONE) and now >= half_open_until:
-            ike_init.fail(sa, "half-open IKE SA timed out", None)
-            return
-        action = sa.requests.on_timer(now)
-        if action is RetransmitAction.RESEND and sa.requests.outstanding is not None:
-            sa.log.info(
-                "retransmit",
-                mid=sa.requests.outstanding.message_id,
-                n=sa.requests.outstanding.retransmits,
-            )
-            for packet in sa.requests.outstanding.packets:
-                sa.send(packet)
-        elif action is RetransmitAction.GIVE_UP:
-            exchange, sa.pending = sa.pending, None
-            sa.requests.done()
-            if exchange is None:
-                ike_init.fail(sa, "no IKE_SA_INIT response (retransmits exhausted)", None)
-            else:
-                exchange.give_up(sa, now)
-            return
-        if sa.rekeyed_at is not None and now >= sa.rekeyed_at:
-            informational.ike_deleted(sa, "rekeyed")  # the peer never sent its Delete
-            return
-        if sa.state is IkeState.ESTABLISHED and sa.rekeyed_at is None:
-            self._lifetimes(sa, now)
-        if sa.dpd_due is not None and now >= sa.dpd_due and sa.state is IkeState.ESTABLISHED:
-            delay = sa.conn.timers.dpd_delay
-            if now - sa.last_heard >= delay and not sa.requests.busy:
-                sa.dpd_due = None
-                sa.start_exchange(informational.LivenessExchange(), now)
-            else:
-                sa.dpd_due = max(sa.last_heard + delay, now + 0.001)
-
-    def _lifetimes(self, sa: IkeSa, now: float) -> None:
-        """RFC 7296 §2.8: soft lifetimes start a rekey, hard ones a delete."""
-        if sa.expire_at is not None and now >= sa.expire_at:
-            sa.expire_at = sa.rekey_at = None
-            sa.log.info("IKE SA lifetime expired")
-            sa.start_exchange(informational.DeleteIkeExchange(), now)
-            return
-        if sa.rekey_at is not None and now >= sa.rekey_at:
-            sa.rekey_at = None
-            sa.start_exchange(ike_rekey.IkeRekeyExchange(), now)
-        for child in list(sa.children):
-            if child.expire_at is not None and now >= child.expire_at:
-                child.expire_at = child.rekey_at = None
-                sa.log.info("child SA lifetime expired", spi_in=f"{child.spi_in:08x}")
-                sa.start_exchange(informational.DeleteChildExchange(child), now)
-            elif child.rekey_at is not None and now >= child.rekey_at:
-                child.rekey_at = None
-                if child.state is ChildState.INSTALLED:
-                    exchange = create_child.CreateChildExchange(child.config, child.reqid, child)
-                    sa.start_exchange(exchange, now)
-
     def _spawn(
         self, parent: IkeSa, initiator: bool, spi_i: bytes, spi_r: bytes, now: float
     ) -> IkeSa:

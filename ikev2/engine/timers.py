@@ -1,0 +1,75 @@
+"""What an IKE SA does when one of its deadlines comes (the manager keeps the heap):
+retransmission and give-up (RFC 7296 §2.1), half-open expiry, lifetimes (§2.8: the soft one
+rekeys, the hard one deletes), the grace period of a replaced IKE SA, and liveness checks (§2.4).
+
+Every deadline IkeSa.deadline() reports must be consumed here, or the manager would spin.
+"""
+
+from __future__ import annotations
+
+from .ike_sa import ChildState, IkeSa
+from .state import IkeState
+from .tasks import create_child, ike_init, ike_rekey, informational
+from .window import RetransmitAction
+
+
+def on_timer(sa: IkeSa, now: float) -> None:
+    half_open_until = sa.created_at + sa.conn.timers.half_open_timeout
+    if sa.state in (IkeState.CREATED, IkeState.INIT_DONE) and now >= half_open_until:
+        ike_init.fail(sa, "half-open IKE SA timed out", None)
+        return
+    if not _retransmit(sa, now):
+        return
+    if sa.rekeyed_at is not None and now >= sa.rekeyed_at:
+        informational.ike_deleted(sa, "rekeyed")  # the peer never sent its Delete
+        return
+    if sa.state is IkeState.ESTABLISHED and sa.rekeyed_at is None:
+        _lifetimes(sa, now)
+    if sa.dpd_due is not None and now >= sa.dpd_due and sa.state is IkeState.ESTABLISHED:
+        delay = sa.conn.timers.dpd_delay
+        if now - sa.last_heard >= delay and not sa.requests.busy:
+            sa.dpd_due = None
+            sa.start_exchange(informational.LivenessExchange(), now)
+        else:
+            sa.dpd_due = max(sa.last_heard + delay, now + 0.001)
+
+
+def _retransmit(sa: IkeSa, now: float) -> bool:
+    """§2.1: resend the outstanding request, or give up on it. False when the SA is done."""
+    action = sa.requests.on_timer(now)
+    out = sa.requests.outstanding
+    if action is RetransmitAction.RESEND and out is not None:
+        sa.log.info("retransmit", mid=out.message_id, n=out.retransmits)
+        for packet in out.packets:
+            sa.send(packet)
+    elif action is RetransmitAction.GIVE_UP:
+        exchange, sa.pending = sa.pending, None
+        sa.requests.done()
+        if exchange is None:
+            ike_init.fail(sa, "no IKE_SA_INIT response (retransmits exhausted)", None)
+        else:
+            exchange.give_up(sa, now)
+        return False
+    return True
+
+
+def _lifetimes(sa: IkeSa, now: float) -> None:
+    """RFC 7296 §2.8: soft lifetimes start a rekey, hard ones a delete."""
+    if sa.expire_at is not None and now >= sa.expire_at:
+        sa.expire_at = sa.rekey_at = None
+        sa.log.info("IKE SA lifetime expired")
+        sa.start_exchange(informational.DeleteIkeExchange(), now)
+        return
+    if sa.rekey_at is not None and now >= sa.rekey_at:
+        sa.rekey_at = None
+        sa.start_exchange(ike_rekey.IkeRekeyExchange(), now)
+    for child in list(sa.children):
+        if child.expire_at is not None and now >= child.expire_at:
+            child.expire_at = child.rekey_at = None
+            sa.log.info("child SA lifetime expired", spi_in=f"{child.spi_in:08x}")
+            sa.start_exchange(informational.DeleteChildExchange(child), now)
+        elif child.rekey_at is not None and now >= child.rekey_at:
+            child.rekey_at = None
+            if child.state is ChildState.INSTALLED:
+                exchange = create_child.CreateChildExchange(child.config, child.reqid, child)
+                sa.start_exchange(exchange, now)
