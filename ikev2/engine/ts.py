@@ -119,6 +119,8 @@ def intersect_all(
             piece = intersect(p, a)
             if piece is not None and piece not in pieces:
                 pieces.append(piece)
+    if len(pieces) < 2:  # the common case: nothing to compare
+        return tuple(pieces)
     return tuple(
         piece
         for piece in pieces
