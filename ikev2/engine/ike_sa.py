@@ -31,7 +31,7 @@ from ..wire import (
 )
 from .config import ChildConfig, ConnectionConfig, Identity, Mode
 from .env import Env
-from .events import Datagram, Endpoint, Event
+from .events import Datagram, Endpoint, Event, IkeSaEstablished
 from .fragments import Reassembler, fragment_message, max_ike_size
 from .state import IkeInput, IkeState, next_state
 from .window import RequestWindow, ResponseWindow
@@ -354,6 +354,33 @@ class IkeSa:
 
     def child_by_spi_out(self, protocol: int, spi: int) -> ChildSa | None:
         return next((c for c in self.children if c.spi_out == spi and c.protocol == protocol), None)
+
+    def arm_lifetimes(self, now: float) -> None:
+        """RFC 7296 §2.8: the soft lifetime (with jitter) rekeys the IKE SA, the hard one ends it."""
+        timers = self.conn.timers
+        if timers.ike_rekey_time > 0:
+            self.rekey_at = now + timers.ike_rekey_time - self.jitter(timers.ike_rekey_time)
+        if timers.ike_life_time > 0:
+            self.expire_at = now + timers.ike_life_time
+
+    def established_event(
+        self, remote_id: str, suite: str, rekeyed_from: int | None = None
+    ) -> IkeSaEstablished:
+        return IkeSaEstablished(
+            ike_sa_id=self.id,
+            connection=self.conn.name,
+            initiator=self.initiator,
+            local=self.local,
+            remote=self.remote,
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+            local_id=str(self.conn.local_id),
+            remote_id=remote_id,
+            suite=suite,
+            nat_local=self.nat_local,
+            nat_remote=self.nat_remote,
+            rekeyed_from=rekeyed_from,
+        )
 
     def schedule_dpd(self, now: float) -> None:
         delay = self.conn.timers.dpd_delay

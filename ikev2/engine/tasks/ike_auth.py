@@ -38,7 +38,7 @@ from ..credentials import (
     identity_matches_certificate,
     verify_chain,
 )
-from ..events import IkeSaEstablished, IkeSaFailed
+from ..events import IkeSaFailed
 from ..identity import identity_matches
 from ..state import IkeInput
 from . import child_create, find_payload
@@ -123,30 +123,11 @@ def verify_peer(
 def established(sa: IkeSa, identity: Identity, now: float) -> None:
     sa.remote_identity = identity
     sa.established_at = now
-    timers = sa.conn.timers  # RFC 7296 §2.8: IKE SA lifetimes, the soft one with jitter
-    if timers.ike_rekey_time > 0:
-        sa.rekey_at = now + timers.ike_rekey_time - sa.jitter(timers.ike_rekey_time)
-    if timers.ike_life_time > 0:
-        sa.expire_at = now + timers.ike_life_time
+    sa.arm_lifetimes(now)
     sa.transition(IkeInput.AUTH_DONE)
     remote_id, suite = str(identity), suite_name(sa)
     sa.log.info("IKE SA established", remote_id=remote_id, suite=suite)
-    sa.emit(
-        IkeSaEstablished(
-            ike_sa_id=sa.id,
-            connection=sa.conn.name,
-            initiator=sa.initiator,
-            local=sa.local,
-            remote=sa.remote,
-            spi_i=sa.spi_i,
-            spi_r=sa.spi_r,
-            local_id=str(sa.conn.local_id),
-            remote_id=remote_id,
-            suite=suite,
-            nat_local=sa.nat_local,
-            nat_remote=sa.nat_remote,
-        )
-    )
+    sa.emit(sa.established_event(remote_id, suite))
 
 
 class IkeAuthExchange:

@@ -29,7 +29,6 @@ from ...errors import (
     TemporaryFailure,
 )
 from ...wire import KePayload, NoncePayload, NotifyPayload, Payload, Proposal, SaPayload
-from ..events import IkeSaEstablished
 from ..ike_sa import ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
@@ -80,30 +79,11 @@ def _adopt(
     new.transition(IkeInput.ADOPT)
     new.established_at = now
     new.bind_log()
-    timers = new.conn.timers
-    if timers.ike_rekey_time > 0:
-        new.rekey_at = now + timers.ike_rekey_time - new.jitter(timers.ike_rekey_time)
-    if timers.ike_life_time > 0:
-        new.expire_at = now + timers.ike_life_time
+    new.arm_lifetimes(now)
     new.schedule_dpd(now)
     new.log.info("IKE SA rekeyed", old_ike_sa=old.id, suite=describe_suite(suite))
-    new.emit(
-        IkeSaEstablished(
-            ike_sa_id=new.id,
-            connection=new.conn.name,
-            initiator=new.initiator,
-            local=new.local,
-            remote=new.remote,
-            spi_i=new.spi_i,
-            spi_r=new.spi_r,
-            local_id=str(new.conn.local_id),
-            remote_id=str(old.remote_identity) if old.remote_identity else "",
-            suite=describe_suite(suite),
-            nat_local=new.nat_local,
-            nat_remote=new.nat_remote,
-            rekeyed_from=old.id,
-        )
-    )
+    remote_id = str(old.remote_identity) if old.remote_identity else ""
+    new.emit(new.established_event(remote_id, describe_suite(suite), rekeyed_from=old.id))
 
 
 def move_children(old: IkeSa, new: IkeSa) -> None:
