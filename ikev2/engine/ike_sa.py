@@ -356,7 +356,7 @@ class IkeSa:
         return next((c for c in self.children if c.spi_out == spi and c.protocol == protocol), None)
 
     def arm_lifetimes(self, now: float) -> None:
-        """RFC 7296 §2.8: the soft lifetime (with jitter) rekeys the IKE SA, the hard one ends it."""
+        """RFC 7296 §2.8: the soft lifetime (with jitter) rekeys the IKE SA, the hard one ends."""
         timers = self.conn.timers
         if timers.ike_rekey_time > 0:
             self.rekey_at = now + timers.ike_rekey_time - self.jitter(timers.ike_rekey_time)
