@@ -1,0 +1,75 @@
+"""Rekey soak: many seeded runs of two engines over a lossy link with fast lifetimes, counting
+runs that end with an inconsistent SA set (duplicate, missing or one-sided SA) or a gap.
+
+Each run: 30 % loss, child rekey every ~120 s, IKE rekey every ~350 s, 1200 s of simulated time,
+then the link heals and the run waits for quiet; tests/engine/test_rekey.py's checks decide.
+
+    .venv/bin/python bench/soak_rekey.py [--seeds 120] [--loss 0.3] [--duplicate 0] [--reorder 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from dataclasses import replace
+from pathlib import Path
+
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ikev2.engine.config import Timers
+from ikev2.engine.events import ChildSaEstablished
+from tests.engine.pairing import Pair, psk_connections, settle
+from tests.engine.test_rekey import assert_consistent, no_gap
+
+
+def one_run(seed: int, loss: float, duplicate: float, reorder: float) -> str | None:
+    timers = Timers(retransmit_tries=12, ike_rekey_time=350, ike_life_time=3000, dpd_delay=0)
+    conn_i, conn_r = psk_connections()
+    child_i = replace(conn_i.children[0], rekey_time=120, life_time=1000)
+    child_r = replace(conn_r.children[0], rekey_time=120, life_time=1000)
+    pair = Pair(
+        replace(conn_i, timers=timers, children=(child_i,)),
+        replace(conn_r, timers=timers, children=(child_r,)),
+        seed=seed,
+        loss=loss,
+        duplicate=duplicate,
+        reorder=reorder,
+    )
+    try:
+        pair.initiate()
+        pair.run(until=1200)
+        settle(pair)
+        for side in (pair.i, pair.r):
+            assert len(side.of(ChildSaEstablished)) >= 5, "too few rekeys"
+            assert no_gap(side.events), "a moment without a child (make-before-break broken)"
+        assert_consistent(pair)
+    except AssertionError:
+        return traceback.format_exc().strip().splitlines()[-1][:160]
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seeds", type=int, default=120)
+    parser.add_argument("--loss", type=float, default=0.3)
+    parser.add_argument("--duplicate", type=float, default=0.0)
+    parser.add_argument("--reorder", type=float, default=0.0)
+    args = parser.parse_args()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
+    failed = {}
+    for seed in range(args.seeds):
+        problem = one_run(seed, args.loss, args.duplicate, args.reorder)
+        if problem is not None:
+            failed[seed] = problem
+            print(f"seed {seed}: {problem}")
+    print(f"runs: {args.seeds}, inconsistent: {len(failed)}")
+    print(json.dumps({"runs": args.seeds, "inconsistent": len(failed), "seeds": sorted(failed)}))
+
+
+if __name__ == "__main__":
+    main()
