@@ -14,6 +14,7 @@ Events are injected with `inject()`; fileno() is a real pipe that turns readable
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import os
@@ -50,20 +51,22 @@ class _Sa:
 
 
 class InMemoryKernel:
-    """Records SAs and policies; every call is also appended to `calls` as (name, args...)."""
+    """Records SAs and policies; the latest `max_calls` calls stay in `calls` as (name, args...)."""
 
     def __init__(
         self,
         reqid_base: int = DEFAULT_REQID_BASE,
         reqid_count: int = DEFAULT_REQID_COUNT,
         esp_supported: bool = True,
+        max_calls: int = 4096,
     ) -> None:
         self.reqid_base = reqid_base
         self.reqid_count = reqid_count
         self.esp_supported = esp_supported
         self.sas: dict[SaKey, _Sa] = {}
         self.policies: dict[PolicyKey, PolicySpec] = {}
-        self.calls: list[tuple[object, ...]] = []
+        # the most recent calls only: a long-running daemon on a host without ESP uses this kernel
+        self.calls: collections.deque[tuple[object, ...]] = collections.deque(maxlen=max_calls)
         self.bypassed: set[tuple[int, int]] = set()
         self.udp_encap: set[int] = set()
         self._events: list[KernelEvent] = []
