@@ -51,7 +51,13 @@ from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
 
 log = structlog.get_logger("ikev2.engine")
-INVALID_IKE_SPI_INTERVAL = 1.0  # rate limit of unprotected INVALID_IKE_SPI answers (§2.21.4)
+INVALID_IKE_SPI_INTERVAL = 1.0
+# Which requests each state of an IKE SA accepts (RFC 7296 §1.2: IKE_AUTH first, then the rest).
+ALLOWED_REQUESTS: dict[IkeState, frozenset[int]] = {
+    IkeState.INIT_DONE: frozenset({ExchangeType.IKE_AUTH}),
+    IkeState.ESTABLISHED: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
+    IkeState.DELETING: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
+}  # rate limit of unprotected INVALID_IKE_SPI answers (§2.21.4)
 
 
 def _fmt(endpoint: Endpoint) -> str:
@@ -377,11 +383,9 @@ class Engine:
         if kind is RequestClass.INVALID:
             sa.log.info("request dropped", reason="unexpected message ID", mid=header.message_id)
             return
-        allowed = (
-            {ExchangeType.IKE_AUTH}
-            if sa.state is IkeState.INIT_DONE
-            else {ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}
-        )
+        # Before our IKE_AUTH answer arrives (AUTH_SENT) the peer may already send requests:
+        # drop them, it retransmits, and by then the IKE SA is established here too.
+        allowed = ALLOWED_REQUESTS.get(sa.state, frozenset())
         if header.exchange not in allowed:
             sa.log.info("request dropped", reason=f"exchange {header.exchange} not allowed now")
             return
