@@ -163,9 +163,12 @@ class IkeRekeyExchange:
         retire(sa, now)
         sa.queue.append(DeleteIkeExchange())
         if collision is not None:
-            # the peer's new IKE SA is the redundant one; the peer deletes it, and if its own
-            # exchange never completes there, it lapses here after the grace period
-            retire(collision.created, now)
+            # the peer's new IKE SA is the redundant one (§2.8.2). Its creator should delete it,
+            # but if the peer's own exchange never completed there (we deleted the old IKE SA
+            # first), nobody would: so we delete it too — a Delete × Delete is harmless (§2.25.2)
+            redundant: IkeSa = collision.created
+            redundant.dpd_due = redundant.rekey_at = redundant.expire_at = None
+            redundant.start_exchange(DeleteIkeExchange(), now)
 
     def _accept(
         self, payloads: tuple[Payload, ...]
