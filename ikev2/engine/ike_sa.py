@@ -176,6 +176,7 @@ class IkeSa:
         self.ike_collision: Collision | None = None
         self.spawn: Callable[[bool, bytes, bytes, float], IkeSa] | None = None  # set by manager
         self.on_touch: Callable[[IkeSa], None] | None = None  # set by manager
+        self.successor: IkeSa | None = None  # the IKE SA our children moved to (§2.18)
 
     # --- identity and roles
     @property
@@ -334,6 +335,14 @@ class IkeSa:
         if self.state in (IkeState.INIT_DONE, IkeState.CREATED):
             candidates.append(self.created_at + self.conn.timers.half_open_timeout)
         return min(candidates) if candidates else None
+
+    def home(self) -> IkeSa:
+        """Where this SA's children live now: itself, or the IKE SA a rekey moved them to. An
+        exchange that ends on a replaced IKE SA puts its result there (RFC 7296 §2.18)."""
+        sa = self
+        while sa.successor is not None:
+            sa = sa.successor
+        return sa
 
     def touch(self) -> None:
         """Ask the manager to re-arm this SA's timer (when another SA's input changed it)."""

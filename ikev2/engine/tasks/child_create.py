@@ -228,7 +228,7 @@ def establish(
 
     nat = sa.nat_local or sa.nat_remote
     event = ChildSaEstablished(
-        ike_sa_id=sa.id,
+        ike_sa_id=sa.home().id,
         connection=sa.conn.name,
         child=child.config.name,
         reqid=child.reqid,
@@ -253,7 +253,7 @@ def establish(
         now + config.rekey_time - sa.jitter(config.rekey_time) if config.rekey_time > 0 else None
     )
     child.expire_at = now + config.life_time if config.life_time > 0 else None
-    sa.children.append(child)
+    sa.home().children.append(child)  # a rekey of the IKE SA may have moved the children
     sa.log.info(
         "child SA established",
         child=child.config.name,

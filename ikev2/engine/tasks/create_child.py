@@ -205,6 +205,7 @@ class CreateChildExchange:
         old = self.old
         assert old is not None
         collision = sa.child_collisions.pop(old.spi_in, None)
+        home = sa.home()  # our children may have moved to a rekeyed IKE SA meanwhile (§2.18)
         lost = collision is not None and lowest_nonce_is_in(
             nonces, (collision.nonce_i, collision.nonce_r)
         )
@@ -213,15 +214,15 @@ class CreateChildExchange:
             # delete it; the peer, whose rekey won, deletes the old child
             sa.log.info("rekey collision lost; deleting our child", spi_in=f"{new.spi_in:08x}")
             _redundant(new)
-            sa.queue.append(DeleteChildExchange(new))
-            if old in sa.children:
+            home.start_exchange(DeleteChildExchange(new), now)
+            if old in home.children:
                 _redundant(old)
             return
         if collision is not None:
             _redundant(collision.created)  # the peer deletes its redundant child; never rekey it
-        if old in sa.children:  # (the peer may have deleted it meanwhile, §2.25.1)
+        if old in home.children:  # (the peer may have deleted it meanwhile, §2.25.1)
             _redundant(old)
-            sa.queue.append(DeleteChildExchange(old))
+            home.start_exchange(DeleteChildExchange(old), now)
 
     def give_up(self, sa: IkeSa, now: float) -> None:
         from .informational import ike_deleted

@@ -90,6 +90,7 @@ def move_children(old: IkeSa, new: IkeSa) -> None:
     """§2.18: the children (and exchanges queued for them) now belong to the new IKE SA."""
     new.children.extend(old.children)
     old.children.clear()
+    old.successor = new
     new.queue.extend(
         e for e in old.queue if not isinstance(e, (IkeRekeyExchange, DeleteIkeExchange))
     )
