@@ -90,6 +90,8 @@ class ChildSa:
     # A child we made as responder is unconfirmed until a later request shows the peer has our
     # answer (window size 1: it sends nothing new before); -1 when we initiated its exchange.
     created_by_request: int = -1
+    made_by_peer: bool = False  # the peer initiated the exchange that created it
+    not_found_answers: int = 0  # CHILD_SA_NOT_FOUND answers to our rekeys of it so far
     event: Any = field(default=None, repr=False)  # the ChildSaEstablished handed out
 
 

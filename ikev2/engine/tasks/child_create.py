@@ -154,6 +154,7 @@ def respond(
         child = ChildSa(config, reqid_source(config), ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
         child.created_by_request = sa.responses.expected_id  # unconfirmed until a later request
+        child.made_by_peer = True
         suite = NegotiatedSuite.from_proposal(chosen)
         keys = KeyInput(sa.nonce_i, sa.nonce_r)
         establish(sa, child, suite, narrowed_i, narrowed_r, keys, now, creator_is_us=False)

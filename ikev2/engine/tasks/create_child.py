@@ -177,11 +177,14 @@ class CreateChildExchange:
         if (
             kind is NotifyType.CHILD_SA_NOT_FOUND
             and old is not None
-            and old.created_by_request >= 0
             and old in sa.children
+            and (old.created_by_request >= 0 or (old.made_by_peer and old.not_found_answers < 2))
         ):
-            # we answered the peer's CREATE_CHILD_SA for this child, but the peer has not seen
-            # our answer yet (its retransmits are still under way): try again later
+            # we answered the peer's CREATE_CHILD_SA for this child, but the peer may not have
+            # had our answer when it answered us (its retransmits were still under way, or its
+            # answer is a cached one that our retransmit fetched): try again later, twice
+            if old.created_by_request < 0:
+                old.not_found_answers += 1
             old.rekey_at = now + RETRY_AFTER_TEMPORARY_FAILURE + sa.jitter(30.0)
             sa.log.info("child rekey deferred", reason="peer has not completed its creation")
             return
@@ -321,6 +324,7 @@ def _respond(
         child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
         child.created_by_request = sa.responses.expected_id
+        child.made_by_peer = True
         nonce_r = sa.new_nonce()
         keys = KeyInput(nonce.data, nonce_r, shared)
         establish(sa, child, suite, narrowed_i, narrowed_r, keys, now, creator_is_us=False)
