@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .keycompare import KeyLog, parse_key_log
+from .process import ManagedProcess
 
 READY = "ikev2: listening on"
 
@@ -85,7 +85,7 @@ class CliResult:
         return self.stdout + self.stderr
 
 
-class OurDaemon:
+class OurDaemon(ManagedProcess):
     """`ikev2 daemon` in namespace `ns` with its files under `workdir`."""
 
     def __init__(
@@ -137,36 +137,6 @@ class OurDaemon:
                 )
             time.sleep(0.05)
         raise DaemonError(f"ikev2 daemon not ready after {timeout} s\n{self.tail()}")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
-        return proc.returncode
-
-    def kill(self) -> None:
-        """SIGKILL (by PID): the peer vanishes without a Delete."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> OurDaemon:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # --- the CLI --------------------------------------------------------------------------------
 

@@ -16,13 +16,14 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
+
+from .process import ManagedProcess
 
 CHARON = Path("/usr/lib/ipsec/charon")
 SWANCTL = Path("/usr/sbin/swanctl")
@@ -389,7 +390,7 @@ class Result:
         return self.returncode == 0
 
 
-class Charon:
+class Charon(ManagedProcess):
     """One charon in namespace `ns`, configured and run from directory `workdir`.
 
     kernel: "libipsec" (userspace ESP, host; always UDP-encapsulated) or "netlink" (real XFRM,
@@ -528,34 +529,9 @@ class Charon:
             time.sleep(0.05)
         raise CharonError(f"charon in {self.ns} not ready after {timeout} s:\n{self.tail()}")
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> int | None:
         """SIGTERM our charon (by PID), SIGKILL if it lingers."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
-
-    def kill(self) -> None:
-        """SIGKILL our charon: the peer vanishes without a Delete (DPD scenarios)."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self) -> Charon:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return super().stop(timeout)
 
     # --- swanctl ------------------------------------------------------------------------------
 
