@@ -24,3 +24,5 @@ class Env:
     random_bytes: Callable[[int], bytes] = os.urandom
     utc_now: Callable[[], datetime] = _system_utc_now
     nonce: Callable[[int], bytes] | None = None
+    # the SPIs we allocate (IKE 8 bytes, ESP/AH 4) when given: service workers tag them
+    spi_bytes: Callable[[int], bytes] | None = None

@@ -565,7 +565,7 @@ class Engine:
 
     def _new_ike_spi(self) -> bytes:
         while True:
-            spi = self.env.random_bytes(8)
+            spi = (self.env.spi_bytes or self.env.random_bytes)(8)
             if spi != bytes(8) and spi not in self.by_spi:
                 return spi
 

@@ -50,7 +50,7 @@ KE_TRANSFORM = 4
 def new_spi(sa: IkeSa) -> int:
     """A random inbound ESP/AH SPI; values below 256 are reserved (RFC 4303 §2.1)."""
     while True:
-        spi = int.from_bytes(sa.random_bytes(4), "big")
+        spi = int.from_bytes((sa.env.spi_bytes or sa.random_bytes)(4), "big")
         if spi >= 256:
             return spi
 

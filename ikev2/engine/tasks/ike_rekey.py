@@ -44,7 +44,7 @@ RETRY_AFTER_TEMPORARY_FAILURE = 10.0
 
 def new_ike_spi(sa: IkeSa) -> bytes:
     while True:
-        spi = sa.random_bytes(8)
+        spi = (sa.env.spi_bytes or sa.random_bytes)(8)
         if spi != bytes(8):
             return spi
 
