@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ikev2.tools.capture import read_datagrams
 from ikev2.wire import decode_message, decode_payloads, encode_message, encode_payloads
-from ikev2.wire.codec import DEFAULT_CODEC, INTERPRETED_CODEC, PayloadCodec
+from ikev2.wire.codec import INTERPRETED_CODEC, PayloadCodec
+from ikev2.wire.struct_codec import DEFAULT_CODEC
 
 CAPTURES = Path(__file__).resolve().parents[1] / "fixtures" / "captures"
 REPEATS, NUMBER = 7, 2000

@@ -1,8 +1,9 @@
 """One payload <-> its typed dataclass, through the construct schemas (RFC 7296 §3, RFC 7383 §2.5).
 
-A PayloadCodec runs one set of parsers and builders: DEFAULT_CODEC (compiled construct parsers,
-plain-struct builders from layouts.py: the hot path), COMPILED_CODEC or INTERPRETED_CODEC
-(construct both ways, for tests that hold the three against each other). Decoders
+A PayloadCodec runs one set of parsers and builders: LAYOUT_CODEC (the plain-struct parsers and
+builders of layouts.py), COMPILED_CODEC or INTERPRETED_CODEC (construct both ways). The production
+codec, struct_codec.DEFAULT_CODEC, reads and writes the handshake payloads directly and falls back
+to this generic path for the others; tests hold all of them against each other. Decoders
 receive a slice whose generic header chain.walk_chain has bounds-checked; they check the payload's
 inner lengths with checks.* before construct parses, and the field rules after.
 """
@@ -17,7 +18,7 @@ from ..constants import PayloadType, TransformAttr, TsType
 from ..errors import UsageError
 from . import checks
 from .chain import CRITICAL, PayloadSlice
-from .layouts import STRUCT_BUILDERS
+from .layouts import STRUCT_BUILDERS, STRUCT_PARSERS
 from .payloads import (
     AuthPayload,
     CertPayload,
@@ -427,8 +428,9 @@ class PayloadCodec:
         }
 
 
-# The production path: compiled construct parsers, plain-struct builders (layouts.py).
-DEFAULT_CODEC: Final = PayloadCodec(SchemaSet(COMPILED_SET.parse, STRUCT_BUILDERS))
+# layouts.py's plain-struct parsers and builders behind the generic decoders and encoders: the
+# fallback of struct_codec.DEFAULT_CODEC for the payloads it does not read or write directly.
+LAYOUT_CODEC: Final = PayloadCodec(SchemaSet(STRUCT_PARSERS, STRUCT_BUILDERS))
 # Construct both ways, compiled or interpreted: tests hold all three against each other.
 COMPILED_CODEC: Final = PayloadCodec(COMPILED_SET)
 INTERPRETED_CODEC: Final = PayloadCodec(INTERPRETED_SET)

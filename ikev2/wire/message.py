@@ -21,8 +21,9 @@ from .chain import (
     encode_header,
     walk_chain,
 )
-from .codec import DEFAULT_CODEC, PayloadCodec
+from .codec import PayloadCodec
 from .payloads import Message, Payload, SkfPayload, SkPayload
+from .struct_codec import DEFAULT_CODEC
 
 # What a parser may throw on input the checks did not foresee; all become DecodeError.
 _PARSE_ERRORS = (

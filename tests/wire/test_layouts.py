@@ -37,9 +37,10 @@ from ikev2.wire import (
     decode_payloads,
     encode_payloads,
 )
-from ikev2.wire.codec import COMPILED_CODEC, DEFAULT_CODEC, INTERPRETED_CODEC
+from ikev2.wire.codec import COMPILED_CODEC, INTERPRETED_CODEC, LAYOUT_CODEC
 from ikev2.wire.layouts import LAYOUTS, STRUCT_BUILDERS
 from ikev2.wire.schemas import SCHEMAS
+from ikev2.wire.struct_codec import DEFAULT_CODEC
 
 HEX_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "captures" / "ikev2-reference.hex"
 u8, u16 = st.integers(0, 0xFF), st.integers(0, 0xFFFF)
@@ -118,15 +119,13 @@ def test_layouts_cover_every_schema() -> None:
 
 @settings(max_examples=1500)
 @given(st.lists(payloads, min_size=1, max_size=6))
-def test_three_encoders_agree_and_round_trip(chain: list[Payload]) -> None:
-    default, compiled, interpreted = (
-        encode_payloads(chain, codec=codec)
-        for codec in (DEFAULT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC)
-    )
-    assert default == compiled == interpreted
+def test_four_codecs_agree_and_round_trip(chain: list[Payload]) -> None:
+    codecs = (DEFAULT_CODEC, LAYOUT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC)
+    default, layout, compiled, interpreted = (encode_payloads(chain, codec=c) for c in codecs)
+    assert default == layout == compiled == interpreted
     first, data = default
-    assert decode_payloads(first, data) == tuple(chain)
-    assert decode_payloads(first, data, codec=INTERPRETED_CODEC) == tuple(chain)
+    for codec in codecs:
+        assert decode_payloads(first, data, codec=codec) == tuple(chain)
 
 
 def test_header_layout_matches_the_header_schema() -> None:

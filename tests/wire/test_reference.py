@@ -39,12 +39,13 @@ from ikev2.wire import (
     sk_associated_data,
     validate_payloads,
 )
-from ikev2.wire.codec import COMPILED_CODEC, DEFAULT_CODEC, INTERPRETED_CODEC, PayloadCodec
+from ikev2.wire.codec import COMPILED_CODEC, INTERPRETED_CODEC, LAYOUT_CODEC, PayloadCodec
+from ikev2.wire.struct_codec import DEFAULT_CODEC
 
 CODECS = pytest.mark.parametrize(
     "codec",
-    [DEFAULT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC],
-    ids=["default", "compiled", "interpreted"],
+    [DEFAULT_CODEC, LAYOUT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC],
+    ids=["default", "layout", "compiled", "interpreted"],
 )
 
 # (frame, exchange, message ID, is_response) from ikev2-reference-summary.txt
@@ -164,7 +165,7 @@ def test_inner_chains_round_trip_and_follow_the_rules(
 ) -> None:
     assert len(inner_chains) == 34
     for frame, chain in inner_chains.items():
-        for codec in (DEFAULT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC):
+        for codec in (DEFAULT_CODEC, LAYOUT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC):
             payloads = decode_payloads(
                 chain.first_type, chain.data, is_response=chain.is_response, codec=codec
             )
