@@ -69,7 +69,13 @@ def configure_logging(
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(sort_keys=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty(), sort_keys=False)
+        # plain tracebacks: with `rich` installed the default formatter prints every frame's
+        # local variables, and those hold keys, nonces and PSKs
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(),
+            sort_keys=False,
+            exception_formatter=structlog.dev.plain_traceback,
+        )
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
