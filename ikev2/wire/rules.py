@@ -11,7 +11,6 @@ where an RFC fixes it: SK/SKF last, and COOKIE first in an IKE_SA_INIT request.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -58,7 +57,10 @@ def _shape(
     together: tuple[frozenset[int], ...] = (),
     terminal: frozenset[int] | None = None,
 ) -> Shape:
-    return Shape(name, {**_OPTIONAL_ALWAYS, **counts}, together, terminal)
+    # plain int keys: an IntEnum key costs a Python-level __eq__ on every lookup
+    merged = {int(t): c for t, c in {**_OPTIONAL_ALWAYS, **counts}.items()}
+    groups = tuple(frozenset(int(t) for t in group) for group in together)
+    return Shape(name, merged, groups, terminal)
 
 
 # §2.21: a response that refuses the request carries an error Notify and nothing else needed.
@@ -194,17 +196,25 @@ def validate_payloads(
     exactly one SK or SKF, last). inner=True: the decrypted payloads of SK.
     Raises UnsupportedCriticalPayload (RFC 7296 §2.5) or InvalidSyntax.
     """
+    types: list[int] = []  # of the payloads we know, in order
+    counts: dict[int, int] = {}
+    notify_types: set[int] = set()
     for payload in payloads:
-        if isinstance(payload, UnknownPayload) and payload.critical:
-            raise UnsupportedCriticalPayload(
-                f"unsupported critical payload type {payload.payload_type}",
-                notify_data=bytes([payload.payload_type & 0xFF]),
-            )
+        if type(payload) is UnknownPayload:
+            if payload.critical:
+                raise UnsupportedCriticalPayload(
+                    f"unsupported critical payload type {payload.payload_type}",
+                    notify_data=bytes([payload.payload_type & 0xFF]),
+                )
+            continue
+        payload_type = int(payload.payload_type)
+        types.append(payload_type)
+        counts[payload_type] = counts.get(payload_type, 0) + 1
+        if type(payload) is NotifyPayload:
+            notify_types.add(payload.notify_type)
     rule = RULES.get((exchange, is_response))
     if rule is None:
         raise InvalidSyntax(f"no payload rules for exchange {_exchange_name(exchange)}")
-    known = [p for p in payloads if not isinstance(p, UnknownPayload)]
-    types = [int(p.payload_type) for p in known]
     if rule.encrypted and not inner:
         _check_envelope(types, _where(exchange, is_response))
         return
@@ -213,8 +223,6 @@ def validate_payloads(
     if _ENCRYPTED.intersection(types):
         where = _where(exchange, is_response)
         raise InvalidSyntax(f"encrypted payload not allowed in the payloads of {where}")
-    counts = Counter(types)
-    notify_types = {p.notify_type for p in known if isinstance(p, NotifyPayload)}
     # the common case first: some shape fits, and no message text is built
     if not any(_fits(shape, counts, notify_types) for shape in rule.shapes):
         problems = [(_shape_problems(shape, counts, notify_types), shape) for shape in rule.shapes]
@@ -235,7 +243,7 @@ def _where(exchange: int, is_response: bool) -> str:
     return f"{_exchange_name(exchange)} {'response' if is_response else 'request'}"
 
 
-def _fits(shape: Shape, counts: Counter[int], notify_types: set[int]) -> bool:
+def _fits(shape: Shape, counts: dict[int, int], notify_types: set[int]) -> bool:
     """Does a message with these payload counts have this shape? (no strings built)"""
     if shape.terminal is not None and not any(
         t < 16384 or t in shape.terminal for t in notify_types
@@ -264,7 +272,7 @@ def _check_envelope(types: list[int], where: str) -> None:
         raise InvalidSyntax(f"{where}: {', '.join(outside)} must be inside the SK payload")
 
 
-def _shape_problems(shape: Shape, counts: Counter[int], notify_types: set[int]) -> list[str]:
+def _shape_problems(shape: Shape, counts: dict[int, int], notify_types: set[int]) -> list[str]:
     problems = []
     if shape.terminal is not None and not any(
         t < 16384 or t in shape.terminal for t in notify_types
