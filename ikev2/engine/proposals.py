@@ -10,6 +10,7 @@ asked through a `supported(transform_type, transform_id, key_bits)` callable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -274,12 +275,31 @@ def select_proposal(
     is rejected whole (§3.3.6); unknown transform ids and transforms with unknown attributes are
     skipped. skip_ke=True ignores KE transforms (the child SA of IKE_AUTH, RFC 7296 §1.2).
     """
+    offer = tuple((p.protocol, p.transforms) for p in offered)
+    found = _choose(offer, tuple(ours), protocol, supported, skip_ke)
+    if found is None:
+        return None
+    index, chosen = found
+    proposal = offered[index]
+    return Proposal(proposal.number, proposal.protocol, proposal.spi, chosen)
+
+
+@functools.lru_cache(maxsize=512)
+def _choose(
+    offer: tuple[tuple[int, tuple[Transform, ...]], ...],
+    ours: tuple[ProposalSpec, ...],
+    protocol: ProtocolId,
+    supported: Supported,
+    skip_ke: bool,
+) -> tuple[int, tuple[Transform, ...]] | None:
+    """(index of the proposal chosen, its chosen transforms): a pure function of the offer's
+    transforms and our specs, so cached; peers of one connection send the same few offers."""
     allowed_types = ALLOWED_TYPES[protocol]
     specs = [spec for spec in ours if spec.protocol == protocol]
-    for proposal in offered:
-        if proposal.protocol != protocol:
+    for index, (offered_protocol, transforms) in enumerate(offer):
+        if offered_protocol != protocol:
             continue
-        grouped = _group(proposal.transforms)
+        grouped = _group(transforms)
         if not set(grouped) <= allowed_types:
             continue
         if not REQUIRED_TYPES[protocol] - {TransformType.KE} <= set(grouped):
@@ -287,7 +307,7 @@ def select_proposal(
         for spec in specs:
             chosen = _match_spec(grouped, spec, supported, skip_ke)
             if chosen is not None:
-                return Proposal(proposal.number, proposal.protocol, proposal.spi, tuple(chosen))
+                return index, tuple(chosen)
     return None
 
 

@@ -3,6 +3,7 @@ how a negotiated suite is named in logs and events (strongSwan's "AES_GCM_16_256
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from ..constants import (
@@ -39,16 +40,29 @@ def crypto_supports(transform_type: int, transform_id: int, key_bits: int | None
 
 
 def describe_suite(suite: NegotiatedSuite) -> str:
+    """The suite as strongSwan logs it, e.g. AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519."""
+    return _describe(suite.encr, suite.encr_key_bits, suite.integ, suite.prf, suite.ke, suite.esn)
+
+
+@functools.lru_cache(maxsize=256)
+def _describe(
+    encr: int | None,
+    encr_key_bits: int | None,
+    integ: int | None,
+    prf: int | None,
+    ke: int | None,
+    esn: bool,
+) -> str:
     parts: list[str] = []
-    if suite.encr is not None:
-        name = enum_name(EncrId, suite.encr)
-        parts.append(f"{name}_{suite.encr_key_bits}" if suite.encr_key_bits else name)
-    if suite.integ is not None:
-        parts.append(enum_name(IntegId, suite.integ))
-    if suite.prf is not None:
-        parts.append("PRF_" + enum_name(PrfId, suite.prf))
-    if suite.ke is not None:
-        parts.append(enum_name(KeId, suite.ke))
-    if suite.esn:
+    if encr is not None:
+        name = enum_name(EncrId, encr)
+        parts.append(f"{name}_{encr_key_bits}" if encr_key_bits else name)
+    if integ is not None:
+        parts.append(enum_name(IntegId, integ))
+    if prf is not None:
+        parts.append("PRF_" + enum_name(PrfId, prf))
+    if ke is not None:
+        parts.append(enum_name(KeId, ke))
+    if esn:
         parts.append(enum_name(EsnId, EsnId.ESN))
     return "/".join(parts)

@@ -11,6 +11,7 @@ intersect anything, so narrowing drops them.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -24,8 +25,10 @@ ALL_PORTS = (0, 65535)
 TS_TYPE_FOR_VERSION: dict[int, TsType] = {4: TsType.IPV4_ADDR_RANGE, 6: TsType.IPV6_ADDR_RANGE}
 
 
+@functools.lru_cache(maxsize=1024)
 def spec_to_selector(spec: TrafficSelectorSpec) -> TrafficSelector:
-    """A configured network/protocol/ports as a wire selector (an address range)."""
+    """A configured network/protocol/ports as a wire selector (an address range); cached, as
+    the same configured selectors are turned into wire ones for every SA."""
     network = spec.network
     return TrafficSelector(
         ts_type=TS_TYPE_FOR_VERSION[network.version],
@@ -113,6 +116,14 @@ def intersect_all(
     Empty intersections are dropped, and so is a result lying inside another result: e.g. the
     specific-packet selector an initiator puts first (§2.9) when a wider one of its list is kept.
     """
+    return _intersect_all(tuple(proposed), tuple(allowed))
+
+
+@functools.lru_cache(maxsize=1024)
+def _intersect_all(
+    proposed: tuple[Selector, ...], allowed: tuple[Selector, ...]
+) -> tuple[TrafficSelector, ...]:
+    """intersect_all, cached: the peers of a connection propose the same few selector lists."""
     pieces: list[TrafficSelector] = []
     for p in proposed:
         for a in allowed:
