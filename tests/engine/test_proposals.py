@@ -179,6 +179,22 @@ def test_only_the_last_proposal_matches() -> None:
     assert chosen is not None and chosen.number == 4
 
 
+def test_a_repeated_offer_keeps_its_own_spi_and_number() -> None:
+    """The choice is cached per offer's transforms; SPI and number come from each offer."""
+    ours = esp("aes128gcm16", "aes256-sha256")
+    first = offer("aes256-sha256", "aes128gcm16", protocol=ESP, spi=SPI)
+    second = offer("aes256-sha256", "aes128gcm16", protocol=ESP, spi=b"\x99\x88\x77\x66")
+    renumbered = tuple(Proposal(p.number + 2, p.protocol, p.spi, p.transforms) for p in second)
+    a = select_proposal(first, ours, ESP, everything)
+    b = select_proposal(renumbered, ours, ESP, everything)
+    assert a is not None and b is not None
+    assert (a.number, a.spi) == (1, SPI)
+    assert (b.number, b.spi) == (3, b"\x99\x88\x77\x66")
+    assert a.transforms == b.transforms and ids(a)[ENCR] == (EncrId.AES_CBC, 256)
+    # a different supported() is a different question, not a cache hit
+    assert select_proposal(first, ours, ESP, lambda t, i, k: t != ENCR) is None
+
+
 def test_no_match_returns_none_and_select_or_raise_raises() -> None:
     peer = offer("aes128-sha1-modp2048")
     ours = ike("aes256gcm16-prfsha384-x25519")
