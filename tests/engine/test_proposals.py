@@ -181,7 +181,7 @@ def test_only_the_last_proposal_matches() -> None:
 
 def test_a_repeated_offer_keeps_its_own_spi_and_number() -> None:
     """The choice is cached per offer's transforms; SPI and number come from each offer."""
-    ours = esp("aes128gcm16", "aes256-sha256")
+    ours = esp("aes128gcm16") + esp("aes256-sha256")
     first = offer("aes256-sha256", "aes128gcm16", protocol=ESP, spi=SPI)
     second = offer("aes256-sha256", "aes128gcm16", protocol=ESP, spi=b"\x99\x88\x77\x66")
     renumbered = tuple(Proposal(p.number + 2, p.protocol, p.spi, p.transforms) for p in second)
