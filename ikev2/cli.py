@@ -1,7 +1,7 @@
 """The `ikev2` command: a thin argparse front over the tools and the service.
 
 ikev2 daemon --config FILE [--control PATH] [--log-format console|json] [--log-level LEVEL]
-             [--key-log FILE] [--kernel auto|xfrm|memory]
+             [--key-log FILE] [--kernel auto|xfrm|memory] [--workers N]
 ikev2 up NAME | down NAME|ID | rekey ID [--child SPI] | list-sas [--json] | reload  [--control]
 ikev2 decode FILE [--keys TABLE]
 ikev2 demo
@@ -35,12 +35,24 @@ def _cmd_daemon(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         key_log=args.key_log,
         kernel=args.kernel,
+        workers=args.workers,
     )
     try:
         return run_daemon(options)
     except ConfigError as exc:
         print(f"ikev2: config error: {exc}", file=sys.stderr)
         return 2
+
+
+def _workers(text: str) -> int:
+    """`--workers N` (1..256) or `auto` (one per CPU), like [daemon] workers."""
+    import os
+
+    if text == "auto":
+        return max(1, min(os.cpu_count() or 1, 256))
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a whole number from 1 to 256, or auto")
+    return int(text)
 
 
 def _control_path(args: argparse.Namespace) -> str:
@@ -140,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--key-log", metavar="FILE", help="append Wireshark key tables (FILE, FILE.esp_sa)"
     )
     daemon.add_argument("--kernel", choices=("auto", "xfrm", "memory"))
+    daemon.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="responder processes sharing the ports (SO_REUSEPORT); overrides [daemon] workers",
+    )
     daemon.set_defaults(handler=_cmd_daemon)
 
     up = sub.add_parser("up", help="establish a connection and wait for the result")

@@ -213,9 +213,6 @@ def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAdd
 
 def _daemon(table: _Table) -> DaemonSettings:
     base = DaemonSettings()
-    if table.get("workers", int, 1, "1") != 1:
-        table.fail("workers", "several responder processes (SO_REUSEPORT) are not built yet",
-                   "set workers = 1")  # fmt: skip
     addresses = table.strings("addresses")
     return DaemonSettings(
         addresses=_addresses(table, "addresses", addresses) if addresses else base.addresses,
@@ -227,8 +224,26 @@ def _daemon(table: _Table) -> DaemonSettings:
         log_level=table.choice("log_level", LOG_LEVELS, base.log_level),
         cookie_threshold=int(table.get("cookie_threshold", int, base.cookie_threshold, "30")),
         max_half_open=int(table.get("max_half_open", int, base.max_half_open, "10000")),
-        workers=int(table.get("workers", int, base.workers, "2")),
+        workers=_workers(table, base.workers),
     )
+
+
+MAX_WORKERS = 256  # an SPI's first octet names its worker (service/handoff.py)
+
+
+def _workers(table: _Table, default: int) -> int:
+    """`workers = N` responder processes sharing the ports with SO_REUSEPORT, or "auto"
+    (one per CPU); 1 is the single process."""
+    value = table.get("workers", (int, str), default, '2 or "auto"')
+    if isinstance(value, str):
+        if value.lower() != "auto":
+            table.fail("workers", f"{value!r} is not a number of processes",
+                       'write a whole number from 1 up, or "auto" for one per CPU')  # fmt: skip
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    if not 1 <= value <= MAX_WORKERS:
+        table.fail("workers", f"{value} is out of range",
+                   f'use 1 (one process) up to {MAX_WORKERS}, or "auto"')  # fmt: skip
+    return int(value)
 
 
 # --------------------------------------------------------------------------- proposals, selectors

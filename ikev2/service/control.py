@@ -47,6 +47,25 @@ def _socket_in_use(path: Path) -> bool:
     return True
 
 
+async def answer_line(handlers: dict[str, Handler], line: bytes) -> dict[str, Any]:
+    """One request line -> its answer; a failing handler is logged and answered, never raised."""
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return {"ok": False, "error": "request is not JSON"}
+    if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+        return {"ok": False, "error": 'request needs {"cmd": ...}'}
+    handler = handlers.get(request["cmd"])
+    if handler is None:
+        known = ", ".join(sorted(handlers))
+        return {"ok": False, "error": f"unknown command {request['cmd']!r} (known: {known})"}
+    try:
+        return await handler(request)
+    except Exception as exc:
+        log.exception("control command failed", cmd=request["cmd"])
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
 class ControlServer:
     def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
         self.path = Path(path)
@@ -89,21 +108,7 @@ class ControlServer:
             writer.close()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
-        try:
-            request = json.loads(line)
-        except ValueError:
-            return {"ok": False, "error": "request is not JSON"}
-        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-            return {"ok": False, "error": 'request needs {"cmd": ...}'}
-        handler = self.handlers.get(request["cmd"])
-        if handler is None:
-            known = ", ".join(sorted(self.handlers))
-            return {"ok": False, "error": f"unknown command {request['cmd']!r} (known: {known})"}
-        try:
-            return await handler(request)
-        except Exception as exc:
-            log.exception("control command failed", cmd=request["cmd"])
-            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return await answer_line(self.handlers, line)
 
     async def close(self) -> None:
         if self._server is not None:

@@ -12,6 +12,12 @@ engine keeps each SA's config for its lifetime). [daemon] changes need a restart
 
 SIGTERM/SIGINT: every IKE SA is deleted with the peer (RFC 7296 §1.4.1), we wait at most
 SHUTDOWN_WAIT for the answers, remove every kernel SA/policy we installed, close and exit 0.
+
+With `[daemon] workers = N > 1` this class also runs each forked worker (a WorkerRole is given;
+workers.py is the supervisor): the kernel was chosen and flushed by the supervisor, sockets are
+bound with SO_REUSEPORT, SPIs and kernel reqids carry the worker's index, datagrams of another
+worker's IKE SA are handed to it (handoff.py), control requests come over the supervisor's
+channel instead of the control socket, and only worker 0 initiates (start_action, traps, `up`).
 """
 
 from __future__ import annotations
@@ -22,15 +28,20 @@ import gc
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..config import ServiceConfig, load_config
 from ..engine import Engine
+from ..engine.env import Env
 from ..errors import ConfigError
 from ..log import LEVELS, configure_logging, get_logger
+from .channel import WorkerChannel
 from .control import ControlServer
 from .driver import Driver
+from .handoff import TaggedSpis, WorkerRole
+from .kernel_apply import KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
 from .udp import UdpTransport
@@ -51,6 +62,7 @@ class DaemonOptions:
     log_level: str | None = None
     key_log: str | None = None
     kernel: str | None = None
+    workers: int | None = None
 
 
 def apply_options(config: ServiceConfig, options: DaemonOptions) -> ServiceConfig:
@@ -59,6 +71,7 @@ def apply_options(config: ServiceConfig, options: DaemonOptions) -> ServiceConfi
         "log_format": options.log_format,
         "log_level": options.log_level,
         "kernel": options.kernel,
+        "workers": options.workers,
     }
     overrides: dict[str, Any] = {k: v for k, v in changes.items() if v is not None}
     daemon = replace(config.daemon, **overrides)
@@ -66,9 +79,13 @@ def apply_options(config: ServiceConfig, options: DaemonOptions) -> ServiceConfi
 
 
 class Daemon:
-    def __init__(self, options: DaemonOptions, config: ServiceConfig) -> None:
+    def __init__(
+        self, options: DaemonOptions, config: ServiceConfig, role: WorkerRole | None = None
+    ) -> None:
         self.options = options
         self.config = config
+        self.role = role  # None: the one and only process (workers = 1)
+        self.channel: WorkerChannel | None = None
         self.stopping = asyncio.Event()
         self.choice: KernelChoice | None = None
         self.driver: Driver | None = None
@@ -80,29 +97,37 @@ class Daemon:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         settings = self.config.daemon
-        self.choice = choose_kernel(settings.kernel)
+        role = self.role
+        if role is None:
+            self.choice = choose_kernel(settings.kernel)
+            log_kernel_choice(self.choice)
+            flush_kernel(self.choice.kernel)
+        else:  # the supervisor probed and flushed once; each worker has its own adapter
+            chosen = choose_kernel(role.kernel)
+            self.choice = KernelChoice(chosen.kernel, chosen.name, role.kernel_reason)
         kernel = self.choice.kernel
-        log.log(
-            30 if self.choice.name == "memory" else 20,
-            f"kernel: {self.choice.name}",
-            reason=self.choice.reason,
-            note="child SAs are recorded in memory, not installed"
-            if self.choice.name == "memory"
-            else "child SAs are installed with NETLINK_XFRM",
-        )
-        flushed = kernel.flush_owned()
-        if any(flushed):
-            log.info("removed kernel state of an earlier run", sas=flushed[0], policies=flushed[1])
         if self.options.key_log:
             self.key_log = KeyLog(self.options.key_log)
             log.warning("key log is ON: every SA's keys are written in clear",
                         file=self.options.key_log)  # fmt: skip
         self.transport = UdpTransport(loop, self._on_datagram, self._on_batch)
-        self.driver = Driver(Engine(self.config.engine), kernel, self.transport, loop, self.key_log)
+        if role is None:
+            engine = Engine(self.config.engine)
+            applier = KernelApplier(kernel)
+        else:
+            engine = Engine(self.config.engine, Env(spi_bytes=TaggedSpis(role.index, role.workers)))
+            applier = KernelApplier(kernel, reqid_stride=role.workers, reqid_offset=role.index)
+        self.driver = Driver(engine, kernel, self.transport, loop, self.key_log, applier)
         try:
-            self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel)
-            self.control = ControlServer(settings.control_socket, self._handlers())
-            await self.control.start()
+            self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel,
+                                reuse_port=role is not None)  # fmt: skip
+            if role is None:
+                self.control = ControlServer(settings.control_socket, self._handlers())
+                await self.control.start()
+            else:
+                role.handoff.start(loop, self._take_over, self._on_batch)
+                self.channel = WorkerChannel(role.channel, self._handlers())
+                await self.channel.start(self.stopping.set)
         except OSError as exc:
             log.error("startup failed", error=str(exc))
             await self._close()
@@ -110,23 +135,43 @@ class Daemon:
         with contextlib.suppress(OSError, NotImplementedError):
             loop.add_reader(kernel.fileno(), self.driver.on_kernel_readable)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
-        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        if role is None:
+            loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        else:  # a terminal's ^C or a group-wide HUP reaches the supervisor, which relays it
+            loop.add_signal_handler(signal.SIGINT, lambda: None)
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)
         self.driver.start_keepalives()
         self._install_traps()
         ready = f"ikev2: listening on {self.transport.describe()}"
-        if LEVELS.get(settings.log_level, 20) <= 20:
+        if self.channel is not None:  # the supervisor writes the one ready line
+            self.channel.send({"event": "ready", "listening": self.transport.describe()})
+        elif LEVELS.get(settings.log_level, 20) <= 20:
             log.info(ready, control=settings.control_socket,
                      connections=[c.name for c in self.config.engine.connections])  # fmt: skip
         else:  # the ready line is a contract: always one line, whatever the log level
             print(ready, file=sys.stderr, flush=True)
-        for name in self.config.connections_to_start():
+        for name in self.config.connections_to_start() if self.initiates else ():
             self._start(name)
         await self.stopping.wait()
         await self.shutdown()
         return 0
 
+    @property
+    def initiates(self) -> bool:
+        return self.role is None or self.role.initiates
+
     def _on_datagram(self, data: bytes, remote: Any, local: Any) -> None:
+        assert self.driver is not None
+        if self.role is not None:
+            owner = self.role.handoff.owner(data)
+            if owner != self.role.index:  # another worker's IKE SA (handoff.py)
+                self.role.handoff.forward(owner, data, remote, local)
+                return
+        self.driver.on_datagram(data, remote, local)
+
+    def _take_over(self, data: bytes, remote: Any, local: Any) -> None:
+        """A datagram of one of our IKE SAs that arrived on another worker's socket."""
         assert self.driver is not None
         self.driver.on_datagram(data, remote, local)
 
@@ -146,6 +191,8 @@ class Daemon:
 
     def _install_traps(self) -> None:
         assert self.driver is not None
+        if not self.initiates:  # policies are global: worker 0 holds the traps
+            return
         for index, (conn, child) in enumerate(self.config.trapped_children()):
             try:
                 reqid = self.driver.applier.install_trap(index, conn, child)
@@ -155,17 +202,24 @@ class Daemon:
                 continue
             log.info("trap policies installed", conn=conn.name, child=child.name, reqid=reqid)
 
-    async def shutdown(self) -> None:
+    async def delete_all(self) -> int:
+        """Delete every IKE SA with its peer (§1.4.1), waiting at most SHUTDOWN_WAIT; the count
+        of those left."""
         assert self.driver is not None
         ids = {v.id for v in self.driver.engine.list_sas()}
-        log.info("shutting down: deleting IKE SAs with their peers", count=len(ids))
+        if ids or self.role is None:
+            log.info("shutting down: deleting IKE SAs with their peers", count=len(ids))
         for sa_id in ids:
             self.driver.terminate(sa_id)
         if ids:
             done = self.driver.wait_for(ids, want_up=False)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done), SHUTDOWN_WAIT)
-        left = len(self.driver.engine.list_sas())
+        return len(self.driver.engine.list_sas())
+
+    async def shutdown(self) -> None:
+        assert self.driver is not None
+        left = await self.delete_all()
         sas, policies = self.driver.applier.remove_all()
         log.info("kernel state removed", sas=sas, policies=policies, ike_sas_left=left)
         await self._close()
@@ -176,8 +230,12 @@ class Daemon:
             self.driver.stop()
         if self.control is not None:
             await self.control.close()
+        if self.channel is not None:
+            await self.channel.close()
         if self.transport is not None:
             self.transport.close()
+        if self.role is not None:
+            self.role.handoff.close()
         if self.choice is not None:
             with contextlib.suppress(OSError, NotImplementedError, Exception):
                 loop.remove_reader(self.choice.kernel.fileno())
@@ -214,7 +272,7 @@ class Daemon:
         self.config = replace(fresh, daemon=self.config.daemon)
         self._install_traps()
         added = sorted(new - old)
-        for name in self.config.connections_to_start():
+        for name in self.config.connections_to_start() if self.initiates else ():
             if name in added:
                 self._start(name)
         log.info("configuration reloaded", added=added, removed=removed, deleted_sas=len(doomed))
@@ -229,7 +287,13 @@ class Daemon:
             "list-sas": self._cmd_list,
             "reload": self._cmd_reload,
             "stats": self._cmd_stats,
+            "drain": self._cmd_drain,
         }
+
+    async def _cmd_drain(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The supervisor's first step of a shutdown: every worker deletes its IKE SAs while all
+        sockets are still open, so answers that arrive on a sibling's socket are handed over."""
+        return {"ok": True, "left": await self.delete_all()}
 
     async def _cmd_up(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.driver is not None
@@ -289,6 +353,11 @@ class Daemon:
             "kernel_sas": len(self.driver.applier.sas),
             "kernel_policies": len(self.driver.applier.slots),
             "sockets": {f"{s.address}:{s.port}": dict(s.stats) for s in self.transport.sockets},
+            **(
+                {"pid": os.getpid(), "worker": self.role.index, **self.role.handoff.stats}
+                if self.role is not None
+                else {}
+            ),
         }
 
 
@@ -301,15 +370,42 @@ def tune_gc() -> None:
     gc.set_threshold(GC_THRESHOLD, 20, 100)
 
 
-def run_daemon(options: DaemonOptions) -> int:
-    """Load, set up logging, run until SIGTERM. ConfigError propagates (the CLI prints it)."""
-    config = apply_options(load_config(options.config), options)
-    configure_logging(config.daemon.log_format, config.daemon.log_level)
-    tune_gc()
+def log_kernel_choice(choice: KernelChoice) -> None:
+    log.log(
+        30 if choice.name == "memory" else 20,
+        f"kernel: {choice.name}",
+        reason=choice.reason,
+        note="child SAs are recorded in memory, not installed"
+        if choice.name == "memory"
+        else "child SAs are installed with NETLINK_XFRM",
+    )
+
+
+def flush_kernel(kernel: Any) -> None:
+    flushed = kernel.flush_owned()
+    if any(flushed):
+        log.info("removed kernel state of an earlier run", sas=flushed[0], policies=flushed[1])
+
+
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """uvloop when installed (and IKEV2_NO_UVLOOP unset), else asyncio."""
     try:
         if os.environ.get("IKEV2_NO_UVLOOP"):
             raise ImportError("IKEV2_NO_UVLOOP is set")
         import uvloop  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
-        return asyncio.run(Daemon(options, config).run())
-    return uvloop.run(Daemon(options, config).run())  # type: ignore[no-any-return,unused-ignore]
+        return asyncio.run(main)
+    return uvloop.run(main)  # type: ignore[no-any-return,unused-ignore]
+
+
+def run_daemon(options: DaemonOptions) -> int:
+    """Load, set up logging, run until SIGTERM. ConfigError propagates (the CLI prints it).
+    `[daemon] workers` > 1 forks the workers and supervises them (workers.py)."""
+    config = apply_options(load_config(options.config), options)
+    configure_logging(config.daemon.log_format, config.daemon.log_level)
+    tune_gc()
+    if config.daemon.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(options, config)
+    return run_loop(Daemon(options, config).run())

@@ -118,10 +118,11 @@ class Driver:
         transport: UdpTransport,
         loop: asyncio.AbstractEventLoop,
         key_log: KeyLog | None = None,
+        applier: KernelApplier | None = None,
     ) -> None:
         self.engine = engine
         self.kernel = kernel
-        self.applier = KernelApplier(kernel)
+        self.applier = applier or KernelApplier(kernel)
         self.transport = transport
         self.loop = loop
         self.key_log = key_log

@@ -127,8 +127,12 @@ class _ReqidState:
 class KernelApplier:
     """Applies child SA events to a Kernel, keeping what it installed for teardown."""
 
-    def __init__(self, kernel: Kernel) -> None:
+    def __init__(self, kernel: Kernel, reqid_stride: int = 1, reqid_offset: int = 0) -> None:
+        """With N workers (workers.py) worker i maps engine reqid r to base + (r-1)*N + i + 1,
+        so the workers' reqids never meet in the (global) XFRM tables."""
         self.kernel = kernel
+        self.reqid_stride = reqid_stride
+        self.reqid_offset = reqid_offset
         self.reqids: dict[int, _ReqidState] = {}
         self.sas: dict[SaKey, int] = {}  # (dst, spi, proto) -> kernel reqid
         self.traps: dict[int, tuple[ConnectionConfig, ChildConfig, list[PolicySpec]]] = {}
@@ -136,7 +140,9 @@ class KernelApplier:
         self.slots: dict[SlotKey, list[PolicySpec]] = {}
 
     def kernel_reqid(self, engine_reqid: int) -> int:
-        return self.kernel.reqid_base + engine_reqid
+        return (
+            self.kernel.reqid_base + (engine_reqid - 1) * self.reqid_stride + self.reqid_offset + 1
+        )
 
     # --- child SAs
     def child_established(self, event: ChildSaEstablished) -> None:
