@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import xfrm_schemas as s
 from .types import KernelError
 
+REQUEST_TIMEOUT = 5.0  # seconds to wait for the kernel's answer to one request
 RECV_BUFFER = 1 << 20  # one recv of a dump batch; the kernel fills at most ~32 KiB per batch
 HDR = s.STRUCTS["nlmsghdr"][1]
 
@@ -85,6 +86,10 @@ class NetlinkSocket:
             raise
         if groups:
             self._sock.setblocking(False)
+        else:
+            # the kernel answers a request at once; a bound on the wait turns a lost answer
+            # into a KernelError instead of a daemon stuck in recv()
+            self._sock.settimeout(REQUEST_TIMEOUT)
         self._seq = itertools.count(1)
 
     def fileno(self) -> int:
@@ -109,6 +114,9 @@ class NetlinkSocket:
         while True:
             try:
                 data = self._sock.recv(RECV_BUFFER)
+            except TimeoutError as exc:
+                detail = f"no netlink answer within {REQUEST_TIMEOUT:g} s"
+                raise KernelError(op, errno.ETIMEDOUT, detail) from exc
             except OSError as exc:
                 raise KernelError(op, exc.errno or errno.EIO, "netlink recv failed") from exc
             for msg in split_messages(data, op):
