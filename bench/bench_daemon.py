@@ -9,8 +9,14 @@ UDP, keeping WINDOW handshakes in flight. Measured on the responder process only
 - handshakes per second: wall clock over the same handshakes (the generator shares the 2 cores);
 - RSS per IKE SA: VmRSS after WARMUP SAs, then again with WARMUP + COUNT SAs established.
 
-Usage: .venv/bin/python bench/bench_daemon.py [--count 10000] [--window 64]
-       [--log-level warning|info] [--loop asyncio|uvloop]
+`--workers N` runs the responder with `[daemon] workers = N` (SO_REUSEPORT): CPU and RSS are then
+summed over the supervisor and its workers (RSS counts pages shared after the fork once per
+process). The generator sends from `--ports` source ports (one connection each) so the kernel's
+4-tuple hash spreads the handshakes over the workers; it runs in this one process and competes
+with the workers for the same cores, so on a 2-core machine 2 workers cannot double the rate.
+
+Usage: .venv/bin/python bench/bench_daemon.py [--count 10000] [--window 64] [--workers 1]
+       [--ports 8] [--log-level warning|info] [--loop asyncio|uvloop]
 The last line is one JSON object. Targets: <= 500 µs of responder CPU per handshake, <= 10 KiB
 of responder RSS per IKE SA.
 """
@@ -64,6 +70,7 @@ kernel = "memory"
 log_level = "{log_level}"
 cookie_threshold = 1000000
 max_half_open = 1000000
+workers = {workers}
 
 [connections.bench]
 local_addrs = ["{addr}"]
@@ -83,12 +90,20 @@ secret = "{psk}"
 """
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pids: list[int]) -> float:
+    return sum(_cpu_seconds(pid) for pid in pids)
+
+
+def rss_kib(pids: list[int]) -> int:
+    return sum(_rss_kib(pid) for pid in pids)
+
+
+def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
 
 
-def rss_kib(pid: int) -> int:
+def _rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
@@ -108,18 +123,30 @@ def free_port() -> int:
 
 
 class Generator:
-    """Initiator engine + UDP socket; runs handshakes until `count` more are established."""
+    """Initiator engine + one UDP socket (and connection) per source port; runs handshakes until
+    `count` more are established."""
 
-    def __init__(self, responder_port: int) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind((GENERATOR, 0))
-        self.sock.setblocking(False)
-        self.local = (ipaddress.ip_address(GENERATOR), self.sock.getsockname()[1])
+    def __init__(self, responder_port: int, ports: int = 1) -> None:
+        self.sockets: dict[int, socket.socket] = {}
+        for _ in range(ports):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+            sock.bind((GENERATOR, 0))
+            sock.setblocking(False)
+            self.sockets[sock.getsockname()[1]] = sock
+        self.by_fd = {sock.fileno(): port for port, sock in self.sockets.items()}
+        self.names = [f"bench{port}" for port in self.sockets]
+        self.engine = Engine(
+            EngineConfig(tuple(self._conn(p, responder_port) for p in self.sockets))
+        )
+        self.established = 0
+        self.failed = 0
+
+    def _conn(self, port: int, responder_port: int) -> ConnectionConfig:
         psk = Credentials(AuthMethodName.PSK, psk=PSK.encode())
-        conn = ConnectionConfig(
-            name="bench",
-            local_addrs=(self.local[0],),
+        return ConnectionConfig(
+            name=f"bench{port}",
+            local_addrs=(ipaddress.ip_address(GENERATOR),),
             remote_addrs=(ipaddress.ip_address(RESPONDER),),
             local_id=Identity(IdType.FQDN, b"initiator.bench"),
             local_auth=psk,
@@ -133,18 +160,15 @@ class Generator:
                     parse_proposals("aes256gcm16", ProtocolId.ESP),
                 ),
             ),
-            local_port=self.local[1],
+            local_port=port,
             remote_port=responder_port,
             timers=Timers(dpd_delay=0),
         )
-        self.engine = Engine(EngineConfig((conn,)))
-        self.established = 0
-        self.failed = 0
 
     def _send(self) -> None:
         for d in self.engine.datagrams_to_send():
             with contextlib.suppress(BlockingIOError):  # the engine retransmits
-                self.sock.sendto(d.data, (str(d.remote[0]), d.remote[1]))
+                self.sockets[d.local[1]].sendto(d.data, (str(d.remote[0]), d.remote[1]))
 
     def _events(self, events: list[object]) -> int:
         finished = 0
@@ -166,21 +190,22 @@ class Generator:
             if now > deadline:
                 raise RuntimeError(f"stuck: {self.established}/{target}, failed {self.failed}")
             while inflight < window and started < count + self.failed:
-                self.engine.initiate("bench", now)
+                self.engine.initiate(self.names[started % len(self.names)], now)
                 started += 1
                 inflight += 1
             self._send()
             timer = self.engine.get_timer()
             wait = 0.05 if timer is None else max(0.0, min(0.05, timer - now))
-            readable, _, _ = select.select([self.sock], [], [], wait)
-            if readable:
+            readable, _, _ = select.select(list(self.sockets.values()), [], [], wait)
+            for sock in readable:
+                local = (ipaddress.ip_address(GENERATOR), self.by_fd[sock.fileno()])
                 for _ in range(256):
                     try:
-                        data, addr = self.sock.recvfrom(65535)
+                        data, addr = sock.recvfrom(65535)
                     except BlockingIOError:
                         break
                     remote = (ipaddress.ip_address(addr[0]), addr[1])
-                    events = self.engine.receive_datagram(data, remote, self.local, now)
+                    events = self.engine.receive_datagram(data, remote, local, now)
                     inflight -= self._events(events)  # type: ignore[arg-type]
             now = time.monotonic()
             if timer is not None and timer <= now:
@@ -194,6 +219,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--log-level", default="warning", choices=("warning", "info"))
     parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
+    parser.add_argument("--workers", type=int, default=1, help="responder processes")
+    parser.add_argument("--ports", type=int, default=8, help="generator source ports")
     args = parser.parse_args()
     configure_logging("console", "warning")  # the generator's engine: quiet
 
@@ -202,7 +229,8 @@ def main() -> None:
     control = str(workdir / "responder.sock")
     config = workdir / "responder.toml"
     config.write_text(RESPONDER_CONFIG.format(addr=RESPONDER, port=port, nat_port=port + 1,
-                      control=control, log_level=args.log_level, psk=PSK))  # fmt: skip
+                      control=control, log_level=args.log_level, psk=PSK,
+                      workers=args.workers))  # fmt: skip
     env = dict(os.environ)
     if args.loop == "asyncio":
         env["IKEV2_NO_UVLOOP"] = "1"
@@ -219,26 +247,40 @@ def main() -> None:
             if daemon.poll() is not None:
                 raise RuntimeError(log_path.read_text())
             time.sleep(0.05)
-        generator = Generator(port)
+        generator = Generator(port, args.ports)
         generator.run(WARMUP, args.window)
         time.sleep(0.3)
-        rss_before = rss_kib(daemon.pid)
-        cpu_before = cpu_seconds(daemon.pid)
+        pids = [daemon.pid] + [
+            w["pid"] for w in request(control, {"cmd": "stats"}).get("workers", [])
+        ]
+        rss_before = rss_kib(pids)
+        per_before = [_cpu_seconds(pid) for pid in pids]
+        cpu_before = sum(per_before)
+        own_before = sum(os.times()[:2])
         wall_before = time.monotonic()
         generator.run(args.count, args.window)
         wall = time.monotonic() - wall_before
-        cpu = cpu_seconds(daemon.pid) - cpu_before
+        own = sum(os.times()[:2]) - own_before
+        per_process = [_cpu_seconds(pid) - b for pid, b in zip(pids, per_before, strict=True)]
+        cpu = cpu_seconds(pids) - cpu_before
         time.sleep(0.3)
-        rss_after = rss_kib(daemon.pid)
+        rss_after = rss_kib(pids)
         stats = request(control, {"cmd": "stats"})
         result = {
             "bench": "daemon",
             "suite": "PSK/X25519/AES-GCM-256, one child, in-memory kernel",
             "loop": args.loop,
+            "workers": args.workers,
+            "generator_ports": args.ports,
+            "ike_sas_per_worker": [w["ike_sas"] for w in stats.get("workers", [stats])],
+            "handed_off": stats.get("handed_off", 0),
             "responder_log_level": args.log_level,
             "handshakes": args.count,
             "window": args.window,
             "responder_cpu_us_per_handshake": round(cpu / args.count * 1e6, 1),
+            "responder_cores_busy": round(cpu / wall, 2),
+            "responder_cpu_s_per_process": [round(c, 2) for c in per_process],
+            "generator_cpu_us_per_handshake": round(own / args.count * 1e6, 1),
             "handshakes_per_second": round(args.count / wall, 1),
             "responder_ike_sas": stats["ike_sas"],
             "responder_rss_kib_before": rss_before,
@@ -252,9 +294,13 @@ def main() -> None:
         print(f"responder RSS per IKE SA:    {result['rss_bytes_per_ike_sa']} bytes "
               f"({rss_before} -> {rss_after} KiB, {stats['ike_sas']} IKE SAs)")  # fmt: skip
         print(json.dumps(result))
-    finally:
-        daemon.send_signal(signal.SIGKILL)
-        daemon.wait()
+    finally:  # SIGTERM: a supervisor reaps its workers (SIGKILL would leave them to init)
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(15)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ so ids stay small integers and `down ID` finds its owner as (ID-1) % N.
 SIGTERM/SIGINT: every worker first deletes its IKE SAs with the peers (RFC 7296 §1.4.1) while
 all sockets are still open ("drain": a Delete's answer may arrive on a sibling's socket), then
 its channel is closed and it removes its kernel state and exits; the parent exits 0 when all
-exited 0. A worker that dies on its own is logged and the daemon stops with exit status 1: its
+exited 0 (a SIGTERM sent to the whole process group, as systemd does, ends the same way). A
+worker that dies on its own (non-zero status or a signal) is logged and the daemon stops with
+exit status 1: its
 IKE SAs are gone and the kernel now hashes its peers onto the other sockets, so a restart would
 not bring them back; the service manager (systemd Restart=on-failure) restarts the daemon.
 If the parent dies, the workers see end of file on their channel and shut down.
@@ -194,7 +196,10 @@ class Supervisor:
             if index is None:
                 continue
             code = os.waitstatus_to_exitcode(status)
-            if not self.closing:
+            if not self.closing and code == 0:  # an orderly stop: SIGTERM sent to the whole group
+                log.warning("worker stopped; stopping the daemon", worker=index, pid=pid)
+                self.stopping.set()
+            elif not self.closing:
                 log.error("worker exited; stopping the daemon", worker=index, pid=pid,
                           status=code)  # fmt: skip
                 self.code = 1

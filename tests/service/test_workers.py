@@ -342,6 +342,22 @@ async def test_sigterm_deletes_every_workers_sas_with_the_peers_and_exits_0() ->
             peers.close()
 
 
+async def test_sigterm_to_every_process_at_once_still_exits_0() -> None:
+    """What systemd's KillMode=control-group does: the workers stop on their own too."""
+    async with responder() as (daemon, port):
+        peers = Initiators(port)
+        try:
+            await peers.establish(4)
+            assert daemon.process is not None
+            pids = [w["pid"] for w in stats(daemon)["workers"]]
+            for pid in [*pids, daemon.process.pid]:
+                os.kill(pid, signal.SIGTERM)
+            assert await asyncio.wait_for(daemon.process.wait(), 15) == 0
+            assert not any(alive(p) for p in pids)
+        finally:
+            peers.close()
+
+
 async def test_a_crashed_worker_stops_the_daemon_with_an_error() -> None:
     async with responder() as (daemon, _port):
         pids = [w["pid"] for w in stats(daemon)["workers"]]
