@@ -51,7 +51,7 @@ from ikev2.service.handoff import (
 )
 from ikev2.service.workers import global_id, split_id
 
-from .daemons import Daemon, free_port_pair, wait_until
+from .daemons import Daemon, daemon_pair, free_port_pair, wait_until
 
 RESPONDER, INITIATORS = "127.0.0.2", "127.0.0.3"
 PSK = "workers-test secret 0c5d77e1a9"
@@ -340,6 +340,23 @@ async def test_sigterm_deletes_every_workers_sas_with_the_peers_and_exits_0() ->
             assert "all workers stopped" in log and "status=0" in log
         finally:
             peers.close()
+
+
+async def test_a_two_worker_daemon_initiates_from_worker_0() -> None:
+    """`up` goes to worker 0; the peer's answers hash onto either worker and still find it."""
+    async with daemon_pair(moon_args=("--workers", "2")) as pair:
+        for _ in range(3):
+            code, out, err = await pair.moon.cli("up", "net")
+            assert code == 0, err
+            assert "ESTABLISHED" in out
+        moon = await pair.moon.sas()
+        assert len(moon) == 3 and {sa["worker"] for sa in moon} == {0}
+        assert all(int(sa["spi_i"][:2], 16) % 2 == 0 for sa in moon)
+        assert len(await pair.sun.sas()) == 3
+        code, _out, err = await pair.moon.cli("down", "net")
+        assert code == 0, err
+        assert await pair.moon.sas() == []
+        assert await wait_until(_nothing_listed(pair.sun))
 
 
 async def test_sigterm_to_every_process_at_once_still_exits_0() -> None:
