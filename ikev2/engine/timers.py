@@ -30,8 +30,8 @@ def on_timer(sa: IkeSa, now: float) -> None:
         if now - sa.last_heard >= delay and not sa.requests.busy:
             sa.dpd_due = None
             sa.start_exchange(informational.LivenessExchange(), now)
-        else:
-            sa.dpd_due = max(sa.last_heard + delay, now + 0.001)
+        else:  # heard lately, or a request is out (its retransmits check liveness, §2.4)
+            sa.dpd_due = max(sa.last_heard + delay, sa.requests.deadline() or now, now + 0.001)
 
 
 def _retransmit(sa: IkeSa, now: float) -> bool:
