@@ -19,7 +19,8 @@ import contextlib
 import errno
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Final
 
 from ..constants import IpProto, ProtocolId
 from . import DEFAULT_REQID_BASE, DEFAULT_REQID_COUNT
@@ -42,12 +43,15 @@ SaKey = tuple[IPAddress, int, IpProto, Mark | None]
 PolicyKey = tuple[Selector, Direction, Mark | None, int | None]
 
 
-@dataclass
+_NO_TRAFFIC: Final = SaCounters(0, 0, 0, 0)
+
+
+@dataclass(slots=True)
 class _Sa:
     spec: SaSpec | None  # None: larval (allocated SPI, no keys yet)
     src: IPAddress
     reqid: int
-    counters: SaCounters = field(default_factory=lambda: SaCounters(0, 0, 0, 0))
+    counters: SaCounters = _NO_TRAFFIC  # replaced (frozen) when traffic is counted
 
 
 class InMemoryKernel:

@@ -67,7 +67,7 @@ def ip_proto(proto: ProtocolId | IpProto | int) -> IpProto:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Selector:
     """Which packets an SA or policy applies to (struct xfrm_selector).
 
@@ -89,7 +89,7 @@ class Selector:
         return cls(ip_network(src), ip_network(dst), proto)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Lifetime:
     """Soft/hard limits of an SA (struct xfrm_lifetime_cfg); None = no limit (XFRM_INF)."""
 
@@ -101,7 +101,7 @@ class Lifetime:
     hard_packets: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mark:
     """XFRMA_MARK (struct xfrm_mark): matches skb->mark & mask == value."""
 
@@ -109,7 +109,7 @@ class Mark:
     mask: int = 0xFFFF_FFFF
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Aead:
     """An AEAD transform (XFRMA_ALG_AEAD); key includes the salt (e.g. 36 bytes for AES-256-GCM)."""
 
@@ -118,7 +118,7 @@ class Aead:
     icv_bits: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cipher:
     """An encryption transform without integrity (XFRMA_ALG_CRYPT)."""
 
@@ -126,7 +126,7 @@ class Cipher:
     key: bytes = field(repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Integrity:
     """An integrity transform (XFRMA_ALG_AUTH_TRUNC); trunc_bits is the ICV length."""
 
@@ -135,7 +135,7 @@ class Integrity:
     trunc_bits: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SaSpec:
     """One IPsec SA (XFRM_MSG_NEWSA / UPDSA). Either `aead`, or `enc` and/or `auth` (AH: auth)."""
 
@@ -179,7 +179,7 @@ class SaSpec:
         return "+".join(parts)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Template:
     """What SA a policy requires (struct xfrm_user_tmpl). Addresses are needed in tunnel mode."""
 
@@ -197,7 +197,7 @@ class Template:
             raise ValueError("a tunnel-mode template needs its outer src and dst addresses")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PolicySpec:
     """One SPD entry (XFRM_MSG_NEWPOLICY): selector, direction, action and its templates."""
 
@@ -215,7 +215,7 @@ class PolicySpec:
         object.__setattr__(self, "templates", tuple(self.templates))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SaCounters:
     """struct xfrm_lifetime_cur of an SA: traffic so far, add time and last use (0 = unused)."""
 
@@ -225,7 +225,7 @@ class SaCounters:
     use_time: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SaInfo:
     """An SA as listed by the kernel (keys left out)."""
 
@@ -242,7 +242,7 @@ class SaInfo:
     counters: SaCounters
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Acquire:
     """XFRM_MSG_ACQUIRE: outbound traffic hit a policy whose template has no SA yet."""
 
@@ -255,7 +255,7 @@ class Acquire:
     seq: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Expire:
     """XFRM_MSG_EXPIRE: an SA reached its soft (rekey now) or hard (it is gone) lifetime."""
 
@@ -267,7 +267,7 @@ class Expire:
     hard: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Mapping:
     """XFRM_MSG_MAPPING: the peer's NAT mapping of a UDP-encapsulated SA changed (RFC 3948)."""
 

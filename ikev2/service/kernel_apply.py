@@ -118,7 +118,7 @@ def sa_spec(event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: boo
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _ReqidState:
     policies: list[PolicySpec]
     sas: set[SaKey] = field(default_factory=set)
