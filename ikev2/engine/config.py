@@ -115,6 +115,10 @@ class Timers:
     half_open_timeout: float = 30.0
     ike_rekey_time: float = 14400.0
     ike_life_time: float = 15840.0
+    # RFC 7296 §2.8.3: reauthenticate (a new IKE SA with full authentication) this long after
+    # authenticating; 0 disables (strongSwan's reauth_time). An IKE rekey does not reset it; when
+    # it comes before ike_rekey_time, the IKE SA is reauthenticated instead of rekeyed.
+    reauth_time: float = 0.0
 
     @property
     def retransmit_span(self) -> float:
@@ -143,6 +147,9 @@ class ConnectionConfig:
     fragment_size: int = 0  # largest IKE datagram when fragmenting; 0: RFC 7383 default
     send_certreq: bool = True
     send_initial_contact: bool = True
+    # §2.8.3 reauthentication: build the new IKE SA and its children before deleting the old
+    # one (strongSwan's make_before_break); False deletes the old one first
+    make_before_break: bool = True
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:

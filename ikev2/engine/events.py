@@ -43,6 +43,9 @@ class IkeSaEstablished(Event):
     nat_local: bool
     nat_remote: bool
     rekeyed_from: int | None = None  # the IKE SA this one replaced (RFC 7296 §2.18)
+    # the IKE SA this one reauthenticates (§2.8.3; initiator side: the responder is not told);
+    # it is deleted once this one and its children are up (make-before-break)
+    reauth_of: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -179,6 +179,11 @@ class IkeSa:
         self.spawn: Callable[[bool, bytes, bytes, float], IkeSa] | None = None  # set by manager
         self.on_touch: Callable[[IkeSa], None] | None = None  # set by manager
         self.successor: IkeSa | None = None  # the IKE SA our children moved to (§2.18)
+        # reauthentication (§2.8.3, reauth.py): when to start (or check on) one, the new IKE SA
+        # under way for this one, and on that new SA the one it replaces
+        self.reauth_at: float | None = None
+        self.reauth_by: IkeSa | None = None
+        self.reauth_of: IkeSa | None = None
 
     # --- identity and roles
     @property
@@ -330,7 +335,9 @@ class IkeSa:
         candidates = [d for d in (self.requests.deadline(), self.rekeyed_at) if d is not None]
         if self.state is IkeState.ESTABLISHED and self.rekeyed_at is None:
             candidates += [
-                d for d in (self.dpd_due, self.rekey_at, self.expire_at) if d is not None
+                d
+                for d in (self.dpd_due, self.rekey_at, self.reauth_at, self.expire_at)
+                if d is not None
             ]
             for child in self.children:
                 candidates += [d for d in (child.rekey_at, child.expire_at) if d is not None]
@@ -367,12 +374,44 @@ class IkeSa:
         return next((c for c in self.children if c.spi_out == spi and c.protocol == protocol), None)
 
     def arm_lifetimes(self, now: float) -> None:
-        """RFC 7296 §2.8: the soft lifetime (with jitter) rekeys the IKE SA, the hard one ends."""
+        """RFC 7296 §2.8: the soft lifetime (with jitter) rekeys the IKE SA, the hard one ends.
+        §2.8.3: reauth_time (with jitter) reauthenticates it; the rekey is only armed when
+        rekey_time is shorter (a reauthentication makes fresh keys too; strongSwan: the earlier
+        wins, and equal times reauthenticate)."""
         timers = self.conn.timers
-        if timers.ike_rekey_time > 0:
+        self.rekey_at = self.reauth_at = None
+        if timers.reauth_time > 0:
+            self.reauth_at = now + timers.reauth_time - self.jitter(timers.reauth_time)
+        if timers.ike_rekey_time > 0 and (
+            timers.reauth_time <= 0 or timers.ike_rekey_time < timers.reauth_time
+        ):
             self.rekey_at = now + timers.ike_rekey_time - self.jitter(timers.ike_rekey_time)
         if timers.ike_life_time > 0:
             self.expire_at = now + timers.ike_life_time
+
+    def inherit_reauth(self, old: IkeSa) -> None:
+        """§2.8.3: rekeying the IKE SA does not reauthenticate it, so its successor keeps the
+        old one's reauthentication deadline (and a reauthentication under way)."""
+        if old.reauth_at is None and old.reauth_by is None:
+            return
+        self.reauth_at, self.reauth_by = old.reauth_at, old.reauth_by
+        rekey_later = (
+            self.rekey_at is not None
+            and self.reauth_at is not None
+            and self.rekey_at >= self.reauth_at
+        )
+        if self.reauth_by is not None or rekey_later:
+            self.rekey_at = None
+
+    def follow_peer(self, remote: Endpoint, local: Endpoint) -> None:
+        """RFC 7296 §2.23: behind a NAT, follow the address the peer's packets come from."""
+        if (self.nat_local or self.nat_remote) and (self.remote != remote or self.local != local):
+            self.log.info(
+                "peer endpoint updated",
+                old=f"{self.remote[0]}:{self.remote[1]}",
+                new=f"{remote[0]}:{remote[1]}",
+            )
+            self.remote, self.local = remote, local
 
     def established_event(
         self, remote_id: str, suite: str, rekeyed_from: int | None = None
@@ -391,6 +430,7 @@ class IkeSa:
             nat_local=self.nat_local,
             nat_remote=self.nat_remote,
             rekeyed_from=rekeyed_from,
+            reauth_of=self.reauth_of.id if self.reauth_of is not None else None,
         )
 
     def schedule_dpd(self, now: float) -> None:

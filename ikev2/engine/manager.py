@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import structlog
 
-from ..constants import ExchangeType, HeaderFlag, NotifyType
+from ..constants import ExchangeType, NotifyType
 from ..errors import (
     CryptoError,
     DecodeError,
@@ -27,7 +27,6 @@ from ..errors import (
     UsageError,
 )
 from ..wire import (
-    Header,
     Message,
     NoncePayload,
     NotifyPayload,
@@ -36,11 +35,10 @@ from ..wire import (
     SkfPayload,
     SkPayload,
     decode_message,
-    encode_message,
     validate_payloads,
 )
-from . import timers
-from .config import ChildConfig, ConnectionConfig, EngineConfig
+from . import reauth, timers
+from .config import ConnectionConfig, EngineConfig
 from .cookies import CookieGate
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaFailed
@@ -76,6 +74,7 @@ class Engine:
         self.cookies = CookieGate(self.env.random_bytes, config.cookie_secret_lifetime)
         self._ids = itertools.count(1)
         self._reqids = itertools.count(1)
+        self.peers = reauth.PeerIndex()  # responders: reqids of reauthenticated children
         self._timers: list[tuple[float, int, int]] = []
         self._scheduled: dict[int, float] = {}
         self._seq = itertools.count()
@@ -97,10 +96,10 @@ class Engine:
             now=now,
         )
         first_child = conn.children[0] if conn.children else None
-        reqid = self._reqid(first_child) if first_child else 0
+        reqid = next(self._reqids) if first_child else 0
         sa.queue.append(ike_auth.IkeAuthExchange(first_child, reqid))
         for child in conn.children[1:]:
-            sa.queue.append(create_child.CreateChildExchange(child, self._reqid(child)))
+            sa.queue.append(create_child.CreateChildExchange(child, next(self._reqids)))
         ike_init.build_i(sa, now)
         self._after(sa)
         return sa.id
@@ -141,6 +140,15 @@ class Engine:
         sa = self.sas.get(sa_id)
         if sa is not None and sa.state is IkeState.ESTABLISHED:
             sa.start_exchange(ike_rekey.IkeRekeyExchange(), now)
+            self._after(sa)
+        return self._drain()
+
+    def reauthenticate(self, sa_id: int, now: float) -> list[Event]:
+        """Reauthenticate the IKE SA now (RFC 7296 §2.8.3): a new IKE SA, fully authenticated,
+        takes over its children; make-before-break unless the connection says otherwise."""
+        sa = self.sas.get(sa_id)
+        if sa is not None:
+            reauth.start(sa, now)
             self._after(sa)
         return self._drain()
 
@@ -298,13 +306,13 @@ class Engine:
         if nonce is None:  # the rules table should have refused it
             self._init_refuse(message, remote, local, ProtocolError("no Nonce"))
             return
-        if self._half_open_count() >= self.config.cookie_threshold:
+        if len(self.half_open) >= self.config.cookie_threshold:
             cookie = message.notify(NotifyType.COOKIE)
             if cookie is None or not self.cookies.verify(
                 cookie.data, nonce.data, remote[0], header.spi_i, now
             ):
                 fresh = self.cookies.make(nonce.data, remote[0], header.spi_i, now)
-                log.info("COOKIE demanded", peer=_fmt(remote), half_open=self._half_open_count())
+                log.info("COOKIE demanded", peer=_fmt(remote), half_open=len(self.half_open))
                 self._send_plain(
                     ike_init.error_response(message, NotifyType.COOKIE, fresh), remote, local
                 )
@@ -401,7 +409,7 @@ class Engine:
             return  # more fragments to come
         inner = opened
         sa.last_heard = now
-        self._float_ports(sa, remote, local)
+        sa.follow_peer(remote, local)
         for child in sa.children:  # a new request: the peer has our earlier answers
             if 0 <= child.created_by_request < header.message_id:
                 child.created_by_request = -1
@@ -420,8 +428,9 @@ class Engine:
     def _respond(
         self, sa: IkeSa, exchange: int, inner: tuple[Payload, ...], now: float
     ) -> list[Payload]:
+        reqids = functools.partial(self.peers.reqid_for, sa, self._reqids)
         if exchange == ExchangeType.IKE_AUTH:
-            answer = ike_auth.respond(sa, inner, self._reqid, now)
+            answer = ike_auth.respond(sa, inner, reqids, now)
             if sa.half_open_key is not None:
                 self.half_open.pop(sa.half_open_key, None)
                 sa.half_open_key = None
@@ -433,7 +442,7 @@ class Engine:
         sa_payload = next((p for p in inner if isinstance(p, SaPayload)), None)
         if sa_payload and sa_payload.proposals and sa_payload.proposals[0].protocol == 1:
             return ike_rekey.respond(sa, inner, now)
-        return create_child.respond(sa, inner, self._reqid, now)
+        return create_child.respond(sa, inner, reqids, now)
 
     def _refuse_request(self, sa: IkeSa, message: Message, exc: ProtocolError) -> None:
         """§2.21.2: an authenticated but malformed request is answered with the notify."""
@@ -470,7 +479,7 @@ class Engine:
             return  # more fragments to come
         inner = opened
         sa.last_heard = now
-        self._float_ports(sa, remote, local)
+        sa.follow_peer(remote, local)
         try:
             validate_payloads(header.exchange, True, inner, inner=True)
         except ProtocolError as exc:
@@ -481,16 +490,6 @@ class Engine:
         exchange.process_i(sa, inner, now)
         if sa.state is not IkeState.CLOSED:
             sa.pump(now)
-
-    def _float_ports(self, sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
-        """RFC 7296 §2.23: behind a NAT, follow the address the peer's packets come from."""
-        if (sa.nat_local or sa.nat_remote) and (sa.remote != remote or sa.local != local):
-            sa.log.info(
-                "peer endpoint updated",
-                old=f"{sa.remote[0]}:{sa.remote[1]}",
-                new=f"{remote[0]}:{remote[1]}",
-            )
-            sa.remote, sa.local = remote, local
 
     def _unknown_spi(self, message: Message, remote: Endpoint, local: Endpoint, now: float) -> None:
         """§2.21.4: a request outside any IKE SA may get an unprotected INVALID_IKE_SPI."""
@@ -509,18 +508,13 @@ class Engine:
         if len(self._invalid_spi_sent) > 1024:
             self._invalid_spi_sent.clear()
         self._invalid_spi_sent[remote] = now
-        flags = HeaderFlag.RESPONSE | (0 if header.is_initiator else HeaderFlag.INITIATOR)
-        reply = Header(
-            header.spi_i, header.spi_r, 0, ExchangeType.INFORMATIONAL, flags, header.message_id, 0
-        )
-        packet = encode_message(Message(reply, (NotifyPayload(NotifyType.INVALID_IKE_SPI),)))
-        self._send_plain(packet, remote, local)
+        self._send_plain(informational.invalid_ike_spi_answer(header), remote, local)
 
-    # --- timers
     def _spawn(
         self, parent: IkeSa, initiator: bool, spi_i: bytes, spi_r: bytes, now: float
     ) -> IkeSa:
-        """A new IKE SA made by rekeying `parent` (§2.18): same connection and endpoints."""
+        """A new IKE SA for `parent`'s connection and endpoints: made by rekeying it (§2.18),
+        or initiated to reauthenticate it (§2.8.3)."""
         sa = self._new_sa(
             parent.conn,
             initiator=initiator,
@@ -569,12 +563,6 @@ class Engine:
             if spi != bytes(8) and spi not in self.by_spi:
                 return spi
 
-    def _reqid(self, config: ChildConfig) -> int:
-        return next(self._reqids)
-
-    def _half_open_count(self) -> int:
-        return len(self.half_open)
-
     def _connections_for(self, local: Endpoint, remote: Endpoint) -> Iterable[ConnectionConfig]:
         for conn in self.config.connections:
             if conn.local_addrs and local[0] not in conn.local_addrs:
@@ -588,6 +576,7 @@ class Engine:
 
     def _forget(self, sa: IkeSa) -> None:
         self.sas.pop(sa.id, None)
+        self.peers.forget(sa)
         if self.by_spi.get(sa.local_spi) is sa:
             del self.by_spi[sa.local_spi]
         if sa.half_open_key is not None and self.half_open.get(sa.half_open_key) is sa:
@@ -599,6 +588,7 @@ class Engine:
         if sa.state is IkeState.CLOSED:
             self._forget(sa)
             return
+        self.peers.track(sa)
         deadline = sa.deadline()
         if deadline is None:
             self._scheduled.pop(sa.id, None)

@@ -1,12 +1,14 @@
 """What an IKE SA does when one of its deadlines comes (the manager keeps the heap):
 retransmission and give-up (RFC 7296 §2.1), half-open expiry, lifetimes (§2.8: the soft one
-rekeys, the hard one deletes), the grace period of a replaced IKE SA, and liveness checks (§2.4).
+rekeys, the hard one deletes), reauthentication (§2.8.3), the grace period of a replaced IKE SA,
+and liveness checks (§2.4).
 
 Every deadline IkeSa.deadline() reports must be consumed here, or the manager would spin.
 """
 
 from __future__ import annotations
 
+from . import reauth
 from .ike_sa import ChildState, IkeSa
 from .state import IkeState
 from .tasks import create_child, ike_init, ike_rekey, informational
@@ -63,6 +65,9 @@ def _lifetimes(sa: IkeSa, now: float) -> None:
     if sa.rekey_at is not None and now >= sa.rekey_at:
         sa.rekey_at = None
         sa.start_exchange(ike_rekey.IkeRekeyExchange(), now)
+    if sa.reauth_at is not None and now >= sa.reauth_at:
+        sa.reauth_at = None  # §2.8.3: start a reauthentication, or check on the one under way
+        reauth.due(sa, now)
     for child in list(sa.children):
         if child.expire_at is not None and now >= child.expire_at:
             child.expire_at = child.rekey_at = None

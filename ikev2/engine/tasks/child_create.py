@@ -40,7 +40,10 @@ if TYPE_CHECKING:
     from ..ike_sa import IkeSa
 
 # The manager allocates reqids (one per child SA; the kernel ties SAs and policies with them).
-ReqidSource = Callable[[ChildConfig], int]
+# A responder asks with the child's config and its (local, remote) selectors: a child the peer
+# recreates on a new IKE SA (§2.8.3 reauthentication) keeps the reqid of the one it replaces.
+TsSpecs = tuple[TrafficSelectorSpec, ...]
+ReqidSource = Callable[[ChildConfig, TsSpecs, TsSpecs], int]
 
 # RFC 7296 §1.2: the KE of a child created in IKE_AUTH comes from IKE_SA_INIT, so KE
 # transforms are left out of (and ignored in) IKE_AUTH child proposals.
@@ -151,7 +154,8 @@ def respond(
             refusal = exc
             continue
         mode = Mode.TRANSPORT if wants_transport and config.mode is Mode.TRANSPORT else Mode.TUNNEL
-        child = ChildSa(config, reqid_source(config), ProtocolId(protocol), new_spi(sa), mode=mode)
+        reqid = reqid_source(config, ts_specs(narrowed_r), ts_specs(narrowed_i))
+        child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
         child.created_by_request = sa.responses.expected_id  # unconfirmed until a later request
         child.made_by_peer = True
@@ -237,8 +241,8 @@ def establish(
         mode=child.mode,
         inbound=direction(False, child.spi_in, in_enc, in_auth),
         outbound=direction(True, child.spi_out, out_enc, out_auth),
-        local_ts=_specs(local_sel),
-        remote_ts=_specs(remote_sel),
+        local_ts=ts_specs(local_sel),
+        remote_ts=ts_specs(remote_sel),
         encap=(sa.local[1], sa.remote[1]) if nat else None,
         esn=suite.esn,
         replay_window=child.config.replay_window,
@@ -266,7 +270,7 @@ def establish(
     sa.emit(event)
 
 
-def _specs(selectors: Sequence[TrafficSelector]) -> tuple[TrafficSelectorSpec, ...]:
+def ts_specs(selectors: Sequence[TrafficSelector]) -> tuple[TrafficSelectorSpec, ...]:
     return _specs_of(tuple(selectors))
 
 

@@ -43,7 +43,7 @@ from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_t
 from ..support import crypto_supports
 from ..ts import check_narrowed, narrow, spec_to_selector
 from . import as_notify_type, error_notifies, find_payload, has_notify
-from .child_create import KeyInput, ReqidSource, establish, new_spi
+from .child_create import KeyInput, ReqidSource, establish, new_spi, ts_specs
 from .informational import DeleteChildExchange, child_deleted
 
 if TYPE_CHECKING:
@@ -320,7 +320,11 @@ def _respond(
             ke_reply = [KePayload(suite.ke, exchange.public_bytes)]
         wants_transport = has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
         mode = Mode.TRANSPORT if wants_transport and config.mode is Mode.TRANSPORT else Mode.TUNNEL
-        reqid = old.reqid if old is not None else reqid_source(config)
+        reqid = (
+            old.reqid
+            if old is not None
+            else reqid_source(config, ts_specs(narrowed_r), ts_specs(narrowed_i))
+        )
         child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
         child.created_by_request = sa.responses.expected_id

@@ -131,13 +131,17 @@ def established(sa: IkeSa, identity: Identity, now: float) -> None:
 
 
 class IkeAuthExchange:
-    """The initiator's IKE_AUTH, carrying the first child SA when one is configured."""
+    """The initiator's IKE_AUTH, carrying the first child SA when one is configured. A
+    reauthentication sends no INITIAL_CONTACT (§2.8.3: the peer would drop the old IKE SA)."""
 
     exchange_type = ExchangeType.IKE_AUTH
 
-    def __init__(self, child: ChildConfig | None, reqid: int) -> None:
+    def __init__(
+        self, child: ChildConfig | None, reqid: int, *, initial_contact: bool = True
+    ) -> None:
         self.child_config = child
         self.reqid = reqid
+        self.initial_contact = initial_contact
         self.child_request: child_create.ChildRequest | None = None
 
     def build_i(self, sa: IkeSa, now: float) -> list[Payload]:
@@ -148,7 +152,7 @@ class IkeAuthExchange:
         if conn.remote_id is not None and conn.remote_id.id_type is not IdType.NULL:
             payloads.append(IdrPayload(conn.remote_id.id_type, conn.remote_id.data))
         payloads.append(auth[-1])
-        if conn.send_initial_contact:
+        if conn.send_initial_contact and self.initial_contact:
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         if self.child_config is not None:
             self.child_request, child_payloads = child_create.build_i(

@@ -80,6 +80,7 @@ def _adopt(
     new.established_at = now
     new.bind_log()
     new.arm_lifetimes(now)
+    new.inherit_reauth(old)
     new.schedule_dpd(now)
     new.log.info("IKE SA rekeyed", old_ike_sa=old.id, suite=describe_suite(suite))
     remote_id = str(old.remote_identity) if old.remote_identity else ""
@@ -103,7 +104,8 @@ def retire(old: IkeSa, now: float) -> None:
     """The old IKE SA only waits for its Delete now: no liveness checks, no rekeying. It stays
     as long as the peer may still retransmit to it (so our cached answers reach it)."""
     old.rekeyed_at = now + old.conn.timers.retransmit_span + 1.0
-    old.dpd_due = old.rekey_at = old.expire_at = None
+    old.dpd_due = old.rekey_at = old.expire_at = old.reauth_at = None
+    old.reauth_by = None
     old.touch()
 
 

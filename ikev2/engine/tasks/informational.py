@@ -11,8 +11,8 @@ import struct
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ...constants import ExchangeType, NotifyType, ProtocolId
-from ...wire import DeletePayload, NotifyPayload, Payload
+from ...constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
+from ...wire import DeletePayload, Header, Message, NotifyPayload, Payload, encode_message
 from ..events import ChildSaDeleted, IkeSaDeleted
 from ..ike_sa import ChildState
 from ..state import IkeInput, IkeState
@@ -59,6 +59,9 @@ def ike_deleted(sa: IkeSa, reason: str) -> None:
 class DeleteIkeExchange:
     exchange_type = ExchangeType.INFORMATIONAL
 
+    def __init__(self, reason: str = "deleted by us") -> None:
+        self.reason = reason
+
     def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
         if sa.state is not IkeState.ESTABLISHED:
             return None
@@ -66,10 +69,10 @@ class DeleteIkeExchange:
         return [DeletePayload(ProtocolId.IKE, ())]
 
     def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
-        ike_deleted(sa, "deleted by us")
+        ike_deleted(sa, self.reason)
 
     def give_up(self, sa: IkeSa, now: float) -> None:
-        ike_deleted(sa, "deleted by us (peer did not answer)")
+        ike_deleted(sa, f"{self.reason} (peer did not answer)")
 
 
 class DeleteChildExchange:
@@ -132,6 +135,15 @@ def respond(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
             sa.rekeyed_at = 0.0
         return []
     return answer
+
+
+def invalid_ike_spi_answer(request: Header) -> bytes:
+    """§2.21.4: the unprotected INVALID_IKE_SPI answer to a message outside any IKE SA."""
+    flags = HeaderFlag.RESPONSE | (0 if request.is_initiator else HeaderFlag.INITIATOR)
+    reply = Header(
+        request.spi_i, request.spi_r, 0, ExchangeType.INFORMATIONAL, flags, request.message_id, 0
+    )
+    return encode_message(Message(reply, (NotifyPayload(NotifyType.INVALID_IKE_SPI),)))
 
 
 def _delete_children(sa: IkeSa, payload: DeletePayload) -> list[Payload]:
