@@ -309,7 +309,8 @@ def _selectors(
 # --------------------------------------------------------------------------- connections
 
 CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
-                   "dpd_delay", "rekey_time", "over_time", "fragmentation", "send_certreq",
+                   "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
+                   "fragmentation", "send_certreq",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "local", "remote", "children")  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key")
@@ -473,6 +474,10 @@ def _connection(
     remote_auth = _remote_credentials(loader, remote_t, local_auth)
     base = Timers()
     ike_rekey = table.duration("rekey_time", base.ike_rekey_time)
+    reauth = table.duration("reauth_time", base.reauth_time)  # RFC 7296 §2.8.3; 0 = off
+    # strongSwan: over_time (default 10 % of the longer of the two) follows the one that comes
+    # first — the rekey, or the reauthentication when it is as early (it replaces the rekey)
+    first = min((t for t in (ike_rekey, reauth) if t > 0), default=0.0)
     timers = Timers(
         # RFC 7296 §2.1 back-off, strongSwan's names: timeout × base^n, `tries` retransmits
         retransmit_timeout=table.duration("retransmit_timeout", base.retransmit_timeout),
@@ -482,7 +487,8 @@ def _connection(
         retransmit_tries=int(table.get("retransmit_tries", int, base.retransmit_tries, "5")),
         dpd_delay=table.duration("dpd_delay", base.dpd_delay),
         ike_rekey_time=ike_rekey,
-        ike_life_time=ike_rekey + table.duration("over_time", ike_rekey * 0.1),
+        ike_life_time=first + table.duration("over_time", max(ike_rekey, reauth) * 0.1),
+        reauth_time=reauth,
     )
     children_t = table.data.get("children", {})
     if not isinstance(children_t, dict):
@@ -511,6 +517,7 @@ def _connection(
         timers=timers,
         fragmentation=bool(table.get("fragmentation", bool, True, "true")),
         send_certreq=bool(table.get("send_certreq", bool, True, "true")),
+        make_before_break=bool(table.get("make_before_break", bool, True, "true")),
     )
     return conn, actions
 
