@@ -1,0 +1,363 @@
+"""IKE SA reauthentication (RFC 7296 §2.8.3; strongSwan's reauth_time and make_before_break):
+a new IKE SA with full authentication takes over every child, in both roles, make-before-break
+and break-before-make, on its own timer, over a lossy link, and when the peer refuses it."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from ikev2.config import parse_config
+from ikev2.constants import NotifyType, ProtocolId
+from ikev2.engine import reauth
+from ikev2.engine.config import ChildConfig, ConnectionConfig, EngineConfig, Timers
+from ikev2.engine.config import TrafficSelectorSpec as Ts
+from ikev2.engine.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    Event,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+)
+from ikev2.engine.ike_sa import IkeSa
+from ikev2.engine.proposal_strings import parse_proposals
+from ikev2.engine.state import IkeState
+from ikev2.engine.tasks import ike_auth
+from ikev2.wire import NotifyPayload
+
+from .pairing import Pair, Side, psk_connections, settle
+from .test_rekey import assert_consistent, live_children, no_gap
+
+CHILDREN = ("net", "second", "third")
+EXAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "config" / "example.toml"
+
+
+def connections(children: int = 2, **changes: object) -> tuple[ConnectionConfig, ConnectionConfig]:
+    """The PSK pair of pairing.py with `children` children (distinct selectors, one reqid each)."""
+    conn_i, conn_r = psk_connections()
+    extra_i = [
+        ChildConfig(
+            CHILDREN[n],
+            (Ts(ipaddress.ip_network(f"10.{2 * n + 1}.0.0/24")),),
+            (Ts(ipaddress.ip_network(f"10.{2 * n + 2}.0.0/24")),),
+            parse_proposals("aes128gcm16", ProtocolId.ESP),
+        )
+        for n in range(1, children)
+    ]
+    extra_r = [replace(c, local_ts=c.remote_ts, remote_ts=c.local_ts) for c in extra_i]
+    conn_i = replace(conn_i, children=(*conn_i.children, *extra_i), **changes)  # type: ignore[arg-type]
+    conn_r = replace(conn_r, children=(*conn_r.children, *extra_r), **changes)  # type: ignore[arg-type]
+    return conn_i, conn_r
+
+
+def established(pair: Pair, children: int = 2) -> None:
+    pair.initiate()
+    pair.run(until=pair.now + 1)
+    for side in (pair.i, pair.r):
+        assert len(side.of(ChildSaEstablished)) == children
+    assert_consistent(pair, children=children)
+
+
+def only_sa(side: Side) -> IkeSa:
+    (sa,) = side.engine.sas.values()
+    return sa
+
+
+def snapshot(side: Side) -> tuple[int, bytes, dict[str, int], set[int]]:
+    """The IKE SA's id and SPI, each child's reqid by name, and the inbound child SPIs."""
+    sa = only_sa(side)
+    return (
+        sa.id,
+        sa.spi_i + sa.spi_r,
+        {c.config.name: c.reqid for c in sa.children},
+        {c.spi_in for c in sa.children},
+    )
+
+
+def replaced_before_deleted(events: list[Event], old_spis: set[int]) -> bool:
+    """Make-before-break: each old child is deleted only after a new child with its name is up."""
+    up: set[str] = set()
+    for e in events:
+        if isinstance(e, ChildSaEstablished) and e.spi_in not in old_spis:
+            up.add(e.child)
+        elif isinstance(e, ChildSaDeleted) and e.spi_in in old_spis and e.child not in up:
+            return False
+    return True
+
+
+def no_gap_per_child(events: list[Event]) -> bool:
+    """Once a child config is up, it always has at least one live child SA (its selectors never
+    fall between two SAs)."""
+    live: dict[str, int] = {}
+    for e in events:
+        if isinstance(e, ChildSaEstablished):
+            live[e.child] = live.get(e.child, 0) + 1
+        elif isinstance(e, ChildSaDeleted):
+            live[e.child] -= 1
+            if live[e.child] == 0:
+                return False
+    return True
+
+
+def assert_replaced(pair: Pair, before: dict[str, tuple[int, bytes, dict[str, int], set[int]]]):  # type: ignore[no-untyped-def]
+    """One IKE SA per side, a new one, with the same child configs and new child SPIs."""
+    for name, side in (("i", pair.i), ("r", pair.r)):
+        old_id, old_spis, old_reqids, old_children = before[name]
+        new_id, new_spis, reqids, children = snapshot(side)
+        assert new_id != old_id and new_spis != old_spis
+        assert set(reqids) == set(old_reqids)
+        assert not children & old_children
+        gone = [e for e in side.of(IkeSaDeleted) if e.ike_sa_id == old_id]
+        assert len(gone) == 1
+        assert {e.spi_in for e in side.of(ChildSaDeleted)} == old_children
+
+
+@pytest.fixture
+def auth_payloads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    """(IKE SA id, INITIAL_CONTACT sent?) for every IKE_AUTH request built."""
+    seen: list[tuple[int, bool]] = []
+    build = ike_auth.IkeAuthExchange.build_i
+
+    def spy(self: ike_auth.IkeAuthExchange, sa: IkeSa, now: float):  # type: ignore[no-untyped-def]
+        payloads = build(self, sa, now)
+        contact = any(
+            isinstance(p, NotifyPayload) and p.notify_type == NotifyType.INITIAL_CONTACT
+            for p in payloads
+        )
+        seen.append((sa.id, contact))
+        return payloads
+
+    monkeypatch.setattr(ike_auth.IkeAuthExchange, "build_i", spy)
+    return seen
+
+
+@pytest.mark.parametrize("children", [2, 3])
+@pytest.mark.parametrize("by_initiator", [True, False])
+def test_make_before_break(
+    by_initiator: bool, children: int, auth_payloads: list[tuple[int, bool]]
+) -> None:
+    pair = Pair(*connections(children))
+    established(pair, children)
+    before = {"i": snapshot(pair.i), "r": snapshot(pair.r)}
+    side, peer = (pair.i, pair.r) if by_initiator else (pair.r, pair.i)
+    old = only_sa(side)
+    side.events += side.engine.reauthenticate(old.id, pair.now)
+    most_on_peer = 1
+    deadline = pair.now + 5
+    while pair.now < deadline and pair.step():  # the peer keeps both until told (unique=no)
+        most_on_peer = max(most_on_peer, len(peer.engine.sas))
+    assert most_on_peer == 2
+    assert_replaced(pair, before)
+    assert_consistent(pair, children=children)
+    new = only_sa(side)
+    assert new.initiator  # the side that reauthenticates initiates the new IKE SA
+    (event,) = [e for e in side.of(IkeSaEstablished) if e.reauth_of is not None]
+    assert event.reauth_of == old.id and event.ike_sa_id == new.id
+    (gone,) = side.of(IkeSaDeleted)
+    assert gone.reason == "reauthenticated"
+    (gone,) = peer.of(IkeSaDeleted)
+    assert gone.reason == "deleted by peer"
+    for s in (pair.i, pair.r):
+        old_spis = before["i" if s is pair.i else "r"][3]
+        assert replaced_before_deleted(s.events, old_spis)
+        assert no_gap_per_child(s.events)
+        # the same reqids on both sides: the kernel policies stay where they are
+        assert snapshot(s)[2] == before["i" if s is pair.i else "r"][2]
+    # the first IKE_AUTH announced INITIAL_CONTACT; the reauthentication's did not (§2.8.3)
+    assert [contact for _sa, contact in auth_payloads] == [True, False]
+    assert auth_payloads[1][0] == new.id
+
+
+@pytest.mark.parametrize("by_initiator", [True, False])
+def test_break_before_make(by_initiator: bool) -> None:
+    conn_i, conn_r = connections(2)
+    if by_initiator:
+        conn_i = replace(conn_i, make_before_break=False)
+    else:
+        conn_r = replace(conn_r, make_before_break=False)
+    pair = Pair(conn_i, conn_r)
+    established(pair)
+    before = {"i": snapshot(pair.i), "r": snapshot(pair.r)}
+    side = pair.i if by_initiator else pair.r
+    side.events += side.engine.reauthenticate(only_sa(side).id, pair.now)
+    pair.run(until=pair.now + 5)
+    assert_replaced(pair, before)
+    assert_consistent(pair, children=2)
+    for s, key in ((pair.i, "i"), (pair.r, "r")):
+        old_spis = before[key][3]
+        kinds = [
+            "old gone" if isinstance(e, ChildSaDeleted) else "new up"
+            for e in s.events
+            if isinstance(e, ChildSaDeleted)
+            or (isinstance(e, ChildSaEstablished) and e.spi_in not in old_spis)
+        ]
+        assert kinds == ["old gone"] * 2 + ["new up"] * 2  # break first, then make
+        assert len(s.of(IkeSaEstablished)) == 2
+    assert only_sa(side).initiator
+    assert snapshot(side)[2] == before["i" if side is pair.i else "r"][2]
+
+
+@pytest.mark.parametrize("on_initiator", [True, False])
+def test_reauth_time_fires_on_its_own_side_only(on_initiator: bool) -> None:
+    timers = Timers(reauth_time=300, dpd_delay=0)
+    conn_i, conn_r = connections(2)
+    if on_initiator:
+        conn_i = replace(conn_i, timers=timers)
+    else:
+        conn_r = replace(conn_r, timers=timers)
+    pair = Pair(conn_i, conn_r)
+    established(pair)
+    pair.run(until=1000)
+    side, peer = (pair.i, pair.r) if on_initiator else (pair.r, pair.i)
+    reauths = [e for e in side.of(IkeSaEstablished) if e.reauth_of is not None]
+    assert len(reauths) == 3  # ~270–300 s apart (jitter), up to 1000 s
+    assert all(e.initiator for e in reauths)
+    assert not [e for e in peer.of(IkeSaEstablished) if e.reauth_of is not None]
+    assert not [e for s in (pair.i, pair.r) for e in s.of(IkeSaEstablished) if e.rekeyed_from]
+    for s in (pair.i, pair.r):
+        assert no_gap_per_child(s.events)
+        assert len(s.of(ChildSaEstablished)) == 2 * 4
+    assert_consistent(pair, children=2)
+
+
+def test_reauth_time_equal_to_rekey_time_reauthenticates() -> None:
+    timers = Timers(ike_rekey_time=300, reauth_time=300, ike_life_time=330, dpd_delay=0)
+    conn_i, conn_r = connections(1, timers=timers)
+    pair = Pair(conn_i, conn_r)
+    established(pair, 1)
+    pair.run(until=1000)
+    for s in (pair.i, pair.r):
+        assert not [e for e in s.of(IkeSaEstablished) if e.rekeyed_from]
+        assert not [e for e in s.of(IkeSaDeleted) if "lifetime" in e.reason]
+    reauths = [e for s in (pair.i, pair.r) for e in s.of(IkeSaEstablished) if e.reauth_of]
+    assert len(reauths) == 3  # every ~270–300 s, by whichever side comes first
+    assert_consistent(pair, children=1)
+
+
+def test_rekeys_keep_the_reauthentication_deadline() -> None:
+    """§2.8.3: rekeying is not reauthenticating; the deadline survives IKE rekeys."""
+    timers = Timers(ike_rekey_time=100, reauth_time=350, ike_life_time=400, dpd_delay=0)
+    conn_i, conn_r = connections(1)
+    pair = Pair(replace(conn_i, timers=timers), conn_r)
+    established(pair, 1)
+    pair.run(until=350)
+    rekeys = [e for e in pair.i.of(IkeSaEstablished) if e.rekeyed_from]
+    assert len(rekeys) >= 2
+    assert [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of]
+    assert_consistent(pair, children=1)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_reauth_over_a_lossy_link_loses_and_duplicates_nothing(seed: int) -> None:
+    timers = Timers(retransmit_tries=12, reauth_time=300, ike_life_time=3000, dpd_delay=0)
+    conn_i, conn_r = connections(2)
+    kids_i = tuple(replace(c, rekey_time=150, life_time=1000) for c in conn_i.children)
+    kids_r = tuple(replace(c, rekey_time=150, life_time=1000) for c in conn_r.children)
+    pair = Pair(
+        replace(conn_i, timers=timers, children=kids_i),
+        replace(conn_r, timers=replace(timers, reauth_time=0), children=kids_r),
+        seed=seed,
+        loss=0.3,
+    )
+    pair.initiate()
+    pair.run(until=1000)
+    settle(pair)
+    for s in (pair.i, pair.r):
+        names = sorted(c.config.name for sa in s.engine.sas.values() for c in sa.children)
+        assert names == ["net", "second"]  # none lost, none twice
+        assert no_gap(s.events) and no_gap_per_child(s.events)
+    assert [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of]
+    assert_consistent(pair, children=2)
+
+
+def test_refused_reauthentication_keeps_the_old_sa_and_retries() -> None:
+    conn_i, conn_r = connections(2)
+    pair = Pair(conn_i, conn_r)
+    established(pair)
+    before_i, before_r = snapshot(pair.i), snapshot(pair.r)
+    # the peer now expects another PSK: it refuses our IKE_AUTH (AUTHENTICATION_FAILED)
+    wrong = replace(conn_r.remote_auth, psk=b"another secret entirely, for this test")
+    pair.r.engine.update_config(EngineConfig((replace(conn_r, remote_auth=wrong),)))
+    pair.i.events += pair.i.engine.reauthenticate(before_i[0], pair.now)
+    pair.run(until=pair.now + 100)
+    failed = pair.i.of(IkeSaFailed)
+    assert len(failed) >= 2  # a retry after RETRY_AFTER_FAILURE failed too
+    assert all(e.notify is NotifyType.AUTHENTICATION_FAILED for e in failed)
+    assert snapshot(pair.i) == before_i and snapshot(pair.r) == before_r
+    for s in (pair.i, pair.r):
+        assert not s.of(ChildSaDeleted) and not s.of(IkeSaDeleted)
+    assert_consistent(pair, children=2)
+    # once the peer accepts us again, the next attempt replaces the old IKE SA
+    pair.r.engine.update_config(EngineConfig((conn_r,)))
+    pair.run(until=pair.now + reauth.RETRY_AFTER_FAILURE + reauth.CHECK_INTERVAL + 5)
+    assert_replaced(pair, {"i": before_i, "r": before_r})
+    assert_consistent(pair, children=2)
+
+
+def test_failing_reauthentication_ends_at_the_hard_lifetime() -> None:
+    timers = Timers(reauth_time=100, ike_life_time=400, dpd_delay=0)
+    conn_i, conn_r = connections(1)
+    pair = Pair(replace(conn_i, timers=timers), conn_r)
+    established(pair, 1)
+    wrong = replace(conn_r.remote_auth, psk=b"another secret entirely, for this test")
+    pair.r.engine.update_config(EngineConfig((replace(conn_r, remote_auth=wrong),)))
+    pair.run(until=399)
+    assert len(pair.i.of(IkeSaFailed)) >= 3 and not pair.i.of(IkeSaDeleted)
+    pair.run(until=420)
+    (gone,) = pair.i.of(IkeSaDeleted)
+    assert gone.reason == "deleted by us"
+    assert not pair.i.engine.sas and not pair.r.engine.sas
+    assert_consistent(pair, children=0, ike_sas=0)
+
+
+def test_a_new_ike_sa_reauthenticates_only_once_it_replaced_the_old_one() -> None:
+    pair = Pair(*connections(2))
+    established(pair)
+    old = only_sa(pair.i)
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    while old.reauth_by is None or old.reauth_by.state is not IkeState.ESTABLISHED:
+        assert pair.step()
+    new = old.reauth_by
+    assert reauth.completing(new)  # its second child is still being made
+    new.reauth_at = pair.now  # its own reauth_time comes now
+    new.touch()
+    pair.i.events += pair.i.engine.reauthenticate(new.id, pair.now)  # and a command too
+    pair.i.events += pair.i.engine.handle_timer(pair.now)
+    assert len(pair.i.engine.sas) == 2 and new.reauth_by is None
+    assert new.reauth_at is not None and new.reauth_at > pair.now  # it looks again later
+    pair.run(until=pair.now + 5)
+    assert only_sa(pair.i) is new
+    assert_consistent(pair, children=2)
+    pair.run(until=pair.now + reauth.CHECK_INTERVAL)  # then the postponed one goes ahead
+    assert [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of == new.id]
+    assert_consistent(pair, children=2)
+
+
+def test_reauthenticate_refuses_what_it_cannot_do() -> None:
+    pair = Pair(*connections(1))
+    established(pair, 1)
+    sa = only_sa(pair.i)
+    assert pair.i.engine.reauthenticate(12345, pair.now) == []
+    pair.i.engine.reauthenticate(sa.id, pair.now)
+    assert sa.reauth_by is not None
+    assert not reauth.start(sa, pair.now)  # one under way already
+    pair.run(until=pair.now + 5)
+    assert len(pair.i.engine.sas) == 1 and sa.id not in pair.i.engine.sas
+    assert live_children(pair.i)
+
+
+def test_config_keys() -> None:
+    text = EXAMPLE.read_text()
+    base = parse_config(text, EXAMPLE).engine.connections[0]
+    assert base.timers.reauth_time == 0 and base.make_before_break
+    text = text.replace(
+        'rekey_time = "4h"        # IKE SA rekeying',
+        'rekey_time = "4h"\nreauth_time = "1h"\nmake_before_break = false',
+    )
+    conn = parse_config(text, EXAMPLE).engine.connections[0]
+    assert conn.timers.reauth_time == 3600 and not conn.make_before_break
+    assert conn.timers.ike_life_time == 3600 + 1440  # over_time: 10 % of the longer time
