@@ -95,6 +95,7 @@ class Spec:
     fragmentation: bool = True
     fragment_size: int = 0  # 0: default
     ike_rekey_time: int = 0
+    ours_reauth_time: int = 0  # our reauth_time (RFC 7296 §2.8.3); 0 = off
     # our retransmission schedule: (timeout seconds, base, tries); None = the defaults
     ours_retransmit: tuple[float, float, int] | None = None
     extra_ss: dict[str, ConfValue] = field(default_factory=dict)
@@ -273,6 +274,7 @@ def ours_config(
         "fragmentation": spec.fragmentation,
         "dpd_delay": f"{spec.dpd_delay}s",
         "rekey_time": f"{spec.ike_rekey_time}s",
+        **({"reauth_time": f"{spec.ours_reauth_time}s"} if spec.ours_reauth_time else {}),
         **(
             {
                 "retransmit_timeout": spec.ours_retransmit[0],

@@ -574,8 +574,9 @@ class Charon(ManagedProcess):
         return self.swanctl(*args, check=False, timeout=timeout + 10)
 
     def rekey(self, *, ike: str | None = None, child: str | None = None,
-              ike_id: str | None = None, child_id: str | None = None) -> Result:  # fmt: skip
-        args = ["--rekey"]
+              ike_id: str | None = None, child_id: str | None = None,
+              reauth: bool = False) -> Result:  # fmt: skip
+        args = ["--rekey", "--reauth"] if reauth else ["--rekey"]
         for flag, value in (("--ike", ike), ("--child", child), ("--ike-id", ike_id),
                             ("--child-id", child_id)):  # fmt: skip
             if value:

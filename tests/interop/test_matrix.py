@@ -224,6 +224,28 @@ def test_ike_rekey(role: str, pair: Topology, peers: PeersFactory) -> None:
     p.check_children(expected=1)  # the child moved to the new IKE SA, keys unchanged
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_ike_reauth(role: str, pair: Topology, peers: PeersFactory) -> None:
+    """RFC 7296 §2.8.3: a new IKE SA with full authentication replaces the old one and takes
+    its child: ours on reauth_time (make-before-break), strongSwan on `swanctl --rekey --reauth`."""
+    ours_first = role == OURS_INITIATOR
+    p = peers(Spec("ike-reauth", ours_reauth_time=8 if ours_first else 0), pair, role)
+    p.establish()
+    mine, _ = _one_child(p)
+    old = (mine["spi_i"], mine["spi_r"])
+    old_in = mine["children"][0]["spi_in"]
+    if not ours_first:
+        assert p.ss.rekey(ike="ike-reauth", reauth=True).ok
+    p.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old
+                    and sas[0]["state"].upper() == "ESTABLISHED"
+                    and len(sas[0]["children"]) == 1, timeout=20)  # fmt: skip
+    p.ss.wait_for(lambda sas: len(sas) == 1 and len(sas[0].installed_children) == 1, timeout=10)
+    mine, _ = p.ike_pair()
+    assert (mine["spi_i"], mine["spi_r"]) != old
+    ((child, _),) = p.check_children(expected=1)
+    assert child["spi_in"] != old_in
+
+
 @pytest.mark.parametrize("role", roles())
 def test_rekey_collision(role: str, pair: Topology, peers: PeersFactory) -> None:
     """Both sides start a child rekey at the same moment (RFC 7296 §2.8.1): afterwards exactly
