@@ -510,7 +510,11 @@ class Engine:
         self._invalid_spi_sent[remote] = now
         self._send_plain(informational.invalid_ike_spi_answer(header), remote, local)
 
-    def _spawn(
+    # --- ike_sa.SaHost: what our IKE SAs ask of us
+    def touch_sa(self, sa: IkeSa) -> None:
+        self._dirty.append(sa)
+
+    def spawn_sa(
         self, parent: IkeSa, initiator: bool, spi_i: bytes, spi_r: bytes, now: float
     ) -> IkeSa:
         """A new IKE SA for `parent`'s connection and endpoints: made by rekeying it (§2.18),
@@ -553,8 +557,7 @@ class Engine:
         )
         self.sas[sa.id] = sa
         self.by_spi[sa.local_spi] = sa
-        sa.spawn = functools.partial(self._spawn, sa)
-        sa.on_touch = self._dirty.append
+        sa.host = self  # no per-SA callables: an SA's fields must not point back at it
         return sa
 
     def _new_ike_spi(self) -> bytes:

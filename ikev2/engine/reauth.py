@@ -101,7 +101,6 @@ STRATEGIES: dict[bool, Callable[[IkeSa, float], None]] = {
 def _initiate(old: IkeSa, plan: Plan, now: float) -> IkeSa:
     """The new IKE SA, to the endpoints the old one uses now (NAT-T ports included), queued with
     IKE_AUTH (first child, no INITIAL_CONTACT) and a CREATE_CHILD_SA per other child."""
-    assert old.spawn is not None
     new = old.spawn(True, new_ike_spi(old), bytes(8), now)
     new.reauth_of = old
     first_config, first_reqid = plan[0] if plan else (None, 0)

@@ -128,6 +128,7 @@ def established(sa: IkeSa, identity: Identity, now: float) -> None:
     remote_id, suite = str(identity), suite_name(sa)
     sa.log.info("IKE SA established", remote_id=remote_id, suite=suite)
     sa.emit(sa.established_event(remote_id, suite))
+    sa.forget_handshake()
 
 
 class IkeAuthExchange:

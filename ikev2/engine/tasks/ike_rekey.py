@@ -148,7 +148,6 @@ class IkeRekeyExchange:
             sa.log.warning("IKE rekey response refused", reason=getattr(exc, "reason", str(exc)))
             self._defer(sa, now)
             return
-        assert sa.spawn is not None
         new = sa.spawn(True, self.spi, chosen.spi, now)
         _adopt(sa, new, suite, shared, (self.nonce, nonce_r), now)
         if collision is not None and min(self.nonce, nonce_r) < min(
@@ -266,7 +265,6 @@ def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload
         raise ProtocolError(f"bad KE data: {exc}") from None
     nonce_r = sa.new_nonce()
     our_spi = new_ike_spi(sa)
-    assert sa.spawn is not None
     new = sa.spawn(False, chosen.spi, our_spi, now)
     _adopt(sa, new, suite, shared, (nonce.data, nonce_r), now)
     if getattr(sa.pending, "is_ike_rekey", False):
