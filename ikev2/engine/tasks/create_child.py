@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ...constants import ExchangeType, NotifyType, ProtocolId
@@ -43,7 +42,7 @@ from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_t
 from ..support import crypto_supports
 from ..ts import check_narrowed, narrow, spec_to_selector
 from . import as_notify_type, error_notifies, find_payload, has_notify
-from .child_create import KeyInput, ReqidSource, establish, new_spi, ts_specs
+from .child_create import KeyInput, ReqidSource, establish, new_spi, ts_specs, with_spi
 from .informational import DeleteChildExchange, child_deleted
 
 if TYPE_CHECKING:
@@ -341,7 +340,7 @@ def _respond(
         answer: list[Payload] = []
         if mode is Mode.TRANSPORT:
             answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
-        ours = replace(chosen, spi=struct.pack("!I", child.spi_in))
+        ours = with_spi(chosen, child.spi_in)
         return [
             *answer,
             SaPayload((ours,)),
