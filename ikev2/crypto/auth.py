@@ -7,6 +7,7 @@ then the signature) and §4 (SIGNATURE_HASH_ALGORITHMS); RFC 8420 (EdDSA with th
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
@@ -52,7 +53,14 @@ def signed_octets(
 
 def psk_auth_data(prf_id: int, psk: bytes, octets: bytes) -> bytes:
     """AUTH = prf( prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (RFC 7296 §2.15)."""
-    return Prf(prf_id, Prf(prf_id, psk).compute(KEY_PAD)).compute(octets)
+    return _padded_psk_prf(prf_id, psk).compute(octets)
+
+
+@functools.lru_cache(maxsize=64)
+def _padded_psk_prf(prf_id: int, psk: bytes) -> Prf:
+    """The PRF keyed with prf(PSK, "Key Pad for IKEv2"): the same for every IKE SA of a PSK,
+    so made once (two keyed PRFs less per AUTH). Its repr shows no key."""
+    return Prf(prf_id, Prf(prf_id, psk).compute(KEY_PAD))
 
 
 def verify_psk_auth(prf_id: int, psk: bytes, octets: bytes, received: bytes) -> bool:
