@@ -221,9 +221,10 @@ class IkeSa:
         self.pending: Exchange | None = None
         self.queue = ExchangeQueue()
         self.children: list[ChildSa] = []
-        self.log = structlog.get_logger("ikev2.engine").bind(
-            ike_sa=sa_id, conn=conn.name, peer=f"{remote[0]}:{remote[1]}"
-        )
+        context = {"ike_sa": sa_id, "conn": conn.name, "peer": f"{remote[0]}:{remote[1]}"}
+        if any(spi_r):  # a responder knows both SPIs now: one bind instead of two
+            context.update(spi_i=spi_i.hex(), spi_r=spi_r.hex())
+        self.log = structlog.get_logger("ikev2.engine").bind(**context)
         # IKE_SA_INIT material (RFC 7296 §1.2, §2.15)
         self.nonce_i = b""
         self.nonce_r = b""
@@ -290,7 +291,11 @@ class IkeSa:
         self.state = new
 
     def bind_log(self) -> None:
-        self.log = self.log.bind(spi_i=self.spi_i.hex(), spi_r=self.spi_r.hex())
+        """Add the SPIs to the log context once the responder's is known."""
+        context = structlog.get_context(self.log)
+        spi_i, spi_r = self.spi_i.hex(), self.spi_r.hex()
+        if context.get("spi_i") != spi_i or context.get("spi_r") != spi_r:
+            self.log = self.log.bind(spi_i=spi_i, spi_r=spi_r)
 
     # --- RFC 7296 §3.14: SK protection
     def install_keys(self, keys: IkeKeys, sk_i: SkCipher, sk_r: SkCipher) -> None:

@@ -225,8 +225,9 @@ def respond(
     try:
         if conn is None:
             raise AuthenticationFailed("no connection matches the peer's identities")
-        sa.conn = conn
-        sa.log = sa.log.bind(conn=conn.name)
+        if conn is not sa.conn:
+            sa.conn = conn
+            sa.log = sa.log.bind(conn=conn.name)
         identity = verify_peer(sa, conn.remote_auth, conn.remote_id, payloads)
     except AuthenticationFailed as exc:
         _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
