@@ -312,7 +312,7 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
                    "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
                    "fragmentation", "send_certreq",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
-                   "local", "remote", "children")  # fmt: skip
+                   "retransmit_limit", "local", "remote", "children")  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
@@ -485,6 +485,7 @@ def _connection(
             table.get("retransmit_base", (int, float), base.retransmit_base, "1.8")
         ),
         retransmit_tries=int(table.get("retransmit_tries", int, base.retransmit_tries, "5")),
+        retransmit_limit=table.duration("retransmit_limit", base.retransmit_limit),
         dpd_delay=table.duration("dpd_delay", base.dpd_delay),
         ike_rekey_time=ike_rekey,
         ike_life_time=first + table.duration("over_time", max(ike_rekey, reauth) * 0.1),

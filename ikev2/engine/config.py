@@ -111,6 +111,9 @@ class Timers:
     retransmit_timeout: float = 4.0
     retransmit_base: float = 1.8
     retransmit_tries: int = 5
+    # the longest single wait between two sends of a request; 0: no cap (strongSwan's
+    # retransmit_limit): without one a long back-off waits 4 × 1.8^12 s ≈ 77 min for try 12
+    retransmit_limit: float = 0.0
     dpd_delay: float = 30.0  # 0 disables liveness checks
     half_open_timeout: float = 30.0
     ike_rekey_time: float = 14400.0
@@ -123,10 +126,12 @@ class Timers:
     @property
     def retransmit_span(self) -> float:
         """How long an initiator keeps retransmitting one request before it gives up."""
-        return sum(
-            self.retransmit_timeout * self.retransmit_base**n
-            for n in range(self.retransmit_tries + 1)
-        )
+        return sum(self.retransmit_delay(n) for n in range(self.retransmit_tries + 1))
+
+    def retransmit_delay(self, attempt: int) -> float:
+        """The wait after send number `attempt` (0: the first send) of a request (§2.1)."""
+        delay = float(self.retransmit_timeout * self.retransmit_base**attempt)
+        return min(delay, self.retransmit_limit) if self.retransmit_limit > 0 else delay
 
 
 @dataclass(frozen=True, slots=True)

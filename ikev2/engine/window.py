@@ -77,8 +77,7 @@ class RequestWindow:
         return RetransmitAction.RESEND
 
     def _timeout(self, attempt: int) -> float:
-        t = self.timers
-        return float(t.retransmit_timeout * t.retransmit_base**attempt)
+        return self.timers.retransmit_delay(attempt)
 
 
 class RequestClass(enum.Enum):

@@ -5,6 +5,7 @@ RFC 7296 §2.21 (error handling), §2.6 (COOKIE), §1.2 (INVALID_KE_PAYLOAD), §
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import pytest
@@ -15,13 +16,14 @@ from ikev2.engine.events import (
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
+    Datagram,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
 )
 from ikev2.engine.state import IkeState
 
-from .pairing import Pair, fqdn, psk_connections
+from .pairing import Pair, Side, fqdn, psk_connections
 
 
 def test_no_common_proposal() -> None:
@@ -135,6 +137,32 @@ def test_duplicated_requests_are_answered_from_cache_not_reprocessed() -> None:
     pair.run(until=10)
     assert len(pair.r.of(IkeSaEstablished)) == 1 and len(pair.r.of(ChildSaEstablished)) == 1
     assert len(pair.i.of(IkeSaEstablished)) == 1
+
+
+def test_retransmit_limit_caps_each_wait_not_the_number_of_tries() -> None:
+    """strongSwan's retransmit_limit: 4 × 1.8^n, each wait at most the limit; the same tries."""
+    capped = Timers(retransmit_tries=8, retransmit_limit=30)
+    assert [capped.retransmit_delay(n) for n in range(5)] == pytest.approx(
+        [4, 7.2, 12.96, 23.328, 30]
+    )
+    assert capped.retransmit_span == pytest.approx(4 + 7.2 + 12.96 + 23.328 + 5 * 30)
+    assert Timers(retransmit_tries=8).retransmit_delay(8) == pytest.approx(4 * 1.8**8)
+    # a dead peer: the initiator sends 1 + 8 times, at the capped intervals, then gives up
+    conn_i, conn_r = psk_connections()
+    pair = Pair(replace(conn_i, timers=capped), conn_r)
+    sends: list[float] = []
+
+    def black_hole(side: Side, d: Datagram) -> None:
+        if side is pair.i:
+            sends.append(pair.now)
+
+    pair.tamper = black_hole
+    pair.initiate()
+    pair.run(until=capped.retransmit_span + 1)
+    assert len(sends) == 9
+    gaps = [b - a for a, b in itertools.pairwise(sends)]
+    assert max(gaps) == pytest.approx(30) and gaps[:4] == pytest.approx([4, 7.2, 12.96, 23.328])
+    assert pair.i.of(IkeSaFailed)
 
 
 def test_dead_peer_is_detected_and_deleted() -> None:

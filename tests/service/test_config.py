@@ -35,6 +35,7 @@ remote_addrs = "192.0.2.2"
 proposals = "aes256gcm16-prfsha256-x25519, aes128-sha256-modp2048"
 dpd_delay = "45s"
 rekey_time = "2h"
+retransmit_limit = "1m"
 [connections.net.local]
 id = "moon.example"
 [connections.net.remote]
@@ -78,6 +79,7 @@ def test_a_good_file_becomes_the_engine_config(tmp_path: Path) -> None:
     ]
     assert conn.timers.dpd_delay == 45 and conn.timers.ike_rekey_time == 7200
     assert conn.timers.ike_life_time == pytest.approx(7920)
+    assert conn.timers.retransmit_limit == 60 and conn.timers.retransmit_delay(9) == 60
     assert conn.local_id.id_type is IdType.FQDN and conn.local_id.data == b"moon.example"
     assert conn.local_auth.method is AuthMethodName.PSK
     assert conn.local_auth.psk == conn.remote_auth.psk == b"the right secret"
