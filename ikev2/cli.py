@@ -2,7 +2,8 @@
 
 ikev2 daemon --config FILE [--control PATH] [--log-format console|json] [--log-level LEVEL]
              [--key-log FILE] [--kernel auto|xfrm|memory] [--workers N]
-ikev2 up NAME | down NAME|ID | rekey ID [--child SPI] | list-sas [--json] | reload  [--control]
+ikev2 up NAME | down NAME|ID | rekey ID [--child SPI|--reauth] | list-sas [--json] | reload
+      (each with [--control PATH])
 ikev2 decode FILE [--keys TABLE]
 ikev2 demo
 """
@@ -105,10 +106,12 @@ def _cmd_rekey(args: argparse.Namespace) -> int:
     message: dict[str, Any] = {"cmd": "rekey", "id": args.id}
     if args.child:
         message["child"] = args.child
+    if args.reauth:
+        message["reauth"] = True
     answer = _ask(args, message)
     if not answer.get("ok"):
         return _fail(answer)
-    print("rekeying started")
+    print("reauthentication started" if args.reauth else "rekeying started")
     return 0
 
 
@@ -174,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     rekey = sub.add_parser("rekey", help="rekey an IKE SA, or one child with --child SPI")
     rekey.add_argument("id", type=int)
     rekey.add_argument("--child", metavar="SPI_IN", help="inbound SPI of the child (hex)")
+    rekey.add_argument(
+        "--reauth",
+        action="store_true",
+        help="reauthenticate: a new IKE SA with its children, then the old one deleted",
+    )
     _with_control(rekey)
     rekey.set_defaults(handler=_cmd_rekey)
 

@@ -5,7 +5,8 @@ always with "ok" (and "error" when not ok). Commands:
 
   {"cmd": "up", "name": CONN, "timeout": s}   initiate; answer when established or failed
   {"cmd": "down", "target": CONN|ID}          delete with the peer; answer when gone
-  {"cmd": "rekey", "id": ID, "child": SPI?}   rekey an IKE SA or a child (when the engine can)
+  {"cmd": "rekey", "id": ID, "child": SPI?, "reauth": bool?}   rekey an IKE SA or a child, or
+                                               reauthenticate the IKE SA
   {"cmd": "list-sas"}                          {"ok": true, "sas": [...]} (see driver.view_to_json)
   {"cmd": "reload"}                            re-read the config file (as SIGHUP)
   {"cmd": "stats"}                             counters

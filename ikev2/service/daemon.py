@@ -331,8 +331,8 @@ class Daemon:
         sa_id = int(request.get("id", 0))
         child = request.get("child")
         spi = int(str(child), 16) if child is not None else None
-        if not self.driver.rekey(sa_id, spi):
-            return {"ok": False, "error": "this engine cannot rekey yet"}
+        if not self.driver.rekey(sa_id, spi, reauth=bool(request.get("reauth"))):
+            return {"ok": False, "error": f"no IKE SA {sa_id}"}
         return {"ok": True}
 
     async def _cmd_list(self, request: dict[str, Any]) -> dict[str, Any]:

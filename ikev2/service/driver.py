@@ -198,20 +198,19 @@ class Driver:
         self.apply(self.engine.terminate(sa_id, self.loop.time()))
         self._after()
 
-    def rekey(self, sa_id: int, child_spi_in: int | None) -> bool:
-        """Rekey an IKE SA or one of its children, when the engine can (issue 5)."""
-        now = self.loop.time()
-        if child_spi_in is None:
-            method = getattr(self.engine, "rekey_ike", None)
-            args: tuple[Any, ...] = (sa_id, now)
-        else:
-            method = getattr(self.engine, "rekey_child", None)
-            args = (sa_id, child_spi_in, now)
-        if method is None:
+    def rekey(self, sa_id: int, child_spi_in: int | None, *, reauth: bool = False) -> bool:
+        """Rekey an IKE SA (RFC 7296 §1.3.2), one of its children (§1.3.3), or reauthenticate
+        it (§2.8.3). False when there is no such IKE SA."""
+        if sa_id not in self.engine.sas:
             return False
-        result = method(*args)
-        if isinstance(result, list):
-            self.apply(result)
+        now = self.loop.time()
+        if reauth:
+            events = self.engine.reauthenticate(sa_id, now)
+        elif child_spi_in is None:
+            events = self.engine.rekey_ike(sa_id, now)
+        else:
+            events = self.engine.rekey_child(sa_id, child_spi_in, now)
+        self.apply(events)
         self._after()
         return True
 

@@ -9,9 +9,6 @@ from __future__ import annotations
 import re
 import signal
 
-import pytest
-
-from ikev2.engine import Engine
 from ikev2.service.control import request
 
 from .daemons import MOON, SUN, daemon_pair, side_config, wait_until
@@ -84,8 +81,6 @@ async def test_up_against_a_silent_peer_fails_after_retransmits() -> None:
 
 
 async def test_rekey_keeps_the_pair_established() -> None:
-    if not hasattr(Engine, "rekey_child"):
-        pytest.skip("the engine has no rekey_child yet (issue 5); ikev2 rekey reports that")
     async with daemon_pair() as pair:
         assert (await pair.moon.cli("up", "net"))[0] == 0
         [before] = await pair.moon.sas()
@@ -102,6 +97,35 @@ async def test_rekey_keeps_the_pair_established() -> None:
         assert [c["spi_out"] for c in sun["children"]] == [
             c["spi_in"] for c in (await pair.moon.sas())[0]["children"]
         ]
+
+
+async def test_ike_rekey_and_reauthentication_from_the_cli() -> None:
+    """`ikev2 rekey ID` rekeys the IKE SA (§1.3.2), `--reauth` reauthenticates it (§2.8.3):
+    each time both daemons end with one IKE SA, new SPIs, and the child carried over."""
+    async with daemon_pair() as pair:
+        assert (await pair.moon.cli("up", "net"))[0] == 0
+        [first] = await pair.moon.sas()
+
+        async def replaced(old: dict) -> bool:  # type: ignore[type-arg]
+            moon, sun = await pair.moon.sas(), await pair.sun.sas()
+            return (
+                len(moon) == len(sun) == 1
+                and moon[0]["spi_i"] != old["spi_i"]
+                and moon[0]["spi_i"] == sun[0]["spi_i"]
+                and len(moon[0]["children"]) == len(sun[0]["children"]) == 1
+            )
+
+        code, out, err = await pair.moon.cli("rekey", str(first["id"]))
+        assert code == 0 and "rekeying started" in out, err
+        assert await wait_until(lambda: replaced(first)), await pair.moon.sas()
+        [second] = await pair.moon.sas()
+        code, out, err = await pair.moon.cli("rekey", str(second["id"]), "--reauth")
+        assert code == 0 and "reauthentication started" in out, err
+        assert await wait_until(lambda: replaced(second)), await pair.moon.sas()
+        [third] = await pair.moon.sas()
+        assert third["children"][0]["spi_in"] != second["children"][0]["spi_in"]
+        code, _out, err = await pair.moon.cli("rekey", "999")
+        assert code == 1 and "no IKE SA 999" in err
 
 
 async def test_sighup_adds_and_removes_connections_leaving_others_alone() -> None:
