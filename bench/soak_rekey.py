@@ -5,7 +5,7 @@ Each run: 30 % loss, child rekey every ~120 s, IKE rekey every ~350 s, 1200 s of
 then the link heals and the run waits for quiet; tests/engine/test_rekey.py's checks decide.
 
     .venv/bin/python bench/soak_rekey.py [--seeds 120] [--loss 0.3] [--duplicate 0] [--reorder 0]
-        [--retransmit-limit 20]
+        [--retransmit-limit 20] [--reauth-time 0]
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from tests.engine.test_rekey import assert_consistent, no_gap
 NEVER_ESTABLISHED = "never established"
 
 
-def one_run(seed: int, loss: float, duplicate: float, reorder: float, limit: float) -> str | None:
+def one_run(
+    seed: int, loss: float, duplicate: float, reorder: float, limit: float, reauth: float = 0.0
+) -> str | None:
     """None when the run ends consistent; NEVER_ESTABLISHED when the first IKE SA failed (the
     half-open timeout beat the IKE_AUTH retransmits: no keyingtries retry here, as swanctl's
     default keyingtries = 1); otherwise what is wrong."""
@@ -41,11 +43,14 @@ def one_run(seed: int, loss: float, duplicate: float, reorder: float, limit: flo
         ike_life_time=3000,
         dpd_delay=0,
     )
+    # reauthentication on the initiator only: both sides reauthenticating at once make two
+    # IKE SAs (as with strongSwan; its docs say to set reauth_time on one side)
+    timers_i = replace(timers, reauth_time=reauth)
     conn_i, conn_r = psk_connections()
     child_i = replace(conn_i.children[0], rekey_time=120, life_time=1000)
     child_r = replace(conn_r.children[0], rekey_time=120, life_time=1000)
     pair = Pair(
-        replace(conn_i, timers=timers, children=(child_i,)),
+        replace(conn_i, timers=timers_i, children=(child_i,)),
         replace(conn_r, timers=timers, children=(child_r,)),
         seed=seed,
         loss=loss,
@@ -76,11 +81,16 @@ def main() -> None:
     parser.add_argument(
         "--retransmit-limit", type=float, default=20.0, help="longest wait between retransmits"
     )
+    parser.add_argument(
+        "--reauth-time", type=float, default=0.0, help="reauthenticate the IKE SA this often"
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
     failed, unborn = {}, []
     for seed in range(args.seeds):
-        problem = one_run(seed, args.loss, args.duplicate, args.reorder, args.retransmit_limit)
+        problem = one_run(
+            seed, args.loss, args.duplicate, args.reorder, args.retransmit_limit, args.reauth_time
+        )
         if problem == NEVER_ESTABLISHED:
             unborn.append(seed)
             print(f"seed {seed}: {problem}")
@@ -91,6 +101,7 @@ def main() -> None:
     result = {
         "runs": args.seeds,
         "retransmit_limit": args.retransmit_limit,
+        "reauth_time": args.reauth_time,
         "inconsistent": len(failed),
         "seeds": sorted(failed),
         "never_established": unborn,
