@@ -276,7 +276,14 @@ def select_proposal(
     skipped. skip_ke=True ignores KE transforms (the child SA of IKE_AUTH, RFC 7296 §1.2).
     """
     offer = tuple((p.protocol, p.transforms) for p in offered)
-    found = _choose(offer, tuple(ours), protocol, supported, skip_ke)
+    # the offer comes unauthenticated (IKE_SA_INIT): cache only offers of a usual size, so
+    # a peer cannot park large ones in memory
+    choose = (
+        _choose
+        if sum(len(p.transforms) for p in offered) <= CACHED_OFFER_SIZE
+        else _choose_uncached
+    )
+    found = choose(offer, tuple(ours), protocol, supported, skip_ke)
     if found is None:
         return None
     index, chosen = found
@@ -284,8 +291,10 @@ def select_proposal(
     return Proposal(proposal.number, proposal.protocol, proposal.spi, chosen)
 
 
-@functools.lru_cache(maxsize=512)
-def _choose(
+CACHED_OFFER_SIZE = 64  # transforms; strongSwan's default IKE offer has ~40
+
+
+def _choose_uncached(
     offer: tuple[tuple[int, tuple[Transform, ...]], ...],
     ours: tuple[ProposalSpec, ...],
     protocol: ProtocolId,
@@ -309,6 +318,9 @@ def _choose(
             if chosen is not None:
                 return index, tuple(chosen)
     return None
+
+
+_choose = functools.lru_cache(maxsize=512)(_choose_uncached)
 
 
 def select_or_raise(

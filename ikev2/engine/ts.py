@@ -116,11 +116,15 @@ def intersect_all(
     Empty intersections are dropped, and so is a result lying inside another result: e.g. the
     specific-packet selector an initiator puts first (§2.9) when a wider one of its list is kept.
     """
+    if len(proposed) > CACHED_SELECTORS:  # a peer's unusually long list: not kept
+        return _intersect_all_uncached(tuple(proposed), tuple(allowed))
     return _intersect_all(tuple(proposed), tuple(allowed))
 
 
-@functools.lru_cache(maxsize=1024)
-def _intersect_all(
+CACHED_SELECTORS = 16
+
+
+def _intersect_all_uncached(
     proposed: tuple[Selector, ...], allowed: tuple[Selector, ...]
 ) -> tuple[TrafficSelector, ...]:
     """intersect_all, cached: the peers of a connection propose the same few selector lists."""
@@ -137,6 +141,9 @@ def _intersect_all(
         for piece in pieces
         if not any(other != piece and contains(other, piece) for other in pieces)
     )
+
+
+_intersect_all = functools.lru_cache(maxsize=1024)(_intersect_all_uncached)
 
 
 def narrow(

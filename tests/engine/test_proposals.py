@@ -195,6 +195,21 @@ def test_a_repeated_offer_keeps_its_own_spi_and_number() -> None:
     assert select_proposal(first, ours, ESP, lambda t, i, k: t != ENCR) is None
 
 
+def test_only_offers_of_a_usual_size_are_cached() -> None:
+    """An unauthenticated peer cannot park large offers in the choice cache."""
+    from ikev2.engine import proposals
+
+    ours = ike("aes256gcm16-prfsha384-x25519")
+    big = offer(*["aes128-sha1-modp2048"] * 20, "aes256gcm16-prfsha384-x25519")
+    assert sum(len(p.transforms) for p in big) > proposals.CACHED_OFFER_SIZE
+    proposals._choose.cache_clear()
+    chosen = select_proposal(big, ours, IKE, everything)
+    assert chosen is not None and chosen.number == 21
+    assert proposals._choose.cache_info().currsize == 0
+    select_proposal(big[-1:], ours, IKE, everything)
+    assert proposals._choose.cache_info().currsize == 1
+
+
 def test_no_match_returns_none_and_select_or_raise_raises() -> None:
     peer = offer("aes128-sha1-modp2048")
     ours = ike("aes256gcm16-prfsha384-x25519")
