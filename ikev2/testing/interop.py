@@ -4,7 +4,9 @@ which is how the harness tests itself.
 
 Identity: our side is always "moon", strongSwan "sun" (fixtures/pki certificates). Position: the
 initiator sits on the LEFT of the topology (behind the NAT in NAT topologies), the responder on
-the RIGHT; the left's inner network is 10.1.0.0/24, the right's 10.2.0.0/24.
+the RIGHT; the left's inner network is 10.1.0.0/24, the right's 10.2.0.0/24 (Spec.nets changes
+them, e.g. to the IPv6 LEFT_NET6/RIGHT_NET6; a comma-separated value is a list of selectors).
+The outer address family is the topology's (Topology.pair(family=6)).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from .topology import Topology
 REPO = Path(__file__).resolve().parents[2]
 PKI = REPO / "fixtures" / "pki"
 LEFT_NET, RIGHT_NET = "10.1.0.0/24", "10.2.0.0/24"
+LEFT_NET6, RIGHT_NET6 = "fd00:10::/64", "fd00:20::/64"
 OURS_INITIATOR, OURS_RESPONDER = "ours-initiator", "ours-responder"
 ROLES = (OURS_INITIATOR, OURS_RESPONDER)
 PSK = "interop-psk-0123456789abcdef"
@@ -99,6 +102,8 @@ class Spec:
     # our retransmission schedule: (timeout seconds, base, tries); None = the defaults
     ours_retransmit: tuple[float, float, int] | None = None
     extra_ss: dict[str, ConfValue] = field(default_factory=dict)
+    # the inner networks (left, right); "a,b" is a list of selectors (e.g. mixed families)
+    nets: tuple[str, str] = (LEFT_NET, RIGHT_NET)
 
     def with_(self, **changes: Any) -> Spec:
         return replace(self, **changes)
@@ -127,20 +132,23 @@ class Spec:
         return ca_of(self.chain_name(who))
 
 
-def positions(topo: Topology, ours_initiates: bool) -> dict[str, Any]:
+def positions(
+    topo: Topology, ours_initiates: bool, nets: tuple[str, str] = (LEFT_NET, RIGHT_NET)
+) -> dict[str, Any]:
     """Addresses and inner networks of ours and strongSwan for a role."""
     left_remote = topo.right.addr
     right_remote = topo.public_left
+    left_net, right_net = nets
     if ours_initiates:
         return {
             "ours_ns": topo.left.ns, "ours_addr": topo.left.addr, "ours_peer": left_remote,
             "ss_ns": topo.right.ns, "ss_addr": topo.right.addr, "ss_peer": right_remote,
-            "ours_net": LEFT_NET, "ss_net": RIGHT_NET,
+            "ours_net": left_net, "ss_net": right_net,
         }  # fmt: skip
     return {
         "ours_ns": topo.right.ns, "ours_addr": topo.right.addr, "ours_peer": right_remote,
         "ss_ns": topo.left.ns, "ss_addr": topo.left.addr, "ss_peer": left_remote,
-        "ours_net": RIGHT_NET, "ss_net": LEFT_NET,
+        "ours_net": right_net, "ss_net": left_net,
     }  # fmt: skip
 
 
@@ -236,8 +244,8 @@ def ours_config(
     for child in spec.children:
         lts, rts = _ts(child, "ours", initiator, local_net, remote_net)
         entry: dict[str, Any] = {
-            "local_ts": [lts],
-            "remote_ts": [rts],
+            "local_ts": lts.split(","),
+            "remote_ts": rts.split(","),
             "mode": child.mode,
             f"{child.proto}_proposals": list(child.ours_proposals),
             "start_action": "none",
@@ -322,7 +330,7 @@ class Peers:
         self.role = role
         self.ours_initiates = role == OURS_INITIATOR
         self.real_kernel = real_kernel
-        pos = positions(topo, self.ours_initiates)
+        pos = positions(topo, self.ours_initiates, spec.nets)
         self.pos = pos
         extra = dict(spec.extra_ss)
         extra.update(ss_extra or {})

@@ -9,6 +9,10 @@ Two-peer layout (`Topology.pair()`):
 
     left (10.99.0.1/24, veth)  <--->  right (10.99.0.2/24, veth)
 
+`Topology.pair(family=6)`: the same with IPv6 outer addresses (no DAD, usable at once):
+
+    left (fd00:99::1/64, veth)  <--->  right (fd00:99::2/64, veth)
+
 NAT layout (`Topology.nat()`), the left peer is behind the NAT:
 
     left 10.98.1.2/24 --- 10.98.1.1 [nat] 10.98.2.1 --- 10.98.2.2/24 right
@@ -24,6 +28,8 @@ import uuid
 from dataclasses import dataclass, field
 
 DROP_TABLE = "ikev2drop"
+# Topology.pair(): (left, right, prefix length) per outer address family
+PAIR_ADDRS = {4: ("10.99.0.1", "10.99.0.2", 24), 6: ("fd00:99::1", "fd00:99::2", 64)}
 
 
 class TopologyError(RuntimeError):
@@ -87,23 +93,34 @@ class Topology:
 
     @staticmethod
     def _addr(ns: str, dev: str, cidr: str) -> None:
-        sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev)
+        # IPv6: nodad, or the address stays "tentative" (unbindable) for a second or two
+        extra = ("nodad",) if ":" in cidr else ()
+        sh("ip", "-n", ns, "addr", "add", cidr, "dev", dev, *extra)
         sh("ip", "-n", ns, "link", "set", dev, "up")
 
     @classmethod
-    def pair(cls, prefix: str = "iop") -> Topology:
+    def pair(cls, prefix: str = "iop", family: int = 4) -> Topology:
+        """Two namespaces on a veth; family 4 (10.99.0.1/.2) or 6 (fd00:99::1/::2)."""
+        if family not in (4, 6):
+            raise ValueError(f"family must be 4 or 6, not {family!r}")
+        left_addr, right_addr, plen = PAIR_ADDRS[family]
         made: list[str] = []
         try:
             left = cls._new_ns(prefix, "l", made)
             right = cls._new_ns(prefix, "r", made)
             cls._veth(left, "vl", right, "vr")
-            cls._addr(left, "vl", "10.99.0.1/24")
-            cls._addr(right, "vr", "10.99.0.2/24")
+            cls._addr(left, "vl", f"{left_addr}/{plen}")
+            cls._addr(right, "vr", f"{right_addr}/{plen}")
         except BaseException:
             for ns in made:
                 sh("ip", "netns", "del", ns, check=False)
             raise
-        return cls(Peer(left, "10.99.0.1", "vl"), Peer(right, "10.99.0.2", "vr"), None, made)
+        return cls(Peer(left, left_addr, "vl"), Peer(right, right_addr, "vr"), None, made)
+
+    @property
+    def family(self) -> int:
+        """4 or 6: the outer (IKE and ESP) address family."""
+        return 6 if ":" in self.left.addr else 4
 
     @classmethod
     def nat(cls, prefix: str = "iopn") -> Topology:
@@ -148,7 +165,8 @@ class Topology:
 
     def add_lo_address(self, ns: str, cidr: str) -> None:
         """An address on lo (kernel-libipsec needs a local address inside its selectors)."""
-        sh("ip", "-n", ns, "addr", "add", cidr, "dev", "lo")
+        extra = ("nodad",) if ":" in cidr else ()
+        sh("ip", "-n", ns, "addr", "add", cidr, "dev", "lo", *extra)
 
     def nat_masquerade_hits(self) -> int:
         """Packets the NAT's masquerade rule has rewritten so far."""

@@ -50,17 +50,40 @@ def host_gate() -> None:
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Topology]:
     """Two namespaces on a veth (10.99.0.1 left, 10.99.0.2 right) for a whole module, with
-    10.1.0.1 on the left's lo and 10.2.0.1 on the right's (libipsec wants a local address
-    inside its selectors)."""
+    10.1.0.1 (and .129, fd00:10::1) on the left's lo and 10.2.0.1 (.129, fd00:20::1) on the
+    right's (libipsec wants a local address inside its selectors)."""
     gate_host()
     topo = Topology.pair()
     try:
-        for ns, net in ((topo.left.ns, "10.1.0"), (topo.right.ns, "10.2.0")):
-            topo.add_lo_address(ns, f"{net}.1/32")
-            topo.add_lo_address(ns, f"{net}.129/32")
+        _inner_addresses(topo)
         yield topo
     finally:
         topo.close()
+
+
+@pytest.fixture(scope="module")
+def pair6() -> Iterator[Topology]:
+    """Two namespaces on a veth with IPv6 outer addresses (fd00:99::1 left, fd00:99::2 right),
+    with the IPv4 and IPv6 inner addresses on lo: 10.1.0.1 and fd00:10::1 left, 10.2.0.1 and
+    fd00:20::1 right."""
+    gate_host()
+    topo = Topology.pair("iop6", family=6)
+    try:
+        _inner_addresses(topo)
+        yield topo
+    finally:
+        topo.close()
+
+
+def _inner_addresses(topo: Topology) -> None:
+    """libipsec wants a local address inside its selectors: one per family and side."""
+    for ns, net, net6 in (
+        (topo.left.ns, "10.1.0", "fd00:10::"),
+        (topo.right.ns, "10.2.0", "fd00:20::"),
+    ):
+        topo.add_lo_address(ns, f"{net}.1/32")
+        topo.add_lo_address(ns, f"{net}.129/32")
+        topo.add_lo_address(ns, f"{net6}1/128")
 
 
 @pytest.fixture(scope="module")
