@@ -14,6 +14,7 @@ cleartext echo was seen, and after `down` no state is left in either kernel.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import signal
@@ -28,7 +29,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, when run by path
 
-from ikev2.testing.interop import OURS_INITIATOR, OURS_RESPONDER, ChildSpec, Peers, Spec
+from ikev2.testing.interop import (
+    LEFT_NET6,
+    OURS_INITIATOR,
+    OURS_RESPONDER,
+    RIGHT_NET6,
+    ChildSpec,
+    Peers,
+    Spec,
+)
 from ikev2.testing.topology import Topology, sh
 
 
@@ -38,6 +47,7 @@ class GuestScenario:
     role: str
     spec: Spec
     nat: bool = False
+    family: int = 4  # the outer addresses (4: 10.99.0.1/.2, 6: fd00:99::1/::2)
 
     @property
     def key(self) -> str:
@@ -88,6 +98,19 @@ SCENARIOS = (
         Spec("g7", children=_child("tunnel", "esp", "aes256gcm16")),
         nat=True,
     ),
+    # IPv6 outside and inside: fd00:99::1 <-> fd00:99::2 carrying fd00:10::/64 <-> fd00:20::/64
+    GuestScenario(
+        "ipv6-psk-esp-aes256gcm16-tunnel",
+        OURS_INITIATOR,
+        Spec("g8", nets=(LEFT_NET6, RIGHT_NET6), children=_child("tunnel", "esp", "aes256gcm16")),
+        family=6,
+    ),
+    GuestScenario(
+        "ipv6-psk-esp-aes256gcm16-tunnel",
+        OURS_RESPONDER,
+        Spec("g8", nets=(LEFT_NET6, RIGHT_NET6), children=_child("tunnel", "esp", "aes256gcm16")),
+        family=6,
+    ),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
 
@@ -96,15 +119,21 @@ SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
 
 
 def xfrm_states(ns: str) -> dict[str, dict[str, Any]]:
-    """`ip -s xfrm state` in ns: SPI (8 hex) -> {proto, mode, keys: [alg=hex], packets, encap}."""
+    """`ip -s xfrm state` in ns: SPI (8 hex) -> {proto, mode, keys: [alg=hex], packets, encap,
+    src, dst}."""
     out = sh("ip", "-n", ns, "-s", "xfrm", "state").stdout
     states: dict[str, dict[str, Any]] = {}
     current: dict[str, Any] | None = None
+    outer = ("", "")
     for line in out.splitlines():
+        a = re.match(r"src (\S+) dst (\S+)", line)
+        if a:
+            outer = (a.group(1), a.group(2))
+            continue
         m = re.match(r"\s*proto (\w+) spi 0x([0-9a-f]+)\S* .*mode (\w+)", line)
         if m:
             current = {"proto": m.group(1), "mode": m.group(3), "keys": [], "packets": 0}
-            current["encap"] = False
+            current.update(encap=False, src=outer[0], dst=outer[1])
             states[m.group(2).rjust(8, "0")] = current
             continue
         if current is None:
@@ -130,7 +159,7 @@ class Sniffer:
         self.handle = open(out, "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-n", "-l", "-U", "-Q", "out",
-             "esp or ah or icmp or udp port 4500"],
+             "esp or ah or icmp or icmp6 or udp port 4500"],
             stdout=self.handle, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         time.sleep(0.7)  # tcpdump is slow to attach under TCG
@@ -152,7 +181,7 @@ class Sniffer:
                 counts["ah"] += 1
             elif "ESP(spi" in line:
                 counts["esp"] += 1
-            elif "ICMP echo" in line:
+            elif "ICMP echo" in line or "ICMP6, echo" in line:
                 counts["cleartext_echo"] += 1
         return counts
 
@@ -182,11 +211,16 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
     def phase(name: str) -> None:
         phases[name] = round(time.monotonic() - t0, 1)
 
-    topo = Topology.nat("g") if scenario.nat else Topology.pair("g")
+    topo = Topology.nat("g") if scenario.nat else Topology.pair("g", family=scenario.family)
     peers: Peers | None = None
+    left_net, right_net = scenario.spec.nets
+    # the first address of each inner network, on lo: 10.1.0.1 / fd00:10::1 and so on
+    left_host = str(ipaddress.ip_network(left_net)[1])
+    right_host = str(ipaddress.ip_network(right_net)[1])
+    host_len = ipaddress.ip_network(left_net).max_prefixlen
     try:
-        topo.add_lo_address(topo.left.ns, "10.1.0.1/32")
-        topo.add_lo_address(topo.right.ns, "10.2.0.1/32")
+        topo.add_lo_address(topo.left.ns, f"{left_host}/{host_len}")
+        topo.add_lo_address(topo.right.ns, f"{right_host}/{host_len}")
         peers = Peers(scenario.spec, topo, scenario.role, workdir, real_kernel=True).start()
         phase("started")
         peers.establish(timeout=60)
@@ -200,11 +234,11 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
         if tunnel:  # the inner networks are routed towards the peer; XFRM policies pick them up
             left_gw = topo.left.gateway or topo.right.addr
             right_gw = "10.98.2.1" if scenario.nat else topo.left.addr
-            sh("ip", "-n", topo.left.ns, "route", "replace", "10.2.0.0/24", "via", left_gw,
-               "src", "10.1.0.1")  # fmt: skip
-            sh("ip", "-n", topo.right.ns, "route", "replace", "10.1.0.0/24", "via", right_gw,
-               "src", "10.2.0.1")  # fmt: skip
-            source, target = "10.1.0.1", "10.2.0.1"
+            sh("ip", "-n", topo.left.ns, "route", "replace", right_net, "via", left_gw,
+               "src", left_host)  # fmt: skip
+            sh("ip", "-n", topo.right.ns, "route", "replace", left_net, "via", right_gw,
+               "src", right_host)  # fmt: skip
+            source, target = left_host, right_host
         else:
             source, target = topo.left.addr, topo.right.addr
         sniffers = [
@@ -256,6 +290,13 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
             if checks["kernel_states_both_sides"]
             else False
         )
+        if scenario.family == 6:  # both kernels' SAs run between the IPv6 outer addresses
+            ends = {topo.left.addr, topo.right.addr}
+            checks["kernel_outer_ipv6"] = checks["kernel_states_both_sides"] and all(
+                {states[s]["src"], states[s]["dst"]} == ends
+                for states in (ours_states, ss_states)
+                for s in spis
+            )
         if scenario.nat:
             checks["nat_encap"] = all(ours_states[s]["encap"] for s in spis if s in ours_states)
         phase("kernel-checked")
