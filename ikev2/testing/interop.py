@@ -40,6 +40,7 @@ CHAIN_OU = {
     "untrusted": "Untrusted",
 }
 IP_ID = {"moon": "192.0.2.1", "sun": "192.0.2.2"}
+IP6_ID = {"moon": "2001:db8::1", "sun": "2001:db8::2"}
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ class Spec:
     name: str
     auth: str = "psk"  # psk | ecdsa | rsa | ed25519 | rsa4096 (moon) ...
     sun_auth: str | None = None  # strongSwan's chain when it differs from moon's
-    id_kind: str = "fqdn"  # fqdn | ip | dn
+    id_kind: str = "fqdn"  # fqdn | ip | ip6 | dn
     ours_ike: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
     ss_ike: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
     children: tuple[ChildSpec, ...] = (ChildSpec(),)
@@ -104,6 +105,7 @@ class Spec:
     extra_ss: dict[str, ConfValue] = field(default_factory=dict)
     # the inner networks (left, right); "a,b" is a list of selectors (e.g. mixed families)
     nets: tuple[str, str] = (LEFT_NET, RIGHT_NET)
+    ours_wildcard: bool = False  # our daemon listens on its defaults (0.0.0.0 and ::, PKTINFO)
 
     def with_(self, **changes: Any) -> Spec:
         return replace(self, **changes)
@@ -120,6 +122,8 @@ class Spec:
     def identity(self, who: str) -> str:
         if self.id_kind == "ip":
             return IP_ID[who]
+        if self.id_kind == "ip6":
+            return IP6_ID[who]
         if self.id_kind == "dn":
             ou = CHAIN_OU.get(self.chain_name(who), "PSK")
             return f"C=CH, O=ikev2 test, OU={ou}, CN={who}.ikev2.test"
@@ -296,8 +300,11 @@ def ours_config(
         "remote": remote,
         "children": children,
     }
+    daemon: dict[str, Any] = {"port": 500, "nat_port": 4500}
+    if not spec.ours_wildcard:
+        daemon["addresses"] = [local_addr]
     tree: dict[str, Any] = {
-        "daemon": {"addresses": [local_addr], "port": 500, "nat_port": 4500},
+        "daemon": daemon,
         "connections": {spec.name: conn},
     }
     if spec.auth == "psk":

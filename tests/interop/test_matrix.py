@@ -190,15 +190,27 @@ def test_two_children(role: str, pair: Topology, peers: PeersFactory) -> None:
 
 # --- IPv6 ----------------------------------------------------------------------------------------
 
+V6 = (LEFT_NET6, RIGHT_NET6)
 # (outer family, Spec): the outer family picks the topology (pair6: fd00:99::1 <-> fd00:99::2)
 IPV6_SPECS = [
-    (6, Spec("v6-in-v6", nets=(LEFT_NET6, RIGHT_NET6))),
+    (6, Spec("v6-in-v6", nets=V6)),
     (6, Spec("v4-in-v6", nets=(LEFT_NET, RIGHT_NET))),
-    (4, Spec("v6-in-v4", nets=(LEFT_NET6, RIGHT_NET6))),
+    (4, Spec("v6-in-v4", nets=V6)),
     # one child with an IPv4 and an IPv6 selector on each side (RFC 7296 §2.9: a TS payload
     # may hold several selectors of different families)
     (4, Spec("mixed-in-v4", nets=(f"{LEFT_NET},{LEFT_NET6}", f"{RIGHT_NET},{RIGHT_NET6}"))),
     (6, Spec("mixed-in-v6", nets=(f"{LEFT_NET},{LEFT_NET6}", f"{RIGHT_NET},{RIGHT_NET6}"))),
+    # strongSwan proposes the /48s, we accept only the /64s: both end with the /64s
+    (
+        6,
+        Spec(
+            "v6-narrowing", nets=V6, children=(ChildSpec(ss_ts=("fd00:10::/48", "fd00:20::/48")),)
+        ),
+    ),
+    # ID_IPV6_ADDR identities (2001:db8::1 ours, 2001:db8::2 strongSwan's)
+    (6, Spec("v6-ip6-ids", id_kind="ip6", nets=V6)),
+    # our daemon on its default wildcard sockets (:: with IPV6_PKTINFO picks the source)
+    (6, Spec("v6-wildcard-bind", nets=V6, ours_wildcard=True)),
 ]
 
 
@@ -214,7 +226,7 @@ def test_ipv6(
     assert topo.family == family
     p = peers(spec, topo, role)
     p.establish()
-    mine, theirs = p.ike_pair()
+    mine, theirs = p.ike_pair()  # also checks both sides' IDs
     assert theirs.local_host == p.pos["ss_addr"] and theirs.remote_host == p.pos["ours_addr"]
     assert _host(mine["local"]) == p.pos["ours_addr"], mine["local"]
     assert _host(mine["remote"]) == p.pos["ss_addr"], mine["remote"]
@@ -239,6 +251,43 @@ def test_ipv6(
     assert sorted(child["local_ts"]) == sorted(p.pos["ours_net"].split(",")), child
     assert sorted(child["remote_ts"]) == sorted(p.pos["ss_net"].split(",")), child
     assert sorted(twin.local_ts) == sorted(p.pos["ss_net"].split(",")), twin
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_ipv6_lifecycle(role: str, pair6: Topology, peers: PeersFactory) -> None:
+    """Over IPv6 outside and inside, `role`'s rekeying side (ours-initiator: ours,
+    ours-responder: strongSwan) rekeys the IKE SA, then the child, then deletes the IKE SA."""
+    p = peers(Spec("v6-lifecycle", nets=V6), pair6, role)
+    p.establish()
+    mine, _ = _one_child(p)
+    old_ike = (mine["spi_i"], mine["spi_r"])
+    if role == OURS_INITIATOR:
+        done = p.ours.cli("rekey", str(mine["id"]))
+        assert done.ok, done.output
+    else:
+        assert p.ss.rekey(ike="v6-lifecycle").ok
+    p.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old_ike
+                    and sas[0]["state"].upper() == "ESTABLISHED", timeout=10)  # fmt: skip
+    p.ss.wait_for(lambda sas: len(sas) == 1, timeout=10)
+    p.check_children(expected=1)
+    mine, _ = _one_child(p)
+    old_in = mine["children"][0]["spi_in"]
+    if role == OURS_INITIATOR:
+        done = p.ours.cli("rekey", str(mine["id"]), "--child", old_in)
+        assert done.ok, done.output
+    else:
+        assert p.ss.rekey(child="net").ok
+    p.ours.wait_for(lambda sas: bool(sas) and [c["spi_in"] for c in sas[0]["children"]]
+                    not in ([], [old_in]), timeout=10)  # fmt: skip
+    p.ss.wait_for(lambda sas: len(sas[0].installed_children) == 1, timeout=10)
+    ((child, _),) = p.check_children(expected=1)
+    assert child["spi_in"] != old_in and child["local_ts"] == [p.pos["ours_net"]]
+    if role == OURS_INITIATOR:
+        done = p.ours.down("v6-lifecycle")
+        assert done.ok, done.output
+    else:
+        assert p.ss.terminate(ike="v6-lifecycle").ok
+    p.nothing_left()
 
 
 def _host(endpoint: str) -> str:
