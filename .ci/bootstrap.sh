@@ -26,7 +26,7 @@ fi
 stamp=.venv/.ikev2-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[dev]"
+  .venv/bin/pip install -q -e ".[dev,fast]"  # fast: uvloop, so its event loop is tested too
   touch "$stamp"
 fi
 export PATH="$repo/.venv/bin:$PATH"

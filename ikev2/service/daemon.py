@@ -143,7 +143,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, lambda: None)
         self.driver.start_keepalives()
         self._install_traps()
-        ready = f"ikev2: listening on {self.transport.describe()}"
+        loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+        ready = f"ikev2: listening on {self.transport.describe()} ({loop_name} event loop)"
         if self.channel is not None:  # the supervisor writes the one ready line
             self.channel.send({"event": "ready", "listening": self.transport.describe()})
         elif LEVELS.get(settings.log_level, 20) <= 20:

@@ -140,11 +140,18 @@ class Supervisor:
         self.closing = False
         self.code = 0
         self.control: ControlServer | None = None
+        self.pidfds: dict[int, int] = {}  # pid -> pidfd, while the worker lives
 
     # --- lifecycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        # a pidfd per worker becomes readable when it exits: works on asyncio and uvloop alike
+        # (uvloop keeps SIGCHLD for itself)
+        for pid in list(self.pids):
+            with contextlib.suppress(ProcessLookupError):
+                fd = os.pidfd_open(pid)
+                self.pidfds[pid] = fd
+                loop.add_reader(fd, self._reap)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
@@ -193,6 +200,10 @@ class Supervisor:
             if pid == 0:
                 break
             index = self.pids.pop(pid, None)
+            fd = self.pidfds.pop(pid, None)
+            if fd is not None:
+                asyncio.get_running_loop().remove_reader(fd)
+                os.close(fd)
             if index is None:
                 continue
             code = os.waitstatus_to_exitcode(status)

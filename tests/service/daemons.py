@@ -111,6 +111,7 @@ class Daemon:
     control: str
     log: Path
     args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)  # added to the daemon's environment
     process: asyncio.subprocess.Process | None = None
     _log_file: Any = field(default=None, repr=False)
 
@@ -119,6 +120,7 @@ class Daemon:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ikev2.cli", "daemon", "--config", str(self.config),
             *self.args, stdout=self._log_file, stderr=self._log_file,
+            env={**os.environ, **self.env},
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -181,7 +183,9 @@ class Pair:
 
 @contextlib.asynccontextmanager
 async def daemon_pair(
-    moon_args: tuple[str, ...] = (), names: tuple[str, ...] = ("net",)
+    moon_args: tuple[str, ...] = (),
+    names: tuple[str, ...] = ("net",),
+    moon_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Pair]:
     workdir = Path(tempfile.mkdtemp(prefix="ikev2t-"))
     port = free_port_pair()
@@ -190,7 +194,8 @@ async def daemon_pair(
         control = str(workdir / f"{side}.sock")
         config = workdir / f"{side}.toml"
         config.write_text(side_config(side, port, control, names=names))
-        daemons[side] = Daemon(side, config, control, workdir / f"{side}.log", args)
+        env = (moon_env or {}) if side == "moon" else {}
+        daemons[side] = Daemon(side, config, control, workdir / f"{side}.log", args, env)
     try:
         await daemons["sun"].start()
         await daemons["moon"].start()

@@ -6,6 +6,8 @@ checks both sides' `list-sas --json`.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import signal
 
@@ -62,6 +64,20 @@ async def test_up_list_down_between_two_daemons() -> None:
 
 async def _empty(daemon) -> bool:  # type: ignore[no-untyped-def]
     return await daemon.sas() == []
+
+
+async def test_uvloop_when_installed_and_plain_asyncio_both_negotiate() -> None:
+    """The optional uvloop extra (pip install .[fast]) and plain asyncio interoperate: sun runs
+    whichever is installed, moon is forced onto asyncio (IKEV2_NO_UVLOOP)."""
+    async with daemon_pair(moon_env={"IKEV2_NO_UVLOOP": "1"}) as pair:
+        assert "(asyncio event loop)" in pair.moon.log.read_text()
+        uvloop = importlib.util.find_spec("uvloop") and not os.environ.get("IKEV2_NO_UVLOOP")
+        sun_loop = "uvloop" if uvloop else "asyncio"
+        assert f"({sun_loop} event loop)" in pair.sun.log.read_text()
+        code, _out, err = await pair.moon.cli("up", "net")
+        assert code == 0, err
+        [sa] = await pair.sun.sas()
+        assert sa["state"] == "established" and len(sa["children"]) == 1
 
 
 async def test_up_of_unknown_connection_and_down_of_nothing_fail_clearly() -> None:
