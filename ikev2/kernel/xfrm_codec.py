@@ -143,8 +143,13 @@ def usersa_info_fields(spec: SaSpec) -> dict[str, Any]:
     """struct xfrm_usersa_info of an SA spec (XFRM_MSG_NEWSA / UPDSA body)."""
     family = FAMILY_OF_VERSION[spec.dst.version]
     use_esn_attr = spec.esn or spec.replay_window > 32
+    # a tunnel SA without a selector carries any inner family (4-in-6, 6-in-4, a child with
+    # selectors of both): an AF_UNSPEC selector, kept so by XFRM_STATE_AF_UNSPEC (else the
+    # kernel gives it the outer family and drops other-family packets: XfrmInStateMismatch,
+    # XfrmOutNoStates). strongSwan does the same.
+    any_family = spec.mode == Mode.TUNNEL and spec.selector is None
     return dict(
-        sel=selector_fields(spec.selector, family),
+        sel=selector_fields(spec.selector, socket.AF_UNSPEC if any_family else family),
         id=dict(daddr=pack_addr(spec.dst), spi=spec.spi, proto=int(spec.proto)),
         saddr=pack_addr(spec.src),
         lft=lifetime_fields(spec.lifetime),
@@ -155,7 +160,9 @@ def usersa_info_fields(spec: SaSpec) -> dict[str, Any]:
         family=family,
         mode=int(spec.mode),
         replay_window=0 if use_esn_attr else spec.replay_window,
-        flags=(s.XFRM_STATE_ESN if spec.esn else 0) | _align4(spec, family),
+        flags=(s.XFRM_STATE_ESN if spec.esn else 0)
+        | (s.XFRM_STATE_AF_UNSPEC if any_family else 0)
+        | _align4(spec, family),
     )
 
 

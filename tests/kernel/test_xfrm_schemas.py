@@ -159,7 +159,7 @@ def test_sa_encoding_round_trip() -> None:
     body = codec.encode_sa(SPEC)
     info = s.xfrm_usersa_info.parse(body[:224])
     assert (info.id.spi, info.id.proto, info.reqid, info.mode) == (0xC0FFEE01, 50, 0x1E0001, 1)
-    assert info.flags == s.XFRM_STATE_ESN and info.replay_window == 0
+    assert info.flags == s.XFRM_STATE_ESN | s.XFRM_STATE_AF_UNSPEC and info.replay_window == 0
     assert info.lft.hard_add_expires_seconds == 3600 and info.lft.hard_byte_limit == 10**9
     assert info.lft.soft_packet_limit == s.XFRM_INF
     attrs = parse_attrs(body[224:], "test")
@@ -172,6 +172,40 @@ def test_sa_encoding_round_trip() -> None:
     assert (parsed.src, parsed.dst, parsed.spi, parsed.proto) == (SPEC.src, SPEC.dst, SPEC.spi, 50)
     assert parsed.algorithm == "cbc(aes)+hmac(sha256)" == SPEC.algorithm
     assert (parsed.encap, parsed.mark, parsed.if_id) == ((4500, 4500), Mark(0x42, 0xFF), 7)
+
+
+@pytest.mark.parametrize(
+    ("mode", "selector", "sel_family", "af_unspec"),
+    [
+        # tunnel, no selector: any inner family (6-in-4, 4-in-6, both in one child)
+        (Mode.TUNNEL, None, socket.AF_UNSPEC, True),
+        (Mode.TRANSPORT, None, socket.AF_INET6, False),
+        (
+            Mode.TUNNEL,
+            Selector(ip_network("10.1.0.0/24"), ip_network("10.2.0.0/24")),
+            socket.AF_INET,
+            False,
+        ),
+    ],
+)
+def test_sa_selector_family(
+    mode: Mode, selector: Selector | None, sel_family: int, af_unspec: bool
+) -> None:
+    """A tunnel SA over IPv6 must not carry an IPv6 "any" selector: the kernel would drop the
+    IPv4 packets it decapsulates (XfrmInStateMismatch) and never pick it for IPv4 output."""
+    spec = SaSpec(
+        ip_address("fd00:99::1"),
+        ip_address("fd00:99::2"),
+        0x1000,
+        IpProto.ESP,
+        mode,
+        1,
+        aead=Aead("rfc4106(gcm(aes))", bytes(36), 128),
+        selector=selector,
+    )
+    info = s.xfrm_usersa_info.parse(codec.encode_sa(spec)[:224])
+    assert info.family == socket.AF_INET6 and info.sel.family == sel_family
+    assert bool(info.flags & s.XFRM_STATE_AF_UNSPEC) == af_unspec
 
 
 def test_aead_sa_key_length_in_bits() -> None:
