@@ -30,9 +30,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, when run by path
 
 from ikev2.testing.interop import (
+    LEFT_NET,
     LEFT_NET6,
     OURS_INITIATOR,
     OURS_RESPONDER,
+    RIGHT_NET,
     RIGHT_NET6,
     ChildSpec,
     Peers,
@@ -58,6 +60,15 @@ def _child(mode: str, proto: str, proposal: str) -> tuple[ChildSpec, ...]:
     return (
         ChildSpec(mode=mode, proto=proto, ours_proposals=(proposal,), ss_proposals=(proposal,)),
     )
+
+
+V4 = (LEFT_NET, RIGHT_NET)
+V6 = (LEFT_NET6, RIGHT_NET6)
+MIXED = (f"{LEFT_NET},{LEFT_NET6}", f"{RIGHT_NET},{RIGHT_NET6}")
+
+
+def _v6_spec(nets: tuple[str, str]) -> Spec:
+    return Spec("g8", nets=nets, children=_child("tunnel", "esp", "aes256gcm16"))
 
 
 SCENARIOS = (
@@ -99,18 +110,13 @@ SCENARIOS = (
         nat=True,
     ),
     # IPv6 outside and inside: fd00:99::1 <-> fd00:99::2 carrying fd00:10::/64 <-> fd00:20::/64
-    GuestScenario(
-        "ipv6-psk-esp-aes256gcm16-tunnel",
-        OURS_INITIATOR,
-        Spec("g8", nets=(LEFT_NET6, RIGHT_NET6), children=_child("tunnel", "esp", "aes256gcm16")),
-        family=6,
-    ),
-    GuestScenario(
-        "ipv6-psk-esp-aes256gcm16-tunnel",
-        OURS_RESPONDER,
-        Spec("g8", nets=(LEFT_NET6, RIGHT_NET6), children=_child("tunnel", "esp", "aes256gcm16")),
-        family=6,
-    ),
+    GuestScenario("v6-in-v6-psk-esp-aes256gcm16-tunnel", OURS_INITIATOR, _v6_spec(V6), family=6),
+    GuestScenario("v6-in-v6-psk-esp-aes256gcm16-tunnel", OURS_RESPONDER, _v6_spec(V6), family=6),
+    # the other family inside (the SAs' selectors must not be the outer family's), and one
+    # child with an IPv4 and an IPv6 selector per side (pings of both families)
+    GuestScenario("v6-in-v4-psk-esp-aes256gcm16-tunnel", OURS_INITIATOR, _v6_spec(V6)),
+    GuestScenario("v4-in-v6-psk-esp-aes256gcm16-tunnel", OURS_RESPONDER, _v6_spec(V4), family=6),
+    GuestScenario("mixed-in-v4-psk-esp-aes256gcm16-tunnel", OURS_INITIATOR, _v6_spec(MIXED)),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
 
@@ -213,14 +219,15 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
 
     topo = Topology.nat("g") if scenario.nat else Topology.pair("g", family=scenario.family)
     peers: Peers | None = None
-    left_net, right_net = scenario.spec.nets
-    # the first address of each inner network, on lo: 10.1.0.1 / fd00:10::1 and so on
-    left_host = str(ipaddress.ip_network(left_net)[1])
-    right_host = str(ipaddress.ip_network(right_net)[1])
-    host_len = ipaddress.ip_network(left_net).max_prefixlen
+    # (left, right) inner networks (several when Spec.nets lists several, e.g. both families),
+    # the first address of each on lo: 10.1.0.1 / fd00:10::1 and so on
+    inner = list(zip(*(n.split(",") for n in scenario.spec.nets), strict=True))
+    hosts = [tuple(str(ipaddress.ip_network(n)[1]) for n in pair) for pair in inner]
     try:
-        topo.add_lo_address(topo.left.ns, f"{left_host}/{host_len}")
-        topo.add_lo_address(topo.right.ns, f"{right_host}/{host_len}")
+        for (left_net, _), (left_host, right_host) in zip(inner, hosts, strict=True):
+            host_len = ipaddress.ip_network(left_net).max_prefixlen
+            topo.add_lo_address(topo.left.ns, f"{left_host}/{host_len}")
+            topo.add_lo_address(topo.right.ns, f"{right_host}/{host_len}")
         peers = Peers(scenario.spec, topo, scenario.role, workdir, real_kernel=True).start()
         phase("started")
         peers.establish(timeout=60)
@@ -234,26 +241,33 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
         if tunnel:  # the inner networks are routed towards the peer; XFRM policies pick them up
             left_gw = topo.left.gateway or topo.right.addr
             right_gw = "10.98.2.1" if scenario.nat else topo.left.addr
-            sh("ip", "-n", topo.left.ns, "route", "replace", right_net, "via", left_gw,
-               "src", left_host)  # fmt: skip
-            sh("ip", "-n", topo.right.ns, "route", "replace", left_net, "via", right_gw,
-               "src", right_host)  # fmt: skip
-            source, target = left_host, right_host
+            for (left_net, right_net), (left_host, right_host) in zip(inner, hosts, strict=True):
+                if ipaddress.ip_address(left_host).version == topo.family:
+                    left_via, right_via = ["via", left_gw], ["via", right_gw]
+                else:  # the other family inside: any route will do, the policy takes it
+                    left_via, right_via = ["dev", topo.left.dev], ["dev", topo.right.dev]
+                sh("ip", "-n", topo.left.ns, "route", "replace", right_net, *left_via,
+                   "src", left_host)  # fmt: skip
+                sh("ip", "-n", topo.right.ns, "route", "replace", left_net, *right_via,
+                   "src", right_host)  # fmt: skip
+            targets = hosts
         else:
-            source, target = topo.left.addr, topo.right.addr
+            targets = [(topo.left.addr, topo.right.addr)]
         sniffers = [
             Sniffer(topo.left.ns, topo.left.dev, workdir / "wire-left.txt"),
             Sniffer(topo.right.ns, topo.right.dev, workdir / "wire-right.txt"),
         ]
-        ping = sh("ip", "netns", "exec", topo.left.ns, "ping", "-c", "4", "-i", "0.3", "-W", "3",
-                  "-I", source, target, check=False)  # fmt: skip
+        pings = []
+        for source, target in targets:
+            pings.append(sh("ip", "netns", "exec", topo.left.ns, "ping", "-c", "4", "-i", "0.3",
+                            "-W", "3", "-I", source, target, check=False))  # fmt: skip
         phase("pinged")
         wire: dict[str, int] = {}
         for sniffer in sniffers:
             for kind, n in sniffer.stop().items():
                 wire[kind] = wire.get(kind, 0) + n
-        received = re.search(r"(\d+) received", ping.stdout)
-        checks["ping"] = received is not None and int(received.group(1)) >= 3
+        received = [re.search(r"(\d+) received", ping.stdout) for ping in pings]
+        checks["ping"] = all(r is not None and int(r.group(1)) >= 3 for r in received)
         if not checks["ping"]:  # what the kernels say about it
             for who, ns in (("ours", peers.ours.ns), ("strongswan", peers.ss.ns)):
                 stat = sh("ip", "netns", "exec", ns, "cat", "/proc/net/xfrm_stat").stdout
@@ -261,7 +275,7 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
                     ln for ln in stat.splitlines() if not ln.endswith(" 0")
                 ]
                 checks[f"_xfrm_{who}"] = sh("ip", "-n", ns, "-s", "xfrm", "state").stdout[-3000:]
-        checks["_ping"] = ping.stdout[-300:]
+        checks["_ping"] = [ping.stdout[-300:] for ping in pings]
         checks["_wire"] = wire
         proto = scenario.spec.children[0].proto
         if scenario.nat:
