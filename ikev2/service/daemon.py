@@ -17,7 +17,8 @@ With `[daemon] workers = N > 1` this class also runs each forked worker (a Worke
 workers.py is the supervisor): the kernel was chosen and flushed by the supervisor, sockets are
 bound with SO_REUSEPORT, SPIs and kernel reqids carry the worker's index, datagrams of another
 worker's IKE SA are handed to it (handoff.py), control requests come over the supervisor's
-channel instead of the control socket, and only worker 0 initiates (start_action, traps, `up`).
+channel instead of the control socket, and each connection is initiated (start_action, traps,
+`up`) by the worker of its peer's address (handoff.py), where that peer's IKE SAs live.
 """
 
 from __future__ import annotations
@@ -152,20 +153,24 @@ class Daemon:
                      connections=[c.name for c in self.config.engine.connections])  # fmt: skip
         else:  # the ready line is a contract: always one line, whatever the log level
             print(ready, file=sys.stderr, flush=True)
-        for name in self.config.connections_to_start() if self.initiates else ():
-            self._start(name)
+        for name in self.config.connections_to_start():
+            if self.initiates(name):
+                self._start(name)
         await self.stopping.wait()
         await self.shutdown()
         return 0
 
-    @property
-    def initiates(self) -> bool:
-        return self.role is None or self.role.initiates
+    def initiates(self, name: str) -> bool:
+        """Whether this process starts connection `name` (with workers: its owner only)."""
+        if self.role is None:
+            return True
+        conn = next((c for c in self.config.engine.connections if c.name == name), None)
+        return conn is not None and self.role.owns(conn)
 
     def _on_datagram(self, data: bytes, remote: Any, local: Any) -> None:
         assert self.driver is not None
         if self.role is not None:
-            owner = self.role.handoff.owner(data)
+            owner = self.role.handoff.owner(data, remote)
             if owner != self.role.index:  # another worker's IKE SA (handoff.py)
                 self.role.handoff.forward(owner, data, remote, local)
                 return
@@ -192,9 +197,9 @@ class Daemon:
 
     def _install_traps(self) -> None:
         assert self.driver is not None
-        if not self.initiates:  # policies are global: worker 0 holds the traps
-            return
         for index, (conn, child) in enumerate(self.config.trapped_children()):
+            if not self.initiates(conn.name):  # policies are global: the owner holds its traps
+                continue
             try:
                 reqid = self.driver.applier.install_trap(index, conn, child)
             except Exception as exc:
@@ -273,8 +278,8 @@ class Daemon:
         self.config = replace(fresh, daemon=self.config.daemon)
         self._install_traps()
         added = sorted(new - old)
-        for name in self.config.connections_to_start() if self.initiates else ():
-            if name in added:
+        for name in self.config.connections_to_start():
+            if name in added and self.initiates(name):
                 self._start(name)
         log.info("configuration reloaded", added=added, removed=removed, deleted_sas=len(doomed))
         return {"ok": True, "added": added, "removed": removed, "deleted_sas": len(doomed)}

@@ -11,8 +11,13 @@ the 4-tuple:
   ESP/AH SPIs (4 octets, RFC 4303 §2.1: so two workers never hand out the same inbound SPI);
 - a datagram is routed by *our* SPI in its IKE header: the responder SPI when the peer is the
   original initiator (I flag set), else the initiator SPI (§3.1, the same rule the engine uses);
-- an IKE_SA_INIT request (responder SPI zero) stays where the kernel put it: the 4-tuple hash
-  keeps its retransmits, and a COOKIE retry (§2.6) from the same port, on the same worker;
+- an IKE_SA_INIT request (responder SPI zero) goes to the worker of the peer's IP address
+  (a CRC-32 of it, modulo N): every IKE SA of one peer lives on one worker, whatever port its
+  packets come from. That keeps its retransmits and COOKIE retry (§2.6) together, and above all
+  a peer's reauthentication (§2.8.3: a new IKE SA that takes over the old one's children and
+  reqids, often sent to port 4500 while the first came to 500) on the worker that holds the
+  old SA, its reqids and its kernel policies (two workers installing the same policy would
+  remove each other's);
 - anything else is handed to its owner over an AF_UNIX datagram socket created before the fork,
   with the remote and local endpoints, and the owner answers from its own socket bound to the
   same address and port, so the peer sees no difference.
@@ -28,9 +33,11 @@ import ipaddress
 import os
 import socket
 import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..engine.config import ConnectionConfig
 from ..engine.events import Endpoint
 from ..log import get_logger
 
@@ -57,10 +64,13 @@ class WorkerRole:
     channel: socket.socket  # stream socket to the supervisor: control requests, ready line
     handoff: HandOff
 
-    @property
-    def initiates(self) -> bool:
-        """Worker 0 initiates (start_action, trap acquires, `up`); the others only respond."""
-        return self.index == 0
+    def owns(self, conn: ConnectionConfig) -> bool:
+        """Whether this worker initiates `conn` (start_action, its trap policies and their
+        acquires, `up`): the worker of its peer's address, where the peer's own IKE SAs land
+        too (datagram_owner); worker 0 for a connection without a remote address."""
+        if not conn.remote_addrs:
+            return self.index == 0
+        return peer_worker(conn.remote_addrs[0], self.workers) == self.index
 
 
 def spi_owner(spi: bytes, workers: int) -> int:
@@ -88,15 +98,21 @@ class TaggedSpis:
         return tag_spi(self.random_bytes(size), self.index, self.workers)
 
 
-def datagram_owner(data: bytes, workers: int) -> int | None:
-    """The worker owning the IKE SA this message belongs to; None for a new IKE_SA_INIT request
-    or something too short to be IKE (whoever received it deals with it)."""
+def datagram_owner(data: bytes, workers: int, remote: Endpoint | None = None) -> int | None:
+    """The worker owning the IKE SA this message belongs to: by our SPI, or for a new
+    IKE_SA_INIT request by the peer's address; None for something too short to be IKE, or a new
+    request without `remote` (whoever received it deals with it)."""
     if len(data) < IKE_HEADER_LEN:
         return None
     ours = data[8:16] if data[19] & FLAG_INITIATOR else data[0:8]
     if ours == ZERO_SPI:
-        return None
+        return peer_worker(remote[0], workers) if remote is not None else None
     return ours[0] % workers
+
+
+def peer_worker(address: ipaddress.IPv4Address | ipaddress.IPv6Address, workers: int) -> int:
+    """The worker for new IKE SAs of a peer: the same in every worker process."""
+    return zlib.crc32(address.packed) % workers
 
 
 def _packed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
@@ -164,8 +180,8 @@ class HandOff:
                 peers[number] = send
         return cls(index, len(channels), channels[index][1], peers)
 
-    def owner(self, data: bytes) -> int:
-        found = datagram_owner(data, self.workers)
+    def owner(self, data: bytes, remote: Endpoint) -> int:
+        found = datagram_owner(data, self.workers, remote)
         return self.index if found is None else found
 
     def forward(self, owner: int, data: bytes, remote: Endpoint, local: Endpoint) -> None:

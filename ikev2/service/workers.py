@@ -11,7 +11,8 @@ probes the kernel once (kernel_choice.py) and flushes what an earlier run left (
 creates the hand-off sockets and one control channel per worker (channel.py). Then it serves the
 control socket and routes:
 
-  up NAME          worker 0 (it alone initiates: start_action, traps and `up`)
+  up NAME          the connection's worker: the one of its peer's address, which also makes
+                   its start_action and trap SAs and gets that peer's own IKE_SA_INIT requests
   down ID          the owner of the IKE SA; `down NAME`: every worker, merged
   rekey ID         the owner
   list-sas, stats  every worker, merged ("worker" names the owner of each IKE SA)
@@ -39,16 +40,17 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import replace
 from typing import Any
 
 import structlog
 
-from ..config import ServiceConfig
+from ..config import ServiceConfig, load_config
 from ..log import LEVELS, get_logger
 from .channel import SupervisorChannel
 from .control import ControlServer
 from .daemon import SHUTDOWN_WAIT, Daemon, DaemonOptions, flush_kernel, log_kernel_choice, run_loop
-from .handoff import HandOff, WorkerRole, make_channels
+from .handoff import HandOff, WorkerRole, make_channels, peer_worker
 from .kernel_choice import KernelChoice, choose_kernel
 
 log = get_logger("ikev2.workers")
@@ -270,9 +272,14 @@ class Supervisor:
         ]
 
     async def _cmd_up(self, request: dict[str, Any]) -> dict[str, Any]:
-        answer = await self.links[0].call(request)
+        name = str(request.get("name", ""))
+        conn = next((c for c in self.config.engine.connections if c.name == name), None)
+        index = 0  # an unknown name: worker 0 gives the error
+        if conn is not None and conn.remote_addrs:
+            index = peer_worker(conn.remote_addrs[0], self.workers)
+        answer = await self.links[index].call(request)
         if "sas" in answer:
-            answer["sas"] = self._sas(0, answer["sas"])
+            answer["sas"] = self._sas(index, answer["sas"])
         return answer
 
     async def _cmd_down(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -299,8 +306,14 @@ class Supervisor:
         return {"ok": True, "deleted": deleted}
 
     async def _cmd_rekey(self, request: dict[str, Any]) -> dict[str, Any]:
-        index, local = split_id(max(1, int(request.get("id", 0))), self.workers)
-        return await self.links[index].call({**request, "id": local})
+        number = int(request.get("id", 0))
+        if number < 1:
+            return {"ok": False, "error": f"no IKE SA {number}"}
+        index, local = split_id(number, self.workers)
+        answer = await self.links[index].call({**request, "id": local})
+        if not answer.get("ok") and answer.get("error") == f"no IKE SA {local}":
+            answer["error"] = f"no IKE SA {number}"  # the id the user gave, not the worker's
+        return answer
 
     async def _cmd_list(self, request: dict[str, Any]) -> dict[str, Any]:
         sas = []
@@ -316,6 +329,9 @@ class Supervisor:
         if bad:  # every worker read the same file: they refuse it alike
             return bad[0]
         first = answers[0]
+        with contextlib.suppress(Exception):  # the workers read it fine; `up` routes by it
+            fresh = load_config(self.options.config)
+            self.config = replace(fresh, daemon=self.config.daemon)
         return {**first, "deleted_sas": sum(a.get("deleted_sas", 0) for a in answers)}
 
     async def _cmd_stats(self, request: dict[str, Any]) -> dict[str, Any]:
