@@ -1,7 +1,7 @@
 """The responder daemon under load: CPU per handshake, handshakes per second, RSS per IKE SA.
 
-A load generator (this process: one in-process Engine as initiator with its own UDP socket on
-127.0.0.5) runs PSK + X25519 + AES-GCM handshakes with one child against `ikev2 daemon` (a
+A load generator (this process: one in-process Engine as initiator with UDP sockets on
+127.0.0.5-12) runs PSK + X25519 + AES-GCM handshakes with one child against `ikev2 daemon` (a
 separate process on 127.0.0.1, in-memory kernel, cookie_threshold high, DPD off) over loopback
 UDP, keeping WINDOW handshakes in flight. Measured on the responder process only:
 
@@ -11,8 +11,9 @@ UDP, keeping WINDOW handshakes in flight. Measured on the responder process only
 
 `--workers N` runs the responder with `[daemon] workers = N` (SO_REUSEPORT): CPU and RSS are then
 summed over the supervisor and its workers (RSS counts pages shared after the fork once per
-process). The generator sends from `--ports` source ports (one connection each) so the kernel's
-4-tuple hash spreads the handshakes over the workers; it runs in this one process and competes
+process). The generator sends from `--ports` source ports on 8 addresses (one connection each):
+new IKE SAs go to the worker of their peer's address, so the addresses spread the handshakes
+over the workers; it runs in this one process and competes
 with the workers for the same cores, so on a 2-core machine 2 workers cannot double the rate.
 
 Usage: .venv/bin/python bench/bench_daemon.py [--count 10000] [--window 64] [--workers 1]
@@ -55,7 +56,9 @@ from ikev2.log import configure_logging
 from ikev2.service.control import request
 
 RESPONDER = "127.0.0.1"
-GENERATOR = "127.0.0.5"
+# the generator's source addresses: a peer's IKE SAs all go to one worker (handoff.peer_worker),
+# so several addresses stand for several peers
+GENERATORS = tuple(f"127.0.0.{n}" for n in range(5, 13))
 PSK = "bench secret, loopback only 51d3c0"
 WARMUP = 200
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -128,12 +131,19 @@ class Generator:
 
     def __init__(self, responder_port: int, ports: int = 1) -> None:
         self.sockets: dict[int, socket.socket] = {}
-        for _ in range(ports):
+        self.address: dict[int, str] = {}
+        while len(self.sockets) < ports:
+            address = GENERATORS[len(self.sockets) % len(GENERATORS)]
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-            sock.bind((GENERATOR, 0))
+            sock.bind((address, 0))
             sock.setblocking(False)
-            self.sockets[sock.getsockname()[1]] = sock
+            port = sock.getsockname()[1]
+            if port in self.sockets:  # that number is taken on another address: draw again
+                sock.close()
+                continue
+            self.sockets[port] = sock
+            self.address[port] = address
         self.by_fd = {sock.fileno(): port for port, sock in self.sockets.items()}
         self.names = [f"bench{port}" for port in self.sockets]
         self.engine = Engine(
@@ -146,7 +156,7 @@ class Generator:
         psk = Credentials(AuthMethodName.PSK, psk=PSK.encode())
         return ConnectionConfig(
             name=f"bench{port}",
-            local_addrs=(ipaddress.ip_address(GENERATOR),),
+            local_addrs=(ipaddress.ip_address(self.address[port]),),
             remote_addrs=(ipaddress.ip_address(RESPONDER),),
             local_id=Identity(IdType.FQDN, b"initiator.bench"),
             local_auth=psk,
@@ -198,7 +208,8 @@ class Generator:
             wait = 0.05 if timer is None else max(0.0, min(0.05, timer - now))
             readable, _, _ = select.select(list(self.sockets.values()), [], [], wait)
             for sock in readable:
-                local = (ipaddress.ip_address(GENERATOR), self.by_fd[sock.fileno()])
+                port = self.by_fd[sock.fileno()]
+                local = (ipaddress.ip_address(self.address[port]), port)
                 for _ in range(256):
                     try:
                         data, addr = sock.recvfrom(65535)
