@@ -121,10 +121,20 @@ class SaHost(Protocol):
     """What an IKE SA asks of the manager that owns it (one object for all its SAs)."""
 
     def spawn_sa(
-        self, parent: IkeSa, initiator: bool, spi_i: bytes, spi_r: bytes, now: float
+        self,
+        parent: IkeSa,
+        initiator: bool,
+        spi_i: bytes,
+        spi_r: bytes,
+        now: float,
+        conn: ConnectionConfig | None = None,
     ) -> IkeSa: ...
 
     def touch_sa(self, sa: IkeSa) -> None: ...
+
+    def new_ike_spi(self) -> bytes: ...
+
+    def current_connection(self, name: str) -> ConnectionConfig | None: ...
 
 
 class IkeSa:
@@ -262,10 +272,11 @@ class IkeSa:
         self.host: SaHost | None = None  # set by the manager
         self.successor: IkeSa | None = None  # the IKE SA our children moved to (§2.18)
         # reauthentication (§2.8.3, reauth.py): when to start (or check on) one, the new IKE SA
-        # under way for this one, and on that new SA the one it replaces
+        # under way for this one, and on that new SA the id of the one it replaces, until it has
+        # (an id: a reference would keep every closed predecessor alive)
         self.reauth_at: float | None = None
         self.reauth_by: IkeSa | None = None
-        self.reauth_of: IkeSa | None = None
+        self.reauth_of: int | None = None
 
     # --- identity and roles
     @property
@@ -444,11 +455,18 @@ class IkeSa:
         if self.host is not None:
             self.host.touch_sa(self)
 
-    def spawn(self, initiator: bool, spi_i: bytes, spi_r: bytes, now: float) -> IkeSa:
-        """A new IKE SA of this one's connection and endpoints (an IKE rekey, §2.18, or a
-        reauthentication, §2.8.3), registered with the manager."""
+    def spawn(
+        self,
+        initiator: bool,
+        spi_i: bytes,
+        spi_r: bytes,
+        now: float,
+        conn: ConnectionConfig | None = None,
+    ) -> IkeSa:
+        """A new IKE SA to this one's endpoints, of its connection unless `conn` is given (an
+        IKE rekey, §2.18, or a reauthentication, §2.8.3), registered with the manager."""
         assert self.host is not None
-        return self.host.spawn_sa(self, initiator, spi_i, spi_r, now)
+        return self.host.spawn_sa(self, initiator, spi_i, spi_r, now, conn)
 
     def forget_handshake(self) -> None:
         """Once established, drop what only IKE_SA_INIT and IKE_AUTH needed (§2.15: the
@@ -490,10 +508,16 @@ class IkeSa:
 
     def inherit_reauth(self, old: IkeSa) -> None:
         """§2.8.3: rekeying the IKE SA does not reauthenticate it, so its successor keeps the
-        old one's reauthentication deadline (and a reauthentication under way)."""
+        old one's reauthentication deadline (and a reauthentication under way), and its hard
+        lifetime when that lies beyond the deadline (it counts from the last authentication,
+        as strongSwan's inherit_post keeps it past the reauth time): a reauthentication that
+        keeps failing still ends the IKE SA, rekeys or not."""
         if old.reauth_at is None and old.reauth_by is None:
             return
         self.reauth_at, self.reauth_by = old.reauth_at, old.reauth_by
+        expire = old.expire_at
+        if expire is not None and (self.reauth_at is None or expire > self.reauth_at):
+            self.expire_at = min(expire, self.expire_at or expire)
         rekey_later = (
             self.rekey_at is not None
             and self.reauth_at is not None
@@ -529,7 +553,7 @@ class IkeSa:
             nat_local=self.nat_local,
             nat_remote=self.nat_remote,
             rekeyed_from=rekeyed_from,
-            reauth_of=self.reauth_of.id if self.reauth_of is not None else None,
+            reauth_of=self.reauth_of,
         )
 
     def schedule_dpd(self, now: float) -> None:

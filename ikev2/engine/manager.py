@@ -91,7 +91,7 @@ class Engine:
             initiator=True,
             local=(conn.local_addrs[0], conn.local_port),
             remote=(conn.remote_addrs[0], conn.remote_port),
-            spi_i=self._new_ike_spi(),
+            spi_i=self.new_ike_spi(),
             spi_r=bytes(8),
             now=now,
         )
@@ -105,13 +105,11 @@ class Engine:
         return sa.id
 
     def terminate(self, sa_id: int, now: float) -> list[Event]:
-        """Delete an IKE SA with the peer (§1.4.1); a half-open one is just forgotten."""
+        """Delete an IKE SA with the peer (§1.4.1), and the one reauthenticating it if any
+        (§2.8.3); a half-open one is just forgotten."""
         sa = self.sas.get(sa_id)
         if sa is not None:
-            if sa.state is IkeState.ESTABLISHED:
-                sa.start_exchange(informational.DeleteIkeExchange(), now)
-            elif sa.state is not IkeState.DELETING:
-                informational.ike_deleted(sa, "terminated before it was established")
+            reauth.terminate(sa, now)
             self._after(sa)
         return self._drain()
 
@@ -263,20 +261,8 @@ class Engine:
             sa.log.info("message dropped", reason="IKE SA has no keys yet")
             return
         if not message.payloads or not isinstance(message.payloads[-1], SkPayload | SkfPayload):
-            # §2.21.4: unprotected notifies (INVALID_IKE_SPI...) prove nothing. The one use we
-            # make of it: the answer to our own Delete of this IKE SA says the peer has
-            # forgotten it already, so we stop retransmitting — we were deleting it anyway.
-            notifies = [n.notify_type for n in message.notifies]
-            if (
-                sa.state is IkeState.DELETING
-                and header.is_response
-                and sa.requests.matches(header.message_id)
-                and NotifyType.INVALID_IKE_SPI in notifies
-            ):
-                informational.ike_deleted(sa, "deleted (peer had already forgotten it)")
-                self._after(sa)
-                return
-            sa.log.info("unprotected message dropped", notifies=notifies)
+            informational.unprotected(sa, header, [n.notify_type for n in message.notifies])
+            self._after(sa)
             return
         if header.is_response:
             self._response(sa, data, message, remote, local, now)
@@ -332,7 +318,7 @@ class Engine:
             local=local,
             remote=remote,
             spi_i=header.spi_i,
-            spi_r=self._new_ike_spi(),
+            spi_r=self.new_ike_spi(),
             now=now,
         )
         sa.candidates = candidates
@@ -515,12 +501,18 @@ class Engine:
         self._dirty.append(sa)
 
     def spawn_sa(
-        self, parent: IkeSa, initiator: bool, spi_i: bytes, spi_r: bytes, now: float
+        self,
+        parent: IkeSa,
+        initiator: bool,
+        spi_i: bytes,
+        spi_r: bytes,
+        now: float,
+        conn: ConnectionConfig | None = None,
     ) -> IkeSa:
-        """A new IKE SA for `parent`'s connection and endpoints: made by rekeying it (§2.18),
-        or initiated to reauthenticate it (§2.8.3)."""
+        """A new IKE SA to `parent`'s endpoints: made by rekeying it (§2.18), or initiated to
+        reauthenticate it (§2.8.3, with `conn`: the connection as configured now)."""
         sa = self._new_sa(
-            parent.conn,
+            conn or parent.conn,
             initiator=initiator,
             local=parent.local,
             remote=parent.remote,
@@ -530,6 +522,16 @@ class Engine:
         )
         self._dirty.append(sa)
         return sa
+
+    def current_connection(self, name: str) -> ConnectionConfig | None:
+        return next((conn for conn in self.config.connections if conn.name == name), None)
+
+    def new_ike_spi(self) -> bytes:
+        """An IKE SPI none of our IKE SAs uses (§2.6: it identifies the SA to us)."""
+        while True:
+            spi = (self.env.spi_bytes or self.env.random_bytes)(8)
+            if spi != bytes(8) and spi not in self.by_spi:
+                return spi
 
     # --- bookkeeping
     def _new_sa(
@@ -559,12 +561,6 @@ class Engine:
         self.by_spi[sa.local_spi] = sa
         sa.host = self  # no per-SA callables: an SA's fields must not point back at it
         return sa
-
-    def _new_ike_spi(self) -> bytes:
-        while True:
-            spi = (self.env.spi_bytes or self.env.random_bytes)(8)
-            if spi != bytes(8) and spi not in self.by_spi:
-                return spi
 
     def _connections_for(self, local: Endpoint, remote: Endpoint) -> Iterable[ConnectionConfig]:
         for conn in self.config.connections:

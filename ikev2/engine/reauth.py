@@ -10,12 +10,21 @@ IKE SA and its children at once (§2.4).
 
 - make-before-break (the default): the old IKE SA is deleted — one INFORMATIONAL Delete, which
   removes its children on both sides (§1.4.1) — only when the new IKE SA is up and every child
-  exchange on it has ended, so each new child is installed before its predecessor goes. If the
-  new IKE SA fails, the old one stays: the failure is logged and a new attempt follows after
-  RETRY_AFTER_FAILURE (the old SA's hard lifetime still ends it). A child the peer refuses to
-  recreate is logged and the old IKE SA deleted all the same (strongSwan's ike_reauth_complete).
+  exchange on it has ended, so each new child is installed before its predecessor goes. Children
+  the old IKE SA is still creating go along: queued ones move to the new IKE SA, and those it
+  made or was making meanwhile are recreated before it goes (Complete). If the new IKE SA fails,
+  or is not established by attempt_deadline(), the old one stays: the failure is logged, the
+  peer is sent a Delete of the new IKE SA if it may hold it, the old IKE SA's rekeying resumes
+  and a new attempt follows after RETRY_AFTER_FAILURE (sooner near the hard lifetime, which still
+  ends it). A child the peer refuses to recreate is logged and the old IKE SA deleted all the
+  same (strongSwan's ike_reauth_complete). An IKE rekey of the old IKE SA that completes first
+  hands all this on to its successor, which is the one deleted then (§2.18).
 - break-before-make: the old IKE SA is deleted first, then the new one is initiated. If that
   fails, the connection is down (no retry, like strongSwan with keyingtries = 1).
+
+A reauthentication authenticates anew, with the connection as configured now (a reload may have
+rotated credentials; as it was if the reload removed it); an IKE rekey keeps the IKE SA's own.
+`down` of the old IKE SA ends a reauthentication under way: its new IKE SA goes too.
 
 The responder needs no mode of its own: a new IKE SA for the same connection and peer identity is
 accepted beside the old one (strongSwan's unique = no) and both are kept until the peer deletes
@@ -31,19 +40,22 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..constants import ExchangeType
+from ..constants import ExchangeType, ProtocolId
+from ..wire import DeletePayload
 from .config import ChildConfig, Identity, IPAddress
+from .events import IkeSaFailed
 from .ike_sa import ChildState
-from .state import IkeState
-from .tasks import ike_init
+from .state import HALF_OPEN_STATES, IkeInput, IkeState
+from .tasks import ike_init, informational
 from .tasks.child_create import TsSpecs
 from .tasks.create_child import CreateChildExchange
 from .tasks.ike_auth import IkeAuthExchange
 from .tasks.ike_rekey import new_ike_spi
-from .tasks.informational import DeleteIkeExchange
+from .tasks.informational import DeleteIkeExchange, delete_once
 
 if TYPE_CHECKING:
     from ..wire import Payload
+    from .config import ConnectionConfig
     from .ike_sa import IkeSa
 
 CHECK_INTERVAL = 10.0  # how often an old IKE SA looks at its replacement under way
@@ -80,12 +92,50 @@ def plan_of(old: IkeSa) -> Plan:
     return [(config, reqid) for reqid, config in wanted.items()]
 
 
+def take_new_children(sa: IkeSa) -> Plan:
+    """The CREATE_CHILD_SAs for new children (not rekeys) queued on `sa`, taken off its queue:
+    the new IKE SA makes these children instead (on `sa` they would go with it)."""
+    taken = [e for e in sa.queue if isinstance(e, CreateChildExchange) and e.old is None]
+    sa.queue[:] = [e for e in sa.queue if e not in taken]
+    return [(e.config, e.reqid) for e in taken if isinstance(e, CreateChildExchange)]
+
+
+def merge(plan: Plan, more: Plan) -> Plan:
+    """`plan` and those of `more` whose reqid it lacks (one child per reqid)."""
+    merged = list(plan)
+    reqids = {reqid for _config, reqid in plan}
+    for config, reqid in more:
+        if reqid not in reqids:
+            reqids.add(reqid)
+            merged.append((config, reqid))
+    return merged
+
+
+def attempt_span(conn: ConnectionConfig) -> float:
+    """How long a reauthentication attempt may take to establish its new IKE SA.
+
+    The peer keeps a half-open IKE SA only so long (strongSwan's half_open_timeout, 30 s as
+    ours; RFC 7296 §2.6 calls it half-open state), counted from when our IKE_SA_INIT reached
+    it, after we made the new IKE SA. Past that it answers IKE_AUTH with INVALID_IKE_SPI at
+    best (§2.21.4), and retransmitting IKE_AUTH for the rest of the retransmit span (§2.1:
+    hours with many tries) would only hold the reauthentication up while the old IKE SA's hard
+    lifetime nears. So an attempt gets our half-open timeout plus one first retransmit
+    interval (a round trip for the answer to a last retransmit), then is abandoned and retried.
+    An established new IKE SA has no such limit: the peer keeps it, and every exchange on it
+    ends within its own retransmit span (§2.1)."""
+    return conn.timers.half_open_timeout + conn.timers.retransmit_timeout
+
+
+def attempt_deadline(new: IkeSa) -> float:
+    return new.created_at + attempt_span(new.conn)
+
+
 def _make_before_break(old: IkeSa, now: float) -> None:
-    plan = plan_of(old)
+    plan = merge(plan_of(old), take_new_children(old))
     new = _initiate(old, plan, now)
     new.queue.append(Complete(old, plan))
     old.reauth_by = new
-    old.reauth_at = now + CHECK_INTERVAL
+    old.reauth_at = min(now + CHECK_INTERVAL, attempt_deadline(new))
 
 
 def _break_before_make(old: IkeSa, now: float) -> None:
@@ -100,9 +150,14 @@ STRATEGIES: dict[bool, Callable[[IkeSa, float], None]] = {
 
 def _initiate(old: IkeSa, plan: Plan, now: float) -> IkeSa:
     """The new IKE SA, to the endpoints the old one uses now (NAT-T ports included), queued with
-    IKE_AUTH (first child, no INITIAL_CONTACT) and a CREATE_CHILD_SA per other child."""
-    new = old.spawn(True, new_ike_spi(old), bytes(8), now)
-    new.reauth_of = old
+    IKE_AUTH (first child, no INITIAL_CONTACT) and a CREATE_CHILD_SA per other child. §2.8.3:
+    it authenticates anew, so with the connection as configured now (a reload may have rotated
+    the credentials), or as the old IKE SA had it if a reload removed it."""
+    assert old.host is not None
+    conn = old.host.current_connection(old.conn.name) or old.conn
+    new = old.spawn(True, new_ike_spi(old), bytes(8), now, conn)
+    new.reauth_of = old.id
+    plan = [(_current(conn, config), reqid) for config, reqid in plan]
     first_config, first_reqid = plan[0] if plan else (None, 0)
     new.queue.append(IkeAuthExchange(first_config, first_reqid, initial_contact=False))
     for config, reqid in plan[1:]:
@@ -112,12 +167,20 @@ def _initiate(old: IkeSa, plan: Plan, now: float) -> IkeSa:
     return new
 
 
+def _current(conn: ConnectionConfig, config: ChildConfig) -> ChildConfig:
+    return next((c for c in conn.children if c.name == config.name), config)
+
+
 def due(old: IkeSa, now: float) -> None:
-    """old.reauth_at came: start a reauthentication, or check on the one under way. An IKE SA
-    still completing the reauthentication of its predecessor waits for that first."""
+    """old.reauth_at came: start a reauthentication, or check on the one under way (and give
+    it up past its deadline). An IKE SA still completing the reauthentication of its
+    predecessor waits for that first."""
     new = old.reauth_by
-    if new is not None:
-        progress = "failed" if new.closed else "running"
+    if new is not None and new.closed:
+        progress = "failed"
+    elif new is not None:
+        overdue = new.state in HALF_OPEN_STATES and now >= attempt_deadline(new)
+        progress = "overdue" if overdue else "running"
     else:
         progress = "completing" if completing(old) else "idle"
     ON_DUE[progress](old, now)
@@ -129,10 +192,22 @@ def completing(sa: IkeSa) -> bool:
 
 
 def _retry_later(old: IkeSa, now: float) -> None:
-    """The new IKE SA failed (its failure event says why); the old one stays (§2.8.3)."""
+    """The new IKE SA failed (its failure event says why); the old one stays (§2.8.3), is
+    rekeyed again at its soft lifetime meanwhile, and tries again: after RETRY_AFTER_FAILURE,
+    or sooner when the hard lifetime leaves room for no more than two attempts (§2.8)."""
     failed = old.reauth_by
     old.reauth_by = None
-    old.reauth_at = now + RETRY_AFTER_FAILURE + old.jitter(30.0)
+    retry_at = now + RETRY_AFTER_FAILURE + old.jitter(30.0)
+    if old.expire_at is not None:
+        latest = old.expire_at - 2 * attempt_span(old.conn)
+        retry_at = max(min(retry_at, latest), now + CHECK_INTERVAL)
+    old.reauth_at = retry_at
+    rekey_time = old.conn.timers.ike_rekey_time
+    if rekey_time > 0 and old.rekey_at is None:
+        # start() stopped the IKE rekey, as the new IKE SA was to replace this one; it stays,
+        # so its keys are renewed at their soft lifetime (§2.8), counted from when it was keyed
+        keyed = old.established_at if old.established_at is not None else now
+        old.rekey_at = max(keyed + rekey_time - old.jitter(rekey_time), now + 1.0)
     old.log.warning(
         "reauthentication failed; old IKE SA kept",
         new_ike_sa=failed.id if failed is not None else None,
@@ -140,8 +215,75 @@ def _retry_later(old: IkeSa, now: float) -> None:
     )
 
 
+def _abandon(old: IkeSa, now: float) -> None:
+    """The new IKE SA is not established by its deadline: the attempt has failed, and the old
+    IKE SA tries again later. Without keys the new IKE SA is just forgotten. With its IKE_AUTH
+    out, the peer may have established it and lost only its answers (likely on a lossy link:
+    a single Delete would often be lost too and leave it an orphan IKE SA with children under
+    the old ones' reqids), so it is deleted as an established IKE SA (§1.4.1: retransmitted,
+    under the next message ID, which a peer that answered IKE_AUTH expects). A peer that
+    forgot the half-open IKE SA answers INVALID_IKE_SPI, which ends it at once (§2.21.4,
+    informational.unprotected); one still holding it half-open drops the Delete."""
+    new = old.reauth_by
+    assert new is not None
+    reason = "reauthentication attempt not established in time"
+    if new.state is IkeState.AUTH_SENT:
+        new.log.warning("IKE SA failed", reason=reason)
+        new.emit(IkeSaFailed(new.id, new.conn.name, reason, None))
+        _withdraw(new, reason, now)
+    else:
+        ike_init.fail(new, reason, None)
+    new.touch()
+    _retry_later(old, now)
+
+
+def _withdraw(new: IkeSa, reason: str, now: float) -> None:
+    """Delete a new IKE SA whose IKE_AUTH is out (see _abandon), retransmitted as any Delete."""
+    new.requests.done()
+    new.queue.clear()
+    new.transition(IkeInput.START_DELETE)
+    new.pending = DeleteIkeExchange(reason)
+    message_id = new.requests.allocate()
+    payloads = [DeletePayload(ProtocolId.IKE, ())]
+    packets = new.protect_all(ExchangeType.INFORMATIONAL, message_id, False, payloads)
+    new.requests.sent(message_id, packets, now)
+    for packet in packets:
+        new.send(packet)
+
+
+def given_up(new: IkeSa, state: IkeState) -> None:
+    """An exchange of a reauthentication's new IKE SA went unanswered and ended it here, in
+    `state`: the peer may hold it (it answered IKE_AUTH, or got the request and lost only the
+    answers), and the old IKE SA works on, so tell the peer lest it keep an orphan IKE SA and
+    children under the old ones' reqids (§1.4.1)."""
+    if state is IkeState.ESTABLISHED:
+        delete_once(new, after_unanswered=True)
+    elif state is IkeState.AUTH_SENT:
+        delete_once(new)  # the message ID of IKE_AUTH carries no INFORMATIONAL
+
+
+def terminate(sa: IkeSa, now: float) -> None:
+    """`down` of an IKE SA also ends a reauthentication under way for it: the new IKE SA would
+    replace the one being deleted (§2.8.3), so it goes too, and break-before-make makes none."""
+    new, sa.reauth_by, sa.reauth_at = sa.reauth_by, None, None
+    if isinstance(sa.pending, BreakThenMake):
+        sa.pending.cancelled = True
+    sa.queue[:] = [e for e in sa.queue if not isinstance(e, BreakThenMake)]
+    informational.terminate(sa, now)
+    if new is not None and not new.closed:
+        new.queue.clear()  # its Complete and the children it has yet to recreate
+        if new.state is IkeState.AUTH_SENT:
+            _withdraw(new, "terminated before it was established", now)
+        else:
+            informational.terminate(new, now)
+        new.touch()
+
+
 def _wait(old: IkeSa, now: float) -> None:
     old.reauth_at = now + CHECK_INTERVAL
+    new = old.reauth_by
+    if new is not None and new.state in HALF_OPEN_STATES:
+        old.reauth_at = min(old.reauth_at, attempt_deadline(new))
 
 
 def _start(old: IkeSa, now: float) -> None:
@@ -151,6 +293,7 @@ def _start(old: IkeSa, now: float) -> None:
 ON_DUE: dict[str, Callable[[IkeSa, float], None]] = {
     "idle": _start,
     "failed": _retry_later,
+    "overdue": _abandon,
     "running": _wait,
     "completing": _wait,
 }
@@ -164,22 +307,48 @@ class Complete:
     exchange_type = ExchangeType.INFORMATIONAL
 
     def __init__(self, old: IkeSa, plan: Plan) -> None:
-        self.old = old
+        self.old: IkeSa | None = old  # dropped once run: no link from the new IKE SA to it
         self.plan = plan
 
     def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
+        if self.old is None:
+            return None  # pragma: no cover (run once)
+        old, self.old = self.old.home(), None  # it may have been rekeyed meanwhile (§2.18)
+        late = self._late(old, sa.conn)
+        if late:
+            # children the old IKE SA made or was making after the plan was drawn: recreated
+            # here too before it goes (make-before-break)
+            sa.log.info("reauthentication recreates more children", children=len(late))
+            sa.queue.extend(CreateChildExchange(config, reqid) for config, reqid in late)
+            sa.queue.append(Complete(old, self.plan + late))
+            return None
         home = sa.home()
         made = {(c.config.name, c.reqid) for c in home.children}
         missing = [config.name for config, reqid in self.plan if (config.name, reqid) not in made]
         if missing:
             sa.log.warning("reauthentication did not recreate every child", missing=missing)
-        old = self.old.home()  # the old IKE SA may have been rekeyed meanwhile (§2.18)
         old.reauth_at = None  # done: no more checks, no new attempt
+        old.reauth_by = None
+        sa.reauth_of = None
         sa.log.info("IKE SA reauthenticated", old_ike_sa=old.id)
         if old.state is IkeState.ESTABLISHED:
-            old.start_exchange(DeleteIkeExchange("reauthenticated"), now)
+            # follows_rekey: an IKE rekey of the old SA still out would make its successor the
+            # IKE SA to delete (ike_rekey.move_children)
+            old.start_exchange(DeleteIkeExchange("reauthenticated", follows_rekey=True), now)
         old.touch()
         return None
+
+    def _late(self, old: IkeSa, conn: ConnectionConfig) -> Plan:
+        """The children `old` has, is creating or has queued that the plan lacks."""
+        if old.state is not IkeState.ESTABLISHED:
+            return []
+        more = plan_of(old)
+        pending = old.pending
+        if isinstance(pending, CreateChildExchange) and pending.old is None:
+            more.append((pending.config, pending.reqid))
+        more += take_new_children(old)
+        late = merge(self.plan, more)[len(self.plan) :]
+        return [(_current(conn, config), reqid) for config, reqid in late]
 
     def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
         raise AssertionError("Complete sends no request")  # pragma: no cover
@@ -193,22 +362,26 @@ class BreakThenMake(DeleteIkeExchange):
     new one with the children the old one had when the Delete went out."""
 
     def __init__(self) -> None:
-        super().__init__("reauthenticated (break-before-make)")
+        # follows_rekey: an IKE rekey completing first hands the reauthentication on (§2.18)
+        super().__init__("reauthenticated (break-before-make)", follows_rekey=True)
         self.plan: Plan = []
+        self.cancelled = False  # `down` while the Delete is out: make nothing after
 
     def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
         payloads = super().build_i(sa, now)
         if payloads is not None:
-            self.plan = plan_of(sa)
+            self.plan = merge(plan_of(sa), take_new_children(sa))
         return payloads
 
     def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
         super().process_i(sa, payloads, now)
-        _initiate(sa, self.plan, now)
+        if not self.cancelled:
+            _initiate(sa, self.plan, now)
 
     def give_up(self, sa: IkeSa, now: float) -> None:
         super().give_up(sa, now)
-        _initiate(sa, self.plan, now)
+        if not self.cancelled:
+            _initiate(sa, self.plan, now)
 
 
 class PeerIndex:

@@ -46,6 +46,9 @@ TRANSITIONS: dict[tuple[IkeState, IkeInput], IkeState] = {
     (S.AUTH_SENT, In.AUTH_DONE): S.ESTABLISHED,
     (S.INIT_DONE, In.AUTH_DONE): S.ESTABLISHED,
     (S.ESTABLISHED, In.START_DELETE): S.DELETING,
+    # a reauthentication attempt abandoned while its IKE_AUTH is out: the peer may hold the
+    # IKE SA, so it is deleted as an established one (reauth.py, §2.8.3)
+    (S.AUTH_SENT, In.START_DELETE): S.DELETING,
     **{(state, In.CLOSE): S.CLOSED for state in IkeState if state is not S.CLOSED},
 }
 

@@ -47,10 +47,13 @@ def _retransmit(sa: IkeSa, now: float) -> bool:
     elif action is RetransmitAction.GIVE_UP:
         exchange, sa.pending = sa.pending, None
         sa.requests.done()
+        state = sa.state
         if exchange is None:
             ike_init.fail(sa, "no IKE_SA_INIT response (retransmits exhausted)", None)
         else:
             exchange.give_up(sa, now)
+        if sa.closed and sa.reauth_of is not None:
+            reauth.given_up(sa, state)
         return False
     return True
 

@@ -4,6 +4,7 @@ and break-before-make, on its own timer, over a lossy link, and when the peer re
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 from dataclasses import replace
 from pathlib import Path
@@ -11,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from ikev2.config import parse_config
-from ikev2.constants import NotifyType, ProtocolId
+from ikev2.constants import ExchangeType, NotifyType, ProtocolId
 from ikev2.engine import reauth
 from ikev2.engine.config import ChildConfig, ConnectionConfig, EngineConfig, Timers
 from ikev2.engine.config import TrafficSelectorSpec as Ts
 from ikev2.engine.events import (
     ChildSaDeleted,
     ChildSaEstablished,
+    Datagram,
     Event,
     IkeSaDeleted,
     IkeSaEstablished,
@@ -361,3 +363,181 @@ def test_config_keys() -> None:
     conn = parse_config(text, EXAMPLE).engine.connections[0]
     assert conn.timers.reauth_time == 3600 and not conn.make_before_break
     assert conn.timers.ike_life_time == 3600 + 1440  # over_time: 10 % of the longer time
+
+
+# --- regressions: attempts that race other exchanges, fail late, hang, or outlive the config
+def lose(
+    pair: Pair, sa: IkeSa, exchange: int, until: float = 1e9, *, answers: bool = False
+) -> None:
+    """Every request of this exchange type the initiator sends on `sa` (or every answer of the
+    peer, with `answers`) is lost until `until`."""
+    sender = pair.r if answers else pair.i
+
+    def tamper(side: Side, d: Datagram) -> Datagram | None:
+        ours = side is sender and d.data[:8] == sa.spi_i and d.data[18] == exchange
+        return None if ours and pair.now < until else d
+
+    pair.tamper = tamper
+
+
+def test_children_still_being_created_are_recreated_on_the_new_sa() -> None:
+    pair = Pair(*connections(3))
+    old = pair.i.engine.sas[pair.initiate()]
+    while old.state is not IkeState.ESTABLISHED:
+        assert pair.step()
+    assert old.pending is not None and old.queue  # 'second' is out, 'third' queued
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    settle(pair)
+    assert old.id not in pair.i.engine.sas
+    for s in (pair.i, pair.r):
+        assert sorted(c.config.name for c in only_sa(s).children) == sorted(CHILDREN)
+        assert no_gap_per_child(s.events)
+    assert_consistent(pair, children=3)
+
+
+@pytest.mark.parametrize("make_before_break", [True, False])
+def test_an_ike_rekey_in_flight_does_not_keep_the_replaced_sa(make_before_break: bool) -> None:
+    pair = Pair(*connections(2, make_before_break=make_before_break))
+    established(pair)
+    old = only_sa(pair.i)
+    lose(pair, old, ExchangeType.CREATE_CHILD_SA, until=pair.now + 1)  # the rekey stays out
+    pair.i.events += pair.i.engine.rekey_ike(old.id, pair.now)
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    settle(pair)
+    pair.run(until=pair.now + 100)
+    assert_consistent(pair, children=2)
+    sa = only_sa(pair.i)
+    assert sa.reauth_by is None and [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of]
+    assert [e for e in pair.i.of(IkeSaEstablished) if e.rekeyed_from]
+
+
+def test_a_reauthenticated_sa_does_not_keep_its_predecessors_alive() -> None:
+    conn_i, conn_r = connections(1)
+    pair = Pair(replace(conn_i, timers=Timers(reauth_time=300, dpd_delay=0)), conn_r)
+    established(pair, 1)
+    gc.collect()
+    before = sum(isinstance(o, IkeSa) for o in gc.get_objects())
+    pair.run(until=3000, max_steps=100_000)
+    assert len([e for e in pair.i.of(IkeSaEstablished) if e.reauth_of]) >= 9
+    gc.collect()
+    assert sum(isinstance(o, IkeSa) for o in gc.get_objects()) <= before
+    assert only_sa(pair.i).reauth_of is None  # done replacing: no link to the closed one
+
+
+def test_an_established_new_sa_that_fails_is_deleted_with_the_peer() -> None:
+    pair = Pair(*connections(2, timers=Timers(dpd_delay=0, retransmit_tries=2)))
+    established(pair)
+    old = only_sa(pair.i)
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    assert old.reauth_by is not None
+    new = old.reauth_by
+    lose(pair, new, ExchangeType.CREATE_CHILD_SA)  # IKE_AUTH goes through, 'second' never does
+    pair.run(until=pair.now + 26)
+    assert new.closed and list(pair.i.engine.sas) == [old.id]
+    assert_consistent(pair, children=2)  # the peer was told: no orphan IKE SA or child there
+    pair.tamper = None
+    pair.run(until=pair.now + reauth.RETRY_AFTER_FAILURE + reauth.CHECK_INTERVAL + 10)
+    assert old.id not in pair.i.engine.sas
+    assert [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of == old.id]
+    assert_consistent(pair, children=2)
+
+
+@pytest.mark.parametrize("answers", [False, True])
+def test_a_hanging_attempt_is_abandoned_and_retried(answers: bool) -> None:
+    """The peer forgets the half-open new IKE SA after its half-open timeout; retransmitting
+    IKE_AUTH for the whole retransmit span (hours with 12 tries) would leave nothing when the
+    old IKE SA's hard lifetime comes. When only the answers were lost, the peer holds the new
+    IKE SA: the abandoned attempt deletes it there."""
+    timers = Timers(retransmit_tries=12, dpd_delay=0, ike_life_time=400)
+    pair = Pair(*connections(2, timers=timers))
+    established(pair)
+    old = only_sa(pair.i)
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    assert old.reauth_by is not None
+    first = old.reauth_by
+    lose(pair, first, ExchangeType.IKE_AUTH, answers=answers)
+    pair.run(until=pair.now + 100)
+    assert (2 in [e.ike_sa_id for e in pair.r.of(IkeSaEstablished)]) is answers
+    (failed,) = pair.i.of(IkeSaFailed)
+    assert failed.ike_sa_id == first.id and first.closed
+    assert [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of == old.id]
+    assert_consistent(pair, children=2)
+
+
+def test_invalid_ike_spi_for_the_new_ike_auth_ends_the_attempt() -> None:
+    """§2.21.4: the peer answers our IKE_AUTH retransmit with INVALID_IKE_SPI (it forgot the
+    half-open IKE SA): the attempt ends at once, the old IKE SA stays and tries again."""
+    conn_i, conn_r = connections(2, timers=Timers(retransmit_tries=12, dpd_delay=0))
+    conn_i = replace(conn_i, timers=replace(conn_i.timers, half_open_timeout=60))
+    conn_r = replace(conn_r, timers=replace(conn_r.timers, half_open_timeout=10))
+    pair = Pair(conn_i, conn_r)
+    established(pair)
+    old, start = only_sa(pair.i), pair.now
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    assert old.reauth_by is not None
+    first = old.reauth_by
+    lose(pair, first, ExchangeType.IKE_AUTH, until=start + 10.5)  # then the peer forgot it
+    pair.run(until=start + 20)
+    (failed,) = pair.i.of(IkeSaFailed)
+    assert failed.ike_sa_id == first.id and "INVALID_IKE_SPI" in failed.reason
+    pair.run(until=start + 80)
+    assert [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of == old.id]
+    assert_consistent(pair, children=2)
+
+
+def test_reauthentication_uses_the_connection_as_configured_now() -> None:
+    """§2.8.3: a reload that rotates the credentials applies to the next reauthentication; a
+    connection removed from the config is reauthenticated as it was."""
+    conn_i, conn_r = connections(1)
+    conn_i = replace(conn_i, timers=Timers(reauth_time=300, dpd_delay=0))
+    pair = Pair(conn_i, conn_r)
+    established(pair, 1)
+    psk = b"the rotated pre-shared key, long enough for tests"
+
+    def rotate(c: ConnectionConfig) -> ConnectionConfig:
+        return replace(
+            c,
+            local_auth=replace(c.local_auth, psk=psk),
+            remote_auth=replace(c.remote_auth, psk=psk),
+        )
+
+    pair.i.engine.update_config(EngineConfig((rotate(conn_i),)))
+    pair.r.engine.update_config(EngineConfig((rotate(conn_r),)))
+    pair.run(until=400)
+    assert not pair.i.of(IkeSaFailed)
+    assert len([e for e in pair.i.of(IkeSaEstablished) if e.reauth_of]) == 1
+    assert only_sa(pair.i).conn.local_auth.psk == psk
+    pair.i.engine.update_config(EngineConfig((replace(conn_i, name="other"),)))
+    pair.run(until=700)
+    assert len([e for e in pair.i.of(IkeSaEstablished) if e.reauth_of]) == 2
+    assert only_sa(pair.i).conn.name == "net" and not pair.i.of(IkeSaFailed)
+    assert_consistent(pair, children=1)
+
+
+def test_a_failing_reauthentication_does_not_stop_ike_rekeys() -> None:
+    timers = Timers(ike_rekey_time=100, reauth_time=250, ike_life_time=0, dpd_delay=0)
+    conn_i, conn_r = connections(1)
+    pair = Pair(replace(conn_i, timers=timers), conn_r)
+    established(pair, 1)
+    wrong = replace(conn_r.remote_auth, psk=b"another secret entirely, for this test")
+    pair.r.engine.update_config(EngineConfig((replace(conn_r, remote_auth=wrong),)))
+    pair.run(until=1500, max_steps=100_000)
+    assert len(pair.i.of(IkeSaFailed)) >= 10
+    assert len([e for e in pair.i.of(IkeSaEstablished) if e.rekeyed_from]) >= 12  # ~100 s
+    assert_consistent(pair, children=1)
+
+
+@pytest.mark.parametrize(
+    "new_state", [IkeState.INIT_SENT, IkeState.AUTH_SENT, IkeState.ESTABLISHED]
+)
+def test_terminating_the_old_sa_ends_its_reauthentication(new_state: IkeState) -> None:
+    pair = Pair(*connections(2))
+    established(pair)
+    old = only_sa(pair.i)
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    while (old.reauth_by and old.reauth_by.state) is not new_state:
+        assert pair.step()
+    pair.i.events += pair.i.engine.terminate(old.id, pair.now)
+    settle(pair)
+    pair.run(until=pair.now + 100)
+    assert_consistent(pair, children=0, ike_sas=0)

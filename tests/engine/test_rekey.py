@@ -3,7 +3,9 @@ lifetimes and kernel expiry (RFC 7296 §1.3, §2.8, §2.18), and rekeys over a l
 
 from __future__ import annotations
 
+import collections
 import ipaddress
+import random
 from dataclasses import replace
 
 import pytest
@@ -19,7 +21,7 @@ from ikev2.engine.events import (
 )
 from ikev2.engine.proposal_strings import parse_proposals
 
-from .pairing import Pair, Side, psk_connections, settle
+from .pairing import Pair, Side, psk_connections, seeded_env, settle
 
 
 def established_pair(**kwargs: object) -> tuple[Pair, int]:
@@ -187,4 +189,29 @@ def test_rekeys_over_a_lossy_link_lose_and_duplicate_nothing(seed: int) -> None:
     for s in (pair.i, pair.r):
         assert len(s.of(ChildSaEstablished)) >= 5
         assert no_gap(s.events)
+    assert_consistent(pair)
+
+
+@pytest.mark.parametrize("by_initiator", [True, False])
+def test_an_ike_rekey_never_reuses_an_spi_in_use(by_initiator: bool) -> None:
+    """The new IKE SA's SPI is unique among ours (the old IKE SA keeps its own until deleted)."""
+    taken = bytes(range(1, 9))
+    spis = collections.deque([taken, taken, bytes(range(2, 10))])
+    rng = random.Random(5)
+
+    def spi_bytes(size: int) -> bytes:
+        return spis.popleft() if size == 8 and spis else rng.randbytes(size)
+
+    env = replace(seeded_env(3), spi_bytes=spi_bytes)
+    conn_i, conn_r = psk_connections()
+    pair = Pair(conn_i, conn_r, **({"env_i": env} if by_initiator else {"env_r": env}))
+    pair.initiate()
+    pair.run(until=1)
+    side = pair.i if by_initiator else pair.r
+    (sa,) = side.engine.sas.values()
+    assert sa.local_spi == taken
+    side.events += side.engine.rekey_ike(sa.id, pair.now)
+    pair.run(until=pair.now + 5)
+    (new,) = side.engine.sas.values()
+    assert new.local_spi == bytes(range(2, 10))
     assert_consistent(pair)

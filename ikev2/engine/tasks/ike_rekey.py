@@ -43,10 +43,10 @@ RETRY_AFTER_TEMPORARY_FAILURE = 10.0
 
 
 def new_ike_spi(sa: IkeSa) -> bytes:
-    while True:
-        spi = (sa.env.spi_bytes or sa.random_bytes)(8)
-        if spi != bytes(8):
-            return spi
+    """An SPI for a new IKE SA, unused by any of ours (§2.6): the old one keeps its own SPI
+    until it is deleted, and others share the manager's index."""
+    assert sa.host is not None
+    return sa.host.new_ike_spi()
 
 
 def _adopt(
@@ -88,12 +88,18 @@ def _adopt(
 
 
 def move_children(old: IkeSa, new: IkeSa) -> None:
-    """§2.18: the children (and exchanges queued for them) now belong to the new IKE SA."""
+    """§2.18: the children (and exchanges queued for them) now belong to the new IKE SA. A
+    queued Delete of the IKE SA goes along when it means the connection's IKE SA wherever it
+    lives (`down`, a reauthentication's end: the new IKE SA is that one now); one that meant
+    only the old keys (the hard lifetime) is moot."""
     new.children.extend(old.children)
     old.children.clear()
     old.successor = new
     new.queue.extend(
-        e for e in old.queue if not isinstance(e, (IkeRekeyExchange, DeleteIkeExchange))
+        e
+        for e in old.queue
+        if not isinstance(e, IkeRekeyExchange)
+        and not (isinstance(e, DeleteIkeExchange) and not e.follows_rekey)
     )
     old.queue.clear()
     new.touch()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ...constants import ExchangeType, HeaderFlag, NotifyType, ProtocolId
 from ...wire import DeletePayload, Header, Message, NotifyPayload, Payload, encode_message
-from ..events import ChildSaDeleted, IkeSaDeleted
+from ..events import ChildSaDeleted, IkeSaDeleted, IkeSaFailed
 from ..ike_sa import ChildState
 from ..state import IkeInput, IkeState
 from . import as_notify_type
@@ -57,10 +57,14 @@ def ike_deleted(sa: IkeSa, reason: str) -> None:
 
 
 class DeleteIkeExchange:
+    """Our Delete of the IKE SA (§1.4.1). `follows_rekey`: still wanted when a rekey of the IKE
+    SA completes first, then it deletes the new IKE SA (ike_rekey.move_children)."""
+
     exchange_type = ExchangeType.INFORMATIONAL
 
-    def __init__(self, reason: str = "deleted by us") -> None:
+    def __init__(self, reason: str = "deleted by us", *, follows_rekey: bool = False) -> None:
         self.reason = reason
+        self.follows_rekey = follows_rekey
 
     def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
         if sa.state is not IkeState.ESTABLISHED:
@@ -73,6 +77,30 @@ class DeleteIkeExchange:
 
     def give_up(self, sa: IkeSa, now: float) -> None:
         ike_deleted(sa, f"{self.reason} (peer did not answer)")
+
+
+def terminate(sa: IkeSa, now: float) -> None:
+    """`down`: delete the IKE SA with the peer (and a rekey's successor if one completes
+    first); a half-open one is just forgotten."""
+    if sa.state is IkeState.ESTABLISHED:
+        sa.start_exchange(DeleteIkeExchange(follows_rekey=True), now)
+    elif sa.state is not IkeState.DELETING:
+        ike_deleted(sa, "terminated before it was established")
+
+
+def delete_once(sa: IkeSa, after_unanswered: bool = False) -> None:
+    """Tell the peer an IKE SA we forget is gone: one INFORMATIONAL Delete (§1.4.1), neither
+    retransmitted nor awaited. After a request that went unanswered the peer expects either
+    its message ID (it never got it) or the next (its answer was lost): one Delete under each
+    (§2.2: the other copy is a retransmit to it, or reaches no IKE SA)."""
+    if sa.sk_out is None:
+        return
+    message_ids = [sa.requests.next_id - 1] if after_unanswered else []
+    message_ids.append(sa.requests.allocate())
+    for message_id in message_ids:
+        payloads = [DeletePayload(ProtocolId.IKE, ())]
+        sa.send(sa.protect(ExchangeType.INFORMATIONAL, message_id, False, payloads))
+    sa.log.info("IKE SA delete sent, not awaited")
 
 
 class DeleteChildExchange:
@@ -135,6 +163,29 @@ def respond(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
             sa.rekeyed_at = 0.0
         return []
     return answer
+
+
+def unprotected(sa: IkeSa, header: Header, notifies: list[int]) -> None:
+    """§2.21.4: unprotected notifies prove nothing. Two uses we make of INVALID_IKE_SPI
+    answering our outstanding request: to our Delete of this IKE SA, the peer forgot it
+    already, so we stop retransmitting (we were deleting it anyway); to the IKE_AUTH of a
+    reauthentication (§2.8.3), the peer dropped the half-open IKE SA, so retransmitting is
+    futile and the attempt ends (the old IKE SA stays and tries again: a forger could only do
+    what dropping our packets does)."""
+    invalid_spi = (
+        header.is_response
+        and sa.requests.matches(header.message_id)
+        and NotifyType.INVALID_IKE_SPI in notifies
+    )
+    if invalid_spi and sa.state is IkeState.DELETING:
+        ike_deleted(sa, "deleted (peer had already forgotten it)")
+    elif invalid_spi and sa.state is IkeState.AUTH_SENT and sa.reauth_of is not None:
+        reason = "peer answered IKE_AUTH with INVALID_IKE_SPI (it dropped the half-open IKE SA)"
+        sa.log.warning("IKE SA failed", reason=reason)
+        sa.emit(IkeSaFailed(sa.id, sa.conn.name, reason, NotifyType.INVALID_IKE_SPI))
+        sa.transition(IkeInput.CLOSE)
+    else:
+        sa.log.info("unprotected message dropped", notifies=notifies)
 
 
 def invalid_ike_spi_answer(request: Header) -> bytes:
