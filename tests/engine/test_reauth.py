@@ -253,18 +253,24 @@ def test_rekeys_keep_the_reauthentication_deadline() -> None:
     assert_consistent(pair, children=1)
 
 
-@pytest.mark.parametrize("seed", range(16))
-def test_reauth_over_a_lossy_link_loses_and_duplicates_nothing(seed: int) -> None:
+def lossy(children: int, seed: int, *, by_initiator: bool = True) -> Pair:
+    """30 % loss, 12 retransmits, child rekeys every ~150 s, reauth_time 300 s on one side."""
     timers = Timers(retransmit_tries=12, reauth_time=300, ike_life_time=3000, dpd_delay=0)
-    conn_i, conn_r = connections(2)
+    conn_i, conn_r = connections(children)
     kids_i = tuple(replace(c, rekey_time=150, life_time=1000) for c in conn_i.children)
     kids_r = tuple(replace(c, rekey_time=150, life_time=1000) for c in conn_r.children)
-    pair = Pair(
-        replace(conn_i, timers=timers, children=kids_i),
-        replace(conn_r, timers=replace(timers, reauth_time=0), children=kids_r),
+    off = replace(timers, reauth_time=0)
+    return Pair(
+        replace(conn_i, timers=timers if by_initiator else off, children=kids_i),
+        replace(conn_r, timers=off if by_initiator else timers, children=kids_r),
         seed=seed,
         loss=0.3,
     )
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_reauth_over_a_lossy_link_loses_and_duplicates_nothing(seed: int) -> None:
+    pair = lossy(2, seed)
     pair.initiate()
     pair.run(until=1000)
     settle(pair)
@@ -274,6 +280,23 @@ def test_reauth_over_a_lossy_link_loses_and_duplicates_nothing(seed: int) -> Non
         assert no_gap(s.events) and no_gap_per_child(s.events)
     assert [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of]
     assert_consistent(pair, children=2)
+
+
+@pytest.mark.parametrize(
+    ("by_initiator", "seed"), [(False, 2), (False, 10), (False, 15), (True, 24)]
+)
+def test_reauth_of_three_children_over_a_lossy_link(by_initiator: bool, seed: int) -> None:
+    """Seeds where the responder's attempt hung on IKE_AUTH after the peer dropped the
+    half-open IKE SA, and where the initiator lost a child still being created."""
+    pair = lossy(3, seed, by_initiator=by_initiator)
+    pair.initiate()
+    pair.run(until=1500, max_steps=200_000)
+    settle(pair)
+    side = pair.i if by_initiator else pair.r
+    assert [e for e in side.of(IkeSaEstablished) if e.reauth_of]
+    for s in (pair.i, pair.r):
+        assert len(s.engine.peers._keys) == len(s.engine.sas)
+    assert_consistent(pair, children=3)
 
 
 def test_refused_reauthentication_keeps_the_old_sa_and_retries() -> None:
