@@ -10,12 +10,11 @@ from dataclasses import replace
 
 import pytest
 
-from ikev2.constants import ExchangeType, HeaderFlag, ProtocolId
+from ikev2.constants import ProtocolId
 from ikev2.engine.config import ChildConfig, Timers, TrafficSelectorSpec
 from ikev2.engine.events import (
     ChildSaDeleted,
     ChildSaEstablished,
-    Datagram,
     Event,
     IkeSaDeleted,
     IkeSaEstablished,
@@ -216,31 +215,3 @@ def test_an_ike_rekey_never_reuses_an_spi_in_use(by_initiator: bool) -> None:
     (new,) = side.engine.sas.values()
     assert new.local_spi == bytes(range(2, 10))
     assert_consistent(pair)
-
-
-def test_a_delete_on_an_ike_sa_the_peer_has_yet_to_learn_is_retransmitted() -> None:
-    """§2.18, §2.21.4: we answer the peer's IKE rekey (the answer is lost) and delete the new IKE
-    SA at once (`down`, or a reauthentication completing): the peer does not know it yet and
-    answers INVALID_IKE_SPI, which proves nothing; the Delete is retransmitted until the peer,
-    which has the new IKE SA by then, deletes it too (no orphan IKE SA there)."""
-    pair, sa_id = established_pair()
-    old_i = pair.i.engine.sas[sa_id]
-    (old_r,) = pair.r.engine.sas.values()
-    lost: list[Datagram] = []
-
-    def tamper(side: Side, d: Datagram) -> Datagram | None:
-        answer = d.data[18] == ExchangeType.CREATE_CHILD_SA and d.data[19] & HeaderFlag.RESPONSE
-        if side is pair.i and d.data[:8] == old_i.spi_i and answer and not lost:
-            lost.append(d)  # our answer to the peer's rekey
-            return None
-        return d
-
-    pair.tamper = tamper
-    pair.r.events += pair.r.engine.rekey_ike(old_r.id, pair.now)
-    while len(pair.i.engine.sas) < 2:
-        assert pair.step()
-    (new_i,) = [sa for sa in pair.i.engine.sas.values() if sa is not old_i]
-    pair.i.events += pair.i.engine.terminate(new_i.id, pair.now)
-    settle(pair)
-    assert lost and [e for e in pair.r.of(IkeSaEstablished) if e.rekeyed_from]
-    assert_consistent(pair, children=0, ike_sas=0)

@@ -170,7 +170,6 @@ class IkeRekeyExchange:
         move_children(sa, new)
         retire(sa, now)
         sa.queue.append(DeleteIkeExchange())
-        new.pump(now)  # what moved along (the peer has the new IKE SA: it answered us)
         if collision is not None:
             # the peer's new IKE SA is the redundant one (§2.8.2). Its creator should delete it,
             # but if the peer's own exchange never completed there (we deleted the old IKE SA

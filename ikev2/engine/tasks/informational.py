@@ -168,9 +168,7 @@ def respond(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
 def unprotected(sa: IkeSa, header: Header, notifies: list[int]) -> None:
     """§2.21.4: unprotected notifies prove nothing. Two uses we make of INVALID_IKE_SPI
     answering our outstanding request. To our Delete of this IKE SA: the peer forgot it
-    already, so we stop retransmitting (we were deleting it anyway) — once the peer is known
-    to have had it: an IKE SA we made by answering the peer's rekey (§2.18) is unknown to the
-    peer until our answer reaches it, so the Delete is retransmitted meanwhile. To the IKE_AUTH
+    already, so we stop retransmitting (we were deleting it anyway). To the IKE_AUTH
     of a reauthentication (§2.8.3): the peer dropped the half-open IKE SA, so retransmitting
     is futile and the attempt ends (the old IKE SA stays and tries again: a forger could only
     do what dropping our packets does)."""
@@ -179,7 +177,7 @@ def unprotected(sa: IkeSa, header: Header, notifies: list[int]) -> None:
         and sa.requests.matches(header.message_id)
         and NotifyType.INVALID_IKE_SPI in notifies
     )
-    if invalid_spi and sa.state is IkeState.DELETING and _peer_had_it(sa):
+    if invalid_spi and sa.state is IkeState.DELETING:
         ike_deleted(sa, "deleted (peer had already forgotten it)")
     elif invalid_spi and sa.state is IkeState.AUTH_SENT and sa.reauth_of is not None:
         reason = "peer answered IKE_AUTH with INVALID_IKE_SPI (it dropped the half-open IKE SA)"
@@ -188,13 +186,6 @@ def unprotected(sa: IkeSa, header: Header, notifies: list[int]) -> None:
         sa.transition(IkeInput.CLOSE)
     else:
         sa.log.info("unprotected message dropped", notifies=notifies)
-
-
-def _peer_had_it(sa: IkeSa) -> bool:
-    """We initiated the exchange that made this IKE SA (IKE_SA_INIT or a rekey: the peer
-    answered it), or the peer sent a request on it, or answered one (window size 1: our Delete
-    is not the first request)."""
-    return sa.initiator or sa.responses.expected_id > 0 or sa.requests.next_id > 1
 
 
 def invalid_ike_spi_answer(request: Header) -> bytes:
