@@ -19,7 +19,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from pathlib import Path
 from typing import Any
@@ -407,7 +407,7 @@ def esp_scenario(sc: EspScenario) -> dict[str, Any]:
             for ns in ("A", "B")
             for what in ("state", "policy")
         )
-        checks["_counters"] = {"out_a": vars(out_a), "in_b": vars(in_b), "in_a": vars(in_a)}
+        checks["_counters"] = {"out_a": asdict(out_a), "in_b": asdict(in_b), "in_a": asdict(in_a)}
         checks["_wire"] = dict(wire)
         checks["_ip_s_xfrm_state_A"] = xfrm_state
         ka.close()
