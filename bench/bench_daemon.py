@@ -54,6 +54,7 @@ from ikev2.engine.events import IkeSaEstablished, IkeSaFailed
 from ikev2.engine.proposal_strings import parse_proposals
 from ikev2.log import configure_logging
 from ikev2.service.control import request
+from ikev2.testing.sources import spread_sockets
 
 RESPONDER = "127.0.0.1"
 # the generator's source addresses: a peer's IKE SAs all go to one worker (handoff.peer_worker),
@@ -130,20 +131,9 @@ class Generator:
     `count` more are established."""
 
     def __init__(self, responder_port: int, ports: int = 1) -> None:
-        self.sockets: dict[int, socket.socket] = {}
-        self.address: dict[int, str] = {}
-        while len(self.sockets) < ports:
-            address = GENERATORS[len(self.sockets) % len(GENERATORS)]
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-            sock.bind((address, 0))
-            sock.setblocking(False)
-            port = sock.getsockname()[1]
-            if port in self.sockets:  # that number is taken on another address: draw again
-                sock.close()
-                continue
-            self.sockets[port] = sock
-            self.address[port] = address
+        made = spread_sockets(GENERATORS, ports, rcvbuf=8 << 20)
+        self.sockets = {port: sock for port, (sock, _) in made.items()}
+        self.address = {port: address for port, (_, address) in made.items()}
         self.by_fd = {sock.fileno(): port for port, sock in self.sockets.items()}
         self.names = [f"bench{port}" for port in self.sockets]
         self.engine = Engine(

@@ -254,16 +254,7 @@ def test_ipv6_lifecycle(role: str, pair6: Topology, peers: PeersFactory) -> None
     ours-responder: strongSwan) rekeys the IKE SA, then the child, then deletes the IKE SA."""
     p = peers(Spec("v6-lifecycle", nets=V6), pair6, role)
     p.establish()
-    mine, _ = _one_child(p)
-    old_ike = (mine["spi_i"], mine["spi_r"])
-    if role == OURS_INITIATOR:
-        done = p.ours.cli("rekey", str(mine["id"]))
-        assert done.ok, done.output
-    else:
-        assert p.ss.rekey(ike="v6-lifecycle").ok
-    p.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old_ike
-                    and sas[0]["state"].upper() == "ESTABLISHED", timeout=10)  # fmt: skip
-    p.ss.wait_for(lambda sas: len(sas) == 1, timeout=10)
+    _rekey_ike(p, role, "v6-lifecycle")
     p.check_children(expected=1)
     mine, _ = _one_child(p)
     old_in = mine["children"][0]["spi_in"]
@@ -300,6 +291,22 @@ def _one_child(p: Peers) -> tuple[dict[str, Any], IkeSaInfo]:
     return mine, theirs
 
 
+def _rekey_ike(p: Peers, role: str, name: str) -> tuple[str, str]:
+    """`role`'s rekeying side (ours-initiator: ours, else strongSwan) rekeys the IKE SA
+    (RFC 7296 §1.3.2); waits until both sides hold just the new one. The old SPIs."""
+    mine, _ = _one_child(p)
+    old = (mine["spi_i"], mine["spi_r"])
+    if role == OURS_INITIATOR:
+        done = p.ours.cli("rekey", str(mine["id"]))
+        assert done.ok, done.output
+    else:
+        assert p.ss.rekey(ike=name).ok
+    p.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old
+                    and sas[0]["state"].upper() == "ESTABLISHED", timeout=10)  # fmt: skip
+    p.ss.wait_for(lambda sas: len(sas) == 1, timeout=10)
+    return old
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_child_rekey(role: str, pair: Topology, peers: PeersFactory) -> None:
     p = peers(Spec("child-rekey"), pair, role)
@@ -322,16 +329,7 @@ def test_child_rekey(role: str, pair: Topology, peers: PeersFactory) -> None:
 def test_ike_rekey(role: str, pair: Topology, peers: PeersFactory) -> None:
     p = peers(Spec("ike-rekey"), pair, role)
     p.establish()
-    mine, _ = _one_child(p)
-    old = (mine["spi_i"], mine["spi_r"])
-    if role == OURS_INITIATOR:
-        done = p.ours.cli("rekey", str(mine["id"]))
-        assert done.ok, done.output
-    else:
-        assert p.ss.rekey(ike="ike-rekey").ok
-    p.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old
-                    and sas[0]["state"].upper() == "ESTABLISHED", timeout=10)  # fmt: skip
-    p.ss.wait_for(lambda sas: len(sas) == 1, timeout=10)
+    old = _rekey_ike(p, role, "ike-rekey")
     mine, _ = p.ike_pair()
     assert (mine["spi_i"], mine["spi_r"]) != old
     p.check_children(expected=1)  # the child moved to the new IKE SA, keys unchanged

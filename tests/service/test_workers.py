@@ -15,7 +15,6 @@ import contextlib
 import ipaddress
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from ikev2.service.handoff import (
     unpack_frame,
 )
 from ikev2.service.workers import global_id, split_id
+from ikev2.testing.sources import spread_sockets
 
 from .daemons import SUN, Daemon, daemon_pair, free_port_pair, wait_until
 
@@ -99,21 +99,12 @@ class Initiators:
 
     def __init__(self, responder_port: int, count: int = SOURCE_PORTS) -> None:
         self.loop = asyncio.get_running_loop()
-        self.sockets: dict[int, socket.socket] = {}
-        self.address: dict[int, str] = {}  # source port -> source address
+        made = spread_sockets(INITIATORS, count)
+        self.sockets = {port: sock for port, (sock, _) in made.items()}
+        self.address = {port: address for port, (_, address) in made.items()}
         psk = Credentials(AuthMethodName.PSK, psk=PSK.encode())
         conns = []
-        while len(self.sockets) < count:
-            address = INITIATORS[len(self.sockets) % len(INITIATORS)]
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sock.bind((address, 0))
-            sock.setblocking(False)
-            port = sock.getsockname()[1]
-            if port in self.sockets:  # the same port number on another address: draw again
-                sock.close()
-                continue
-            self.sockets[port] = sock
-            self.address[port] = address
+        for port, address in self.address.items():
             conns.append(ConnectionConfig(
                 name=f"c{port}",
                 local_addrs=(ipaddress.ip_address(address),),
