@@ -121,7 +121,15 @@ def sa_spec(event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: boo
 @dataclass(slots=True)
 class _ReqidState:
     policies: list[PolicySpec]
+    shape: tuple[object, ...]  # what the policies were made from (_policy_shape)
     sas: set[SaKey] = field(default_factory=set)
+
+
+def _policy_shape(event: ChildSaEstablished) -> tuple[object, ...]:
+    """What a child's policies depend on: a rekeyed or reauthenticated child keeps its reqid,
+    but its peer may have moved (NAT, RFC 7296 §2.23) or its selectors been narrowed anew."""
+    return (event.mode, event.protocol, event.outbound.src, event.outbound.dst,
+            event.local_ts, event.remote_ts)  # fmt: skip
 
 
 class KernelApplier:
@@ -158,9 +166,14 @@ class KernelApplier:
                 installed.append(key)
                 self.sas[key] = reqid
             state = self.reqids.get(reqid)
+            shape = _policy_shape(event)
             if state is None:
-                state = _ReqidState(self._install_policies(event, reqid))
+                state = _ReqidState(self._install_policies(event, reqid), shape)
                 self.reqids[reqid] = state
+            elif state.shape != shape:  # the new child's policies on top, then the old go
+                old = state.policies
+                state.policies, state.shape = self._install_policies(event, reqid), shape
+                self._release_all(old)
             state.sas.update(installed)
         except KernelError:
             for key in installed:

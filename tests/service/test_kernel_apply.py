@@ -38,6 +38,7 @@ def established(
     encap: tuple[int, int] | None = None,
     local_ts: tuple[TrafficSelectorSpec, ...] = ts("10.1.0.0/24"),
     remote_ts: tuple[TrafficSelectorSpec, ...] = ts("10.2.0.0/24"),
+    remote: object = REMOTE,
 ) -> ChildSaEstablished:
     def direction(src: object, dst: object, spi: int) -> SaDirection:
         return SaDirection(
@@ -54,8 +55,8 @@ def established(
 
     return ChildSaEstablished(
         ike_sa_id=1, connection="net", child="net", reqid=reqid, protocol=ProtocolId.ESP,
-        mode=mode, inbound=direction(REMOTE, LOCAL, spi_in),
-        outbound=direction(LOCAL, REMOTE, spi_out), local_ts=local_ts, remote_ts=remote_ts,
+        mode=mode, inbound=direction(remote, LOCAL, spi_in),
+        outbound=direction(LOCAL, remote, spi_out), local_ts=local_ts, remote_ts=remote_ts,
         encap=encap, esn=False, replay_window=32, rekey_time=3600, life_time=3960,
         life_bytes=0, life_packets=0, suite="AES_GCM_16_256",
     )  # fmt: skip
@@ -64,8 +65,30 @@ def established(
 def deleted(event: ChildSaEstablished) -> ChildSaDeleted:
     return ChildSaDeleted(
         event.ike_sa_id, event.connection, event.child, event.reqid, event.protocol,
-        event.spi_in, event.spi_out, LOCAL, REMOTE, "test",
+        event.spi_in, event.spi_out, LOCAL, event.outbound.dst, "test",
     )  # fmt: skip
+
+
+def test_a_child_of_the_same_reqid_from_a_moved_peer_brings_its_own_policies() -> None:
+    """A rekey or reauthentication keeps the reqid; when the peer's address changed (a NAT
+    rebinding, RFC 7296 §2.23) or the selectors did, the tunnel policies follow the new child."""
+    kernel = InMemoryKernel()
+    applier = KernelApplier(kernel)
+    moved = ipaddress.ip_address("198.51.100.7")
+    first = established(0x1111, 0x2222)
+    applier.child_established(first)
+    second = established(0x3333, 0x4444, remote=moved, remote_ts=ts("10.2.0.0/24", "10.3.0.0/24"))
+    applier.child_established(second)
+
+    def tunnel_ends() -> set[tuple[object, object]]:
+        return {(t.src, t.dst) for p in kernel.list_policies() for t in p.templates}
+
+    assert tunnel_ends() == {(LOCAL, moved), (moved, LOCAL)}
+    assert len(kernel.list_policies()) == 6  # 3 per selector pair, both pairs the new child's
+    applier.child_deleted(deleted(first))
+    assert tunnel_ends() == {(LOCAL, moved), (moved, LOCAL)} and len(kernel.list_policies()) == 6
+    applier.child_deleted(deleted(second))
+    assert kernel.list_policies() == [] and kernel.list_sas() == []
 
 
 def test_install_both_sas_and_three_policies_per_selector_pair() -> None:
