@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import functools
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..constants import IpProto, ProtocolId
 from ..engine.config import ChildConfig, ConnectionConfig, Mode, TrafficSelectorSpec
@@ -120,9 +120,11 @@ def sa_spec(event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: boo
 
 @dataclass(slots=True)
 class _ReqidState:
-    policies: list[PolicySpec]
-    shape: tuple[object, ...]  # what the policies were made from (_policy_shape)
-    sas: set[SaKey] = field(default_factory=set)
+    """The SAs of one kernel reqid, grouped by the policies they need (their shape), oldest
+    shape first. The policies of the newest shape that still has SAs are the ones claimed."""
+
+    shapes: dict[tuple[object, ...], tuple[list[PolicySpec], set[SaKey]]]
+    active: tuple[object, ...] | None = None
 
 
 def _policy_shape(event: ChildSaEstablished) -> tuple[object, ...]:
@@ -154,8 +156,9 @@ class KernelApplier:
 
     # --- child SAs
     def child_established(self, event: ChildSaEstablished) -> None:
-        """Install both SAs, then the policies (first SA of the reqid). KernelError on failure,
-        after undoing what this call installed."""
+        """Install both SAs, then the policies: those of the newest child's shape, kept while
+        any SA of that shape lives (a reqid's rekeys and reauthentications share them).
+        KernelError on failure, after undoing what this call installed."""
         reqid = self.kernel_reqid(event.reqid)
         installed: list[SaKey] = []
         try:
@@ -165,22 +168,40 @@ class KernelApplier:
                 key = (spec.dst, spec.spi, spec.proto)
                 installed.append(key)
                 self.sas[key] = reqid
-            state = self.reqids.get(reqid)
+            state = self.reqids.setdefault(reqid, _ReqidState({}))
             shape = _policy_shape(event)
-            if state is None:
-                state = _ReqidState(self._install_policies(event, reqid), shape)
-                self.reqids[reqid] = state
-            elif state.shape != shape:  # the new child's policies on top, then the old go
-                old = state.policies
-                state.policies, state.shape = self._install_policies(event, reqid), shape
-                self._release_all(old)
-            state.sas.update(installed)
+            entry = state.shapes.pop(shape, None)
+            if entry is None:
+                entry = (self._policies(event, reqid), set())
+            state.shapes[shape] = entry  # now the newest shape
+            sas = entry[1]
+            try:
+                self._activate(state)
+            except KernelError:
+                if not sas:
+                    del state.shapes[shape]
+                if not state.shapes:
+                    del self.reqids[reqid]
+                raise
+            sas.update(installed)
         except KernelError:
             for key in installed:
                 self._delete_sa(key)
             raise
 
-    def _install_policies(self, event: ChildSaEstablished, reqid: int) -> list[PolicySpec]:
+    def _activate(self, state: _ReqidState) -> None:
+        """Claim the newest shape's policies (on top of the slots), then release the ones
+        claimed before: no moment without a policy for a selector both shapes cover."""
+        newest = next(reversed(state.shapes), None) if state.shapes else None
+        if newest == state.active:
+            return
+        if newest is not None:
+            self._claim_all(state.shapes[newest][0])
+        previous, state.active = state.active, newest
+        if previous is not None and previous in state.shapes:
+            self._release_all(state.shapes[previous][0])
+
+    def _policies(self, event: ChildSaEstablished, reqid: int) -> list[PolicySpec]:
         mode = XFRM_MODE[event.mode]
         proto = ip_proto(event.protocol)
         local, remote = event.outbound.src, event.outbound.dst
@@ -196,6 +217,9 @@ class KernelApplier:
             if tunnel:  # RFC 4301 §5.1: forwarded traffic out of the tunnel needs a fwd policy
                 policies.append(PolicySpec(in_sel, Direction.FWD, priority=POLICY_PRIORITY,
                                            templates=(in_t,)))  # fmt: skip
+        return policies
+
+    def _claim_all(self, policies: list[PolicySpec]) -> None:
         done: list[PolicySpec] = []
         try:
             for policy in policies:
@@ -204,7 +228,6 @@ class KernelApplier:
         except KernelError:
             self._release_all(done)
             raise
-        return policies
 
     def _claim(self, policy: PolicySpec, *, bottom: bool = False) -> None:
         """Own a policy slot: on top (into the kernel, replacing the previous owner's policy),
@@ -258,10 +281,22 @@ class KernelApplier:
         state = self.reqids.get(reqid)
         if state is None:
             return
-        state.sas.discard(key)
-        if not state.sas:
-            del self.reqids[reqid]
-            self._release_all(state.policies)
+        for shape, (policies, sas) in list(state.shapes.items()):
+            if key not in sas:
+                continue
+            sas.discard(key)
+            if sas:
+                return
+            del state.shapes[shape]
+            if shape == state.active:  # the next newest shape's policies take over
+                state.active = None
+                try:
+                    self._activate(state)
+                finally:
+                    self._release_all(policies)
+            if not state.shapes:
+                del self.reqids[reqid]
+            return
 
     # --- trap policies (start_action = trap)
     def install_trap(self, index: int, conn: ConnectionConfig, child: ChildConfig) -> int:

@@ -91,6 +91,40 @@ def test_a_child_of_the_same_reqid_from_a_moved_peer_brings_its_own_policies() -
     assert kernel.list_policies() == [] and kernel.list_sas() == []
 
 
+def test_the_policies_follow_the_newest_child_that_still_lives() -> None:
+    """Children of one reqid with different shapes (selectors, peer address): the kernel holds
+    the policies of the newest one alive; when it goes first, the older one's come back."""
+    kernel = InMemoryKernel()
+    applier = KernelApplier(kernel)
+    moved = ipaddress.ip_address("198.51.100.7")
+
+    def shape() -> set[tuple[object, ...]]:
+        return {
+            (p.direction, str(p.selector.dst), t.dst)
+            for p in kernel.list_policies()
+            for t in p.templates
+        }
+
+    old = established(0x1111, 0x2222)
+    new = established(0x3333, 0x4444, remote=moved, remote_ts=ts("10.3.0.0/24"))
+    applier.child_established(old)
+    old_shape = shape()
+    applier.child_established(new)
+    new_shape = shape()
+    assert new_shape != old_shape and len(kernel.list_policies()) == 3
+    applier.child_deleted(deleted(new))  # the newer one goes first: the old one's policies
+    assert shape() == old_shape
+    applier.child_established(new)
+    rekeyed_old = established(0x5555, 0x6666)  # an old-shape child made after the new one
+    applier.child_established(rekeyed_old)
+    assert shape() == old_shape
+    applier.child_deleted(deleted(old))
+    applier.child_deleted(deleted(rekeyed_old))  # the old shape is gone: the new one's return
+    assert shape() == new_shape
+    applier.child_deleted(deleted(new))
+    assert kernel.list_policies() == [] and kernel.list_sas() == [] and not applier.reqids
+
+
 def test_install_both_sas_and_three_policies_per_selector_pair() -> None:
     kernel = InMemoryKernel()
     applier = KernelApplier(kernel)
