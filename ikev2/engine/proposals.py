@@ -276,13 +276,7 @@ def select_proposal(
     skipped. skip_ke=True ignores KE transforms (the child SA of IKE_AUTH, RFC 7296 §1.2).
     """
     offer = tuple((p.protocol, p.transforms) for p in offered)
-    # the offer comes unauthenticated (IKE_SA_INIT): cache only offers of a usual size, so
-    # a peer cannot park large ones in memory
-    choose = (
-        _choose
-        if sum(len(p.transforms) for p in offered) <= CACHED_OFFER_SIZE
-        else _choose_uncached
-    )
+    choose = _choose if _cacheable(offered) else _choose_uncached
     found = choose(offer, tuple(ours), protocol, supported, skip_ke)
     if found is None:
         return None
@@ -292,6 +286,18 @@ def select_proposal(
 
 
 CACHED_OFFER_SIZE = 64  # transforms; strongSwan's default IKE offer has ~40
+
+
+def _cacheable(offered: Sequence[Proposal]) -> bool:
+    """The offer comes unauthenticated (IKE_SA_INIT): cache only offers of a usual size and
+    without attributes other than KEY_LENGTH (whose TLV values could be kilobytes), so a peer
+    cannot park large offers in memory; at most 512 × 64 small transforms stay."""
+    count = 0
+    for proposal in offered:
+        count += len(proposal.transforms)
+        if count > CACHED_OFFER_SIZE or any(t.attributes for t in proposal.transforms):
+            return False
+    return True
 
 
 def _choose_uncached(

@@ -116,7 +116,10 @@ def intersect_all(
     Empty intersections are dropped, and so is a result lying inside another result: e.g. the
     specific-packet selector an initiator puts first (§2.9) when a wider one of its list is kept.
     """
-    if len(proposed) > CACHED_SELECTORS:  # a peer's unusually long list: not kept
+    if len(proposed) > CACHED_SELECTORS or not all(
+        isinstance(t, TrafficSelector) for t in proposed
+    ):
+        # a peer's unusually long list, or raw selectors (their data of any size): not kept
         return _intersect_all_uncached(tuple(proposed), tuple(allowed))
     return _intersect_all(tuple(proposed), tuple(allowed))
 

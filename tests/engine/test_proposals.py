@@ -206,6 +206,12 @@ def test_only_offers_of_a_usual_size_are_cached() -> None:
     chosen = select_proposal(big, ours, IKE, everything)
     assert chosen is not None and chosen.number == 21
     assert proposals._choose.cache_info().currsize == 0
+    # few transforms, but one with a 60 KB TLV attribute: refused, and not kept either
+    [last] = big[-1:]
+    heavy = Transform(ENCR, EncrId.AES_CBC, 128, ((17, bytes(60_000)),))
+    padded = Proposal(1, IKE, b"", (*last.transforms, heavy))
+    assert select_proposal((padded,), ours, IKE, everything) is not None
+    assert proposals._choose.cache_info().currsize == 0
     select_proposal(big[-1:], ours, IKE, everything)
     assert proposals._choose.cache_info().currsize == 1
 
