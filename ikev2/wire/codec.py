@@ -356,6 +356,8 @@ class PayloadCodec:
         )
 
     def _encode_attribute(self, attr_type: int, value: int | bytes) -> bytes:
+        if attr_type & _TV:
+            raise UsageError(f"attribute type {attr_type:#x} has the AF bit set; give it without")
         fields: dict[str, Any]
         if isinstance(value, int):  # §3.3.5 TV format
             fields = {"af_type": attr_type | _TV, "length_or_value": value, "value": None}

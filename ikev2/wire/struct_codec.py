@@ -32,7 +32,6 @@ from .payloads import (
     AuthPayload,
     EapPayload,
     IdiPayload,
-    IdPayload,
     IdrPayload,
     KePayload,
     NoncePayload,
@@ -256,6 +255,8 @@ def _transforms_octets(transforms: tuple[Transform, ...]) -> bytes:
 
 
 def _attribute_octets(attr_type: int, value: int | bytes) -> bytes:
+    if attr_type & _TV:
+        raise UsageError(f"attribute type {attr_type:#x} has the AF bit set; give it without")
     if isinstance(value, int):  # §3.3.5 TV format
         return _U16_U16.pack(attr_type | _TV, value)
     return _U16_U16.pack(attr_type, _length(len(value), "attribute")) + value
@@ -265,8 +266,8 @@ def _write_ke(p: KePayload, next_payload: int) -> bytes:
     return _KE.pack(next_payload, 0, _length(8 + len(p.data), "KE"), p.group) + p.data
 
 
-def _write_id(p: IdPayload, next_payload: int) -> bytes:
-    length = _length(8 + len(p.data), "ID")
+def _write_id(p: IdiPayload | IdrPayload, next_payload: int) -> bytes:
+    length = _length(8 + len(p.data), PayloadType(p.payload_type).name)
     return _TYPE_RESERVED3.pack(next_payload, 0, length, p.id_type) + p.data
 
 
@@ -276,7 +277,8 @@ def _write_auth(p: AuthPayload, next_payload: int) -> bytes:
 
 
 def _write_data(p: NoncePayload | VendorPayload | EapPayload, next_payload: int) -> bytes:
-    return _GENERIC.pack(next_payload, 0, _length(4 + len(p.data), "payload")) + p.data
+    length = _length(4 + len(p.data), PayloadType(p.payload_type).name)
+    return _GENERIC.pack(next_payload, 0, length) + p.data
 
 
 def _write_notify(p: NotifyPayload, next_payload: int) -> bytes:

@@ -78,3 +78,24 @@ def test_mutated_inner_chains_decode_alike(
     assert _chain(DEFAULT_CODEC, first, response, mutated) == _chain(
         COMPILED_CODEC, first, response, mutated
     )
+
+
+def test_encoding_mistakes_are_the_same_usage_error_in_every_codec() -> None:
+    """API misuse (not peer input): an attribute type with the AF bit, an oversize payload."""
+    from ikev2.errors import UsageError
+    from ikev2.wire import IdrPayload, NoncePayload, Proposal, SaPayload, Transform, encode_payloads
+    from ikev2.wire.codec import INTERPRETED_CODEC, LAYOUT_CODEC
+
+    af_bit = SaPayload((Proposal(1, 1, b"", (Transform(1, 12, 128, ((0x8001, 5),)),)),))
+    for payload, words in (
+        (af_bit, "attribute type 0x8001 has the AF bit set"),
+        (IdrPayload(2, bytes(70_000)), "IDr of 70008 octets"),
+        (NoncePayload(bytes(70_000)), "NONCE of 70004 octets"),
+    ):
+        for codec in (DEFAULT_CODEC, LAYOUT_CODEC, COMPILED_CODEC, INTERPRETED_CODEC):
+            try:
+                encode_payloads([payload], codec=codec)
+            except UsageError as error:
+                assert words in str(error), (codec, error)
+            else:
+                raise AssertionError(f"{codec} encoded {type(payload).__name__}")
