@@ -43,19 +43,14 @@ from .cookies import CookieGate
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaFailed
 from .ike_sa import ChildState, IkeSa, Outbox
-from .state import IkeInput, IkeState
+from .reqids import DEFAULT_MAX_REQID, ReqidCounter
+from .state import ALLOWED_REQUESTS, IkeInput, IkeState
 from .tasks import create_child, ike_auth, ike_init, ike_rekey, informational
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
 
 log = structlog.get_logger("ikev2.engine")
-INVALID_IKE_SPI_INTERVAL = 1.0
-# Which requests each state of an IKE SA accepts (RFC 7296 §1.2: IKE_AUTH first, then the rest).
-ALLOWED_REQUESTS: dict[IkeState, frozenset[int]] = {
-    IkeState.INIT_DONE: frozenset({ExchangeType.IKE_AUTH}),
-    IkeState.ESTABLISHED: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
-    IkeState.DELETING: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
-}  # rate limit of unprotected INVALID_IKE_SPI answers (§2.21.4)
+INVALID_IKE_SPI_INTERVAL = 1.0  # rate limit of unprotected INVALID_IKE_SPI answers (§2.21.4)
 
 
 def _fmt(endpoint: Endpoint) -> str:
@@ -63,7 +58,14 @@ def _fmt(endpoint: Endpoint) -> str:
 
 
 class Engine:
-    def __init__(self, config: EngineConfig, env: Env | None = None, *, strict: bool = False):
+    def __init__(
+        self,
+        config: EngineConfig,
+        env: Env | None = None,
+        *,
+        strict: bool = False,
+        max_reqid: int = DEFAULT_MAX_REQID,  # the service's reqid range (reqids.py)
+    ):
         self.config = config
         self.env = env or Env()
         self.strict = strict  # tests: re-raise our own bugs instead of logging them
@@ -73,7 +75,7 @@ class Engine:
         self.half_open: dict[tuple[bytes, Endpoint], IkeSa] = {}
         self.cookies = CookieGate(self.env.random_bytes, config.cookie_secret_lifetime)
         self._ids = itertools.count(1)
-        self._reqids = itertools.count(1)
+        self._reqids = ReqidCounter(self.sas.values, max_reqid)
         self.peers = reauth.PeerIndex()  # responders: reqids of reauthenticated children
         self._timers: list[tuple[float, int, int]] = []
         self._scheduled: dict[int, float] = {}

@@ -36,8 +36,7 @@ its own new one): as with strongSwan, set reauth_time on one side.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..constants import ExchangeType, ProtocolId
@@ -418,7 +417,7 @@ class PeerIndex:
     def reqid_for(
         self,
         sa: IkeSa,
-        counter: itertools.count[int],
+        counter: Iterator[int],
         config: ChildConfig,
         local: TsSpecs,
         remote: TsSpecs,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 
+from ..constants import ExchangeType
 from ..errors import UsageError
 
 
@@ -66,3 +67,11 @@ def next_state(state: IkeState, event: IkeInput) -> IkeState:
 
 def can(state: IkeState, event: IkeInput) -> bool:
     return (state, event) in TRANSITIONS
+
+
+# Which requests each state of an IKE SA accepts (RFC 7296 §1.2: IKE_AUTH first, then the rest).
+ALLOWED_REQUESTS: dict[IkeState, frozenset[int]] = {
+    IkeState.INIT_DONE: frozenset({ExchangeType.IKE_AUTH}),
+    IkeState.ESTABLISHED: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
+    IkeState.DELETING: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
+}

@@ -42,7 +42,7 @@ from .channel import WorkerChannel
 from .control import ControlServer
 from .driver import Driver
 from .handoff import TaggedSpis, WorkerRole
-from .kernel_apply import KernelApplier
+from .kernel_apply import TRAP_BASE, KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
 from .udp import UdpTransport
@@ -116,7 +116,12 @@ class Daemon:
             engine = Engine(self.config.engine)
             applier = KernelApplier(kernel)
         else:
-            engine = Engine(self.config.engine, Env(spi_bytes=TaggedSpis(role.index, role.workers)))
+            spis = TaggedSpis(role.index, role.workers)
+            # worker i's engine reqid r becomes kernel reqid base + (r-1)*N + i + 1, kept below
+            # the trap reqids (kernel_apply.TRAP_BASE)
+            engine = Engine(
+                self.config.engine, Env(spi_bytes=spis), max_reqid=(TRAP_BASE - 1) // role.workers
+            )
             applier = KernelApplier(kernel, reqid_stride=role.workers, reqid_offset=role.index)
         self.driver = Driver(engine, kernel, self.transport, loop, self.key_log, applier)
         try:
