@@ -131,6 +131,7 @@ class Daemon:
                 self.control = ControlServer(settings.control_socket, self._handlers())
                 await self.control.start()
             else:
+                role.handoff.pin(self.config.engine.connections)
                 role.handoff.start(loop, self._take_over, self._on_batch)
                 self.channel = WorkerChannel(role.channel, self._handlers())
                 await self.channel.start(self.stopping.set)
@@ -281,6 +282,8 @@ class Daemon:
             self.driver.terminate(sa_id)
         self.driver.applier.remove_traps()
         self.config = replace(fresh, daemon=self.config.daemon)
+        if self.role is not None:
+            self.role.handoff.pin(self.config.engine.connections)
         self._install_traps()
         added = sorted(new - old)
         for name in self.config.connections_to_start():

@@ -34,7 +34,7 @@ import os
 import socket
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from ..engine.config import ConnectionConfig
@@ -67,10 +67,12 @@ class WorkerRole:
     def owns(self, conn: ConnectionConfig) -> bool:
         """Whether this worker initiates `conn` (start_action, its trap policies and their
         acquires, `up`): the worker of its peer's address, where the peer's own IKE SAs land
-        too (datagram_owner); worker 0 for a connection without a remote address."""
-        if not conn.remote_addrs:
-            return self.index == 0
-        return peer_worker(conn.remote_addrs[0], self.workers) == self.index
+        too (datagram_owner, HandOff.pin); worker 0 for a connection without a remote address."""
+        return connection_worker(conn, self.workers) == self.index
+
+
+def connection_worker(conn: ConnectionConfig, workers: int) -> int:
+    return peer_worker(conn.remote_addrs[0], workers) if conn.remote_addrs else 0
 
 
 def spi_owner(spi: bytes, workers: int) -> int:
@@ -166,6 +168,8 @@ class HandOff:
     stats: dict[str, int] = field(
         default_factory=lambda: {"handed_off": 0, "taken_over": 0, "handoff_dropped": 0}
     )
+    # a connection's other remote addresses -> the worker of its first (connection_worker)
+    pinned: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, int] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -182,7 +186,20 @@ class HandOff:
 
     def owner(self, data: bytes, remote: Endpoint) -> int:
         found = datagram_owner(data, self.workers, remote)
-        return self.index if found is None else found
+        if found is None:
+            return self.index
+        if data[8:16] == ZERO_SPI and remote[0] in self.pinned:  # a new IKE SA of a known peer
+            return self.pinned[remote[0]]
+        return found
+
+    def pin(self, connections: Iterable[ConnectionConfig]) -> None:
+        """A peer with several addresses in one connection: all of them to the connection's
+        worker, whichever it initiates from (config load and reload)."""
+        self.pinned = {
+            address: connection_worker(conn, self.workers)
+            for conn in connections
+            for address in conn.remote_addrs[1:]
+        }
 
     def forward(self, owner: int, data: bytes, remote: Endpoint, local: Endpoint) -> None:
         try:

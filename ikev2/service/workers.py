@@ -50,7 +50,7 @@ from ..log import LEVELS, get_logger
 from .channel import SupervisorChannel
 from .control import ControlServer
 from .daemon import SHUTDOWN_WAIT, Daemon, DaemonOptions, flush_kernel, log_kernel_choice, run_loop
-from .handoff import HandOff, WorkerRole, make_channels, peer_worker
+from .handoff import HandOff, WorkerRole, connection_worker, make_channels
 from .kernel_choice import KernelChoice, choose_kernel
 
 log = get_logger("ikev2.workers")
@@ -274,9 +274,7 @@ class Supervisor:
     async def _cmd_up(self, request: dict[str, Any]) -> dict[str, Any]:
         name = str(request.get("name", ""))
         conn = next((c for c in self.config.engine.connections if c.name == name), None)
-        index = 0  # an unknown name: worker 0 gives the error
-        if conn is not None and conn.remote_addrs:
-            index = peer_worker(conn.remote_addrs[0], self.workers)
+        index = connection_worker(conn, self.workers) if conn is not None else 0
         answer = await self.links[index].call(request)
         if "sas" in answer:
             answer["sas"] = self._sas(index, answer["sas"])
@@ -329,9 +327,12 @@ class Supervisor:
         if bad:  # every worker read the same file: they refuse it alike
             return bad[0]
         first = answers[0]
-        with contextlib.suppress(Exception):  # the workers read it fine; `up` routes by it
+        try:  # the workers read it fine; `up` routes by it
             fresh = load_config(self.options.config)
             self.config = replace(fresh, daemon=self.config.daemon)
+        except Exception as exc:  # changed again since the workers read it
+            log.warning("supervisor kept its configuration: `up` routes by the old one",
+                        error=str(exc))  # fmt: skip
         return {**first, "deleted_sas": sum(a.get("deleted_sas", 0) for a in answers)}
 
     async def _cmd_stats(self, request: dict[str, Any]) -> dict[str, Any]:

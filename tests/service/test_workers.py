@@ -473,6 +473,34 @@ def test_tagged_spis_name_their_worker_and_datagrams_find_it() -> None:
         assert global_id(split_id(number, 3)[1], split_id(number, 3)[0], 3) == number
 
 
+def test_a_connection_with_several_peer_addresses_is_one_workers() -> None:
+    """Whichever of its addresses the peer starts an IKE SA from, it lands where the
+    connection is initiated (HandOff.pin), so its IKE SAs stay together."""
+    channels = make_channels(3)
+    handoff = HandOff(0, 3, channels[0][1], {})
+    addresses = [ipaddress.ip_address(f"192.0.2.{n}") for n in range(40)]
+    first = addresses[0]
+    others = [a for a in addresses if peer_worker(a, 3) != peer_worker(first, 3)][:3]
+    assert others, "all addresses hash alike"
+    psk = Credentials(AuthMethodName.PSK, psk=b"x")
+    ike = parse_proposals("aes128-sha256-x25519", ProtocolId.IKE)
+    conn = ConnectionConfig(
+        "multi", (ipaddress.ip_address("198.51.100.1"),), (first, *others),
+        Identity(IdType.FQDN, b"a"), psk, psk, ike,
+    )  # fmt: skip
+    init_request = bytes((8,)) + bytes(7) + bytes(8) + bytes((0x21, 0x20, 34, 0x08)) + bytes(8)
+    assert {handoff.owner(init_request, (a, 500)) for a in others} != {peer_worker(first, 3)}
+    handoff.pin([conn])
+    assert {handoff.owner(init_request, (a, 500)) for a in (first, *others)} == {
+        peer_worker(first, 3)
+    }
+    established = bytes((8,)) + bytes(7) + bytes((2,)) + bytes(7) + bytes((0x2E, 0x20, 37, 0x08))
+    assert handoff.owner(established + bytes(8), (others[0], 4500)) == 2  # by our SPI still
+    for send, receive in channels:
+        send.close()
+        receive.close()
+
+
 async def test_hand_off_frames_cross_between_two_workers() -> None:
     v4 = (ipaddress.ip_address("192.0.2.7"), 4500), (ipaddress.ip_address("198.51.100.1"), 4500)
     v6 = (ipaddress.ip_address("2001:db8::7"), 50123), (ipaddress.ip_address("2001:db8::1"), 500)
