@@ -125,6 +125,9 @@ class _ReqidState:
 
     shapes: dict[tuple[object, ...], tuple[list[PolicySpec], set[SaKey]]]
     active: tuple[object, ...] | None = None
+    # shapes[active]: a rekey's or another SA's child of the same shape is the common case,
+    # and comparing with `active` is cheaper than hashing the shape
+    active_entry: tuple[list[PolicySpec], set[SaKey]] | None = None
 
 
 def _policy_shape(event: ChildSaEstablished) -> tuple[object, ...]:
@@ -170,6 +173,9 @@ class KernelApplier:
                 self.sas[key] = reqid
             state = self.reqids.setdefault(reqid, _ReqidState({}))
             shape = _policy_shape(event)
+            if state.active_entry is not None and shape == state.active:
+                state.active_entry[1].update(installed)
+                return
             entry = state.shapes.pop(shape, None)
             if entry is None:
                 entry = (self._policies(event, reqid), set())
@@ -198,6 +204,7 @@ class KernelApplier:
         if newest is not None:
             self._claim_all(state.shapes[newest][0])
         previous, state.active = state.active, newest
+        state.active_entry = state.shapes[newest] if newest is not None else None
         if previous is not None and previous in state.shapes:
             self._release_all(state.shapes[previous][0])
 
