@@ -256,18 +256,8 @@ def test_ipv6_lifecycle(role: str, pair6: Topology, peers: PeersFactory) -> None
     p.establish()
     _rekey_ike(p, role, "v6-lifecycle")
     p.check_children(expected=1)
-    mine, _ = _one_child(p)
-    old_in = mine["children"][0]["spi_in"]
-    if role == OURS_INITIATOR:
-        done = p.ours.cli("rekey", str(mine["id"]), "--child", old_in)
-        assert done.ok, done.output
-    else:
-        assert p.ss.rekey(child="net").ok
-    p.ours.wait_for(lambda sas: bool(sas) and [c["spi_in"] for c in sas[0]["children"]]
-                    not in ([], [old_in]), timeout=10)  # fmt: skip
-    p.ss.wait_for(lambda sas: len(sas[0].installed_children) == 1, timeout=10)
-    ((child, _),) = p.check_children(expected=1)
-    assert child["spi_in"] != old_in and child["local_ts"] == [p.pos["ours_net"]]
+    child = _rekey_child(p, role)
+    assert child["local_ts"] == [p.pos["ours_net"]]
     if role == OURS_INITIATOR:
         done = p.ours.down("v6-lifecycle")
         assert done.ok, done.output
@@ -291,6 +281,24 @@ def _one_child(p: Peers) -> tuple[dict[str, Any], IkeSaInfo]:
     return mine, theirs
 
 
+def _rekey_child(p: Peers, role: str) -> dict[str, Any]:
+    """`role`'s rekeying side rekeys the one child (RFC 7296 §1.3.3); both sides end with one
+    child with new SPIs, checked by check_children. Our view of the new child."""
+    mine, _ = _one_child(p)
+    old_in = mine["children"][0]["spi_in"]
+    if role == OURS_INITIATOR:
+        done = p.ours.cli("rekey", str(mine["id"]), "--child", old_in)
+        assert done.ok, done.output
+    else:
+        assert p.ss.rekey(child="net").ok
+    p.ours.wait_for(lambda sas: bool(sas) and [c["spi_in"] for c in sas[0]["children"]]
+                    not in ([], [old_in]), timeout=10)  # fmt: skip
+    p.ss.wait_for(lambda sas: len(sas[0].installed_children) == 1, timeout=10)
+    ((child, _),) = p.check_children(expected=1)
+    assert child["spi_in"] != old_in
+    return child
+
+
 def _rekey_ike(p: Peers, role: str, name: str) -> tuple[str, str]:
     """`role`'s rekeying side (ours-initiator: ours, else strongSwan) rekeys the IKE SA
     (RFC 7296 §1.3.2); waits until both sides hold just the new one. The old SPIs."""
@@ -311,18 +319,7 @@ def _rekey_ike(p: Peers, role: str, name: str) -> tuple[str, str]:
 def test_child_rekey(role: str, pair: Topology, peers: PeersFactory) -> None:
     p = peers(Spec("child-rekey"), pair, role)
     p.establish()
-    mine, _ = _one_child(p)
-    old_in = mine["children"][0]["spi_in"]
-    if role == OURS_INITIATOR:
-        done = p.ours.cli("rekey", str(mine["id"]), "--child", old_in)
-        assert done.ok, done.output
-    else:
-        assert p.ss.rekey(child="net").ok
-    p.ours.wait_for(lambda sas: bool(sas) and [c["spi_in"] for c in sas[0]["children"]]
-                    not in ([], [old_in]), timeout=10)  # fmt: skip
-    p.ss.wait_for(lambda sas: len(sas[0].installed_children) == 1, timeout=10)
-    ((child, _),) = p.check_children(expected=1)
-    assert child["spi_in"] != old_in
+    _rekey_child(p, role)
 
 
 @pytest.mark.parametrize("role", ROLES)
