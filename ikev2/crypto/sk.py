@@ -45,7 +45,9 @@ class _Aead:
         self._kind = kind
         self._key = key
         self._tag = tag
-        self._context()  # a bad key fails here, when the SA is made, not at its first message
+        # a bad key fails here, when the SA is made, not at its first message
+        if self._context() is None:
+            algorithms.AES(key)  # truncated GCM: the cipher checks the key
 
     def _context(self) -> AESGCM | AESCCM | ChaCha20Poly1305 | None:
         if self._kind is CipherKind.CHACHA20_POLY1305:

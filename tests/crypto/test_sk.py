@@ -113,3 +113,15 @@ def test_round_trip_property(plaintext: bytes, ad: bytes) -> None:
         integ_key = bytes(integ.key_bytes if integ else 0)
         cipher = SkCipher(encr, bytes(encr.key_bytes), integ, integ_key)
         assert cipher.unprotect(ad, cipher.protect(ad, plaintext, os.urandom)) == plaintext
+
+
+@pytest.mark.parametrize("tag", [8, 12, 16])
+def test_a_bad_aead_key_fails_when_the_cipher_is_made(tag: int) -> None:
+    """The AEAD context is made per message (memory), yet a wrong key still fails at once."""
+    from ikev2.crypto.sk import _Aead
+    from ikev2.crypto.suites import CipherKind
+
+    for kind in (CipherKind.GCM, CipherKind.CCM):
+        with pytest.raises(ValueError):
+            _Aead(kind, bytes(15), tag)
+    _Aead(CipherKind.GCM, bytes(16), tag)  # a good one is fine
