@@ -31,30 +31,23 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from ikev2.constants import IdType, ProtocolId
 from ikev2.engine import Engine
 from ikev2.engine.config import (
-    AuthMethodName,
-    ChildConfig,
     ConnectionConfig,
-    Credentials,
     EngineConfig,
-    Identity,
     Timers,
-    TrafficSelectorSpec,
 )
 from ikev2.engine.events import IkeSaEstablished, IkeSaFailed
-from ikev2.engine.proposal_strings import parse_proposals
 from ikev2.log import configure_logging
 from ikev2.service.control import request
-from ikev2.testing.sources import spread_sockets
+from ikev2.service.udp import free_port_pair
+from ikev2.testing.sources import psk_initiator, spread_sockets
 
 RESPONDER = "127.0.0.1"
 # the generator's source addresses: a peer's IKE SAs all go to one worker (handoff.peer_worker),
@@ -114,18 +107,6 @@ def _rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def free_port() -> int:
-    for port in range(25500, 26500, 2):
-        try:
-            for p in (port, port + 1):
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                    s.bind((RESPONDER, p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
 class Generator:
     """Initiator engine + one UDP socket (and connection) per source port; runs handshakes until
     `count` more are established."""
@@ -143,27 +124,11 @@ class Generator:
         self.failed = 0
 
     def _conn(self, port: int, responder_port: int) -> ConnectionConfig:
-        psk = Credentials(AuthMethodName.PSK, psk=PSK.encode())
-        return ConnectionConfig(
-            name=f"bench{port}",
-            local_addrs=(ipaddress.ip_address(self.address[port]),),
-            remote_addrs=(ipaddress.ip_address(RESPONDER),),
-            local_id=Identity(IdType.FQDN, b"initiator.bench"),
-            local_auth=psk,
-            remote_auth=psk,
-            ike_proposals=parse_proposals("aes256gcm16-prfsha256-x25519", ProtocolId.IKE),
-            children=(
-                ChildConfig(
-                    "bench",
-                    (TrafficSelectorSpec(ipaddress.ip_network("10.1.0.0/16")),),
-                    (TrafficSelectorSpec(ipaddress.ip_network("10.2.0.0/16")),),
-                    parse_proposals("aes256gcm16", ProtocolId.ESP),
-                ),
-            ),
-            local_port=port,
-            remote_port=responder_port,
-            timers=Timers(dpd_delay=0),
-        )
+        return psk_initiator(
+            f"bench{port}", self.address[port], RESPONDER, PSK.encode(),
+            local_id=b"initiator.bench", child="bench", local_port=port,
+            remote_port=responder_port, timers=Timers(dpd_delay=0),
+        )  # fmt: skip
 
     def _send(self) -> None:
         for d in self.engine.datagrams_to_send():
@@ -226,7 +191,7 @@ def main() -> None:
     configure_logging("console", "warning")  # the generator's engine: quiet
 
     workdir = Path(tempfile.mkdtemp(prefix="ikev2-bench-"))
-    port = free_port()
+    port = free_port_pair((RESPONDER,))
     control = str(workdir / "responder.sock")
     config = workdir / "responder.toml"
     config.write_text(RESPONDER_CONFIG.format(addr=RESPONDER, port=port, nat_port=port + 1,

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ikev2.engine.config import Timers
 from ikev2.engine.events import ChildSaEstablished, IkeSaEstablished
-from tests.engine.pairing import Pair, psk_connections, settle
+from tests.engine.pairing import lifetime_pair, settle
 from tests.engine.test_rekey import assert_consistent, no_gap
 
 NEVER_ESTABLISHED = "never established"
@@ -45,13 +45,11 @@ def one_run(
     )
     # reauthentication on the initiator only: both sides reauthenticating at once make two
     # IKE SAs (as with strongSwan; its docs say to set reauth_time on one side)
-    timers_i = replace(timers, reauth_time=reauth)
-    conn_i, conn_r = psk_connections()
-    child_i = replace(conn_i.children[0], rekey_time=120, life_time=1000)
-    child_r = replace(conn_r.children[0], rekey_time=120, life_time=1000)
-    pair = Pair(
-        replace(conn_i, timers=timers_i, children=(child_i,)),
-        replace(conn_r, timers=timers, children=(child_r,)),
+    pair = lifetime_pair(
+        timers,
+        child_rekey=120,
+        child_life=1000,
+        timers_i=replace(timers, reauth_time=reauth),
         seed=seed,
         loss=loss,
         duplicate=duplicate,

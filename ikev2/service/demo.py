@@ -16,7 +16,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .control import ControlError, request
+from .udp import free_port_pair
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "config"
 READY = "listening on"
@@ -67,20 +67,6 @@ class Side:
     control: str = ""
     log: str = ""
     process: subprocess.Popen[bytes] | None = None
-
-
-def _free_port(addresses: list[str]) -> int:
-    for _ in range(50):
-        port = 20000 + secrets.randbelow(30000)
-        try:
-            for addr in addresses:
-                for p in (port, port + 1):
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                        s.bind((addr, p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free UDP port pair on loopback")
 
 
 def _write_config(side: Side, workdir: Path, port: int, nat_port: int) -> Path:
@@ -169,7 +155,7 @@ def run_demo(keep_logs: bool = False, loopback: bool = False) -> int:
     ok = False
     with tempfile.TemporaryDirectory(prefix="ikev2-demo-") as tmp:
         workdir = Path(tmp)
-        port = 500 if as_root else _free_port([moon.address, sun.address])
+        port = 500 if as_root else free_port_pair([moon.address, sun.address])
         for side in (moon, sun):
             side.control, side.log = str(workdir / f"{side.name}.sock"), str(workdir / side.name)
         configs = {s.name: _write_config(s, workdir, port, 4500 if as_root else port + 1)

@@ -34,10 +34,10 @@ import os
 import socket
 import struct
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..engine.config import ConnectionConfig
+from ..engine.config import ConnectionConfig, IPAddress
 from ..engine.events import Endpoint
 from ..log import get_logger
 
@@ -100,15 +100,25 @@ class TaggedSpis:
         return tag_spi(self.random_bytes(size), self.index, self.workers)
 
 
-def datagram_owner(data: bytes, workers: int, remote: Endpoint | None = None) -> int | None:
+def datagram_owner(
+    data: bytes,
+    workers: int,
+    remote: Endpoint | None = None,
+    pinned: Mapping[IPAddress, int] | None = None,
+) -> int | None:
     """The worker owning the IKE SA this message belongs to: by our SPI, or for a new
-    IKE_SA_INIT request by the peer's address; None for something too short to be IKE, or a new
-    request without `remote` (whoever received it deals with it)."""
+    IKE_SA_INIT request by the peer's address (`pinned` first: HandOff.pin); None for
+    something too short to be IKE, or a new request without `remote` (whoever received it
+    deals with it)."""
     if len(data) < IKE_HEADER_LEN:
         return None
     ours = data[8:16] if data[19] & FLAG_INITIATOR else data[0:8]
     if ours == ZERO_SPI:
-        return peer_worker(remote[0], workers) if remote is not None else None
+        if remote is None:
+            return None
+        if pinned and remote[0] in pinned:
+            return pinned[remote[0]]
+        return peer_worker(remote[0], workers)
     return ours[0] % workers
 
 
@@ -169,7 +179,7 @@ class HandOff:
         default_factory=lambda: {"handed_off": 0, "taken_over": 0, "handoff_dropped": 0}
     )
     # a connection's other remote addresses -> the worker of its first (connection_worker)
-    pinned: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, int] = field(default_factory=dict)
+    pinned: dict[IPAddress, int] = field(default_factory=dict)
     _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
@@ -185,12 +195,8 @@ class HandOff:
         return cls(index, len(channels), channels[index][1], peers)
 
     def owner(self, data: bytes, remote: Endpoint) -> int:
-        found = datagram_owner(data, self.workers, remote)
-        if found is None:
-            return self.index
-        if data[8:16] == ZERO_SPI and remote[0] in self.pinned:  # a new IKE SA of a known peer
-            return self.pinned[remote[0]]
-        return found
+        found = datagram_owner(data, self.workers, remote, self.pinned)
+        return self.index if found is None else found
 
     def pin(self, connections: Iterable[ConnectionConfig]) -> None:
         """A peer with several addresses in one connection: all of them to the connection's

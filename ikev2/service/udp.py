@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import secrets
 import socket
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..engine.config import IPAddress
@@ -240,3 +241,19 @@ class UdpTransport:
         self.sockets.clear()
         self._by_local.clear()
         self._by_family.clear()
+
+
+def free_port_pair(addresses: Sequence[str]) -> int:
+    """A port P with P and P+1 free for UDP on every address (IKE and NAT-T ports of a daemon
+    on loopback: the demo, tests, benches)."""
+    for _ in range(100):
+        port = 20000 + secrets.randbelow(40000)
+        try:
+            for address in addresses:
+                for candidate in (port, port + 1):
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                        probe.bind((address, candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError(f"no free UDP port pair on {', '.join(addresses)}")

@@ -26,6 +26,7 @@ from ikev2.engine.config import (
     EngineConfig,
     Identity,
     Mode,
+    Timers,
     TrafficSelectorSpec,
 )
 from ikev2.engine.credentials import (
@@ -261,6 +262,32 @@ def cert_connections(
     conn_i = replace(conn_i, local_id=moon, remote_id=sun, local_auth=creds_i, remote_auth=trust)
     conn_r = replace(conn_r, local_id=sun, remote_id=moon, local_auth=creds_r, remote_auth=trust)
     return conn_i, conn_r
+
+
+def lifetime_pair(
+    timers: Timers,
+    child_rekey: float,
+    child_life: float,
+    *,
+    timers_i: Timers | None = None,
+    seed: int = 1,
+    loss: float = 0.0,
+    duplicate: float = 0.0,
+    reorder: float = 0.0,
+) -> Pair:
+    """psk_connections with these IKE timers (timers_i: the initiator's, when they differ) and
+    child lifetimes, over a link with this loss, duplication and reordering."""
+    conn_i, conn_r = psk_connections()
+    child_i = replace(conn_i.children[0], rekey_time=child_rekey, life_time=child_life)
+    child_r = replace(conn_r.children[0], rekey_time=child_rekey, life_time=child_life)
+    return Pair(
+        replace(conn_i, timers=timers_i or timers, children=(child_i,)),
+        replace(conn_r, timers=timers, children=(child_r,)),
+        seed=seed,
+        loss=loss,
+        duplicate=duplicate,
+        reorder=reorder,
+    )
 
 
 def quiescent(pair: Pair) -> bool:

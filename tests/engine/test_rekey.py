@@ -21,7 +21,7 @@ from ikev2.engine.events import (
 )
 from ikev2.engine.proposal_strings import parse_proposals
 
-from .pairing import Pair, Side, psk_connections, seeded_env, settle
+from .pairing import Pair, Side, lifetime_pair, psk_connections, seeded_env, settle
 
 
 def established_pair(**kwargs: object) -> tuple[Pair, int]:
@@ -142,13 +142,7 @@ def test_two_children_under_one_ike_sa() -> None:
 
 def test_lifetimes_rekey_children_and_ike_sa_on_their_own() -> None:
     timers = Timers(ike_rekey_time=300, ike_life_time=400, dpd_delay=0)
-    conn_i, conn_r = psk_connections()
-    child_i = replace(conn_i.children[0], rekey_time=100, life_time=130)
-    child_r = replace(conn_r.children[0], rekey_time=100, life_time=130)
-    pair = Pair(
-        replace(conn_i, timers=timers, children=(child_i,)),
-        replace(conn_r, timers=timers, children=(child_r,)),
-    )
+    pair = lifetime_pair(timers, child_rekey=100, child_life=130)
     pair.initiate()
     pair.run(until=1000)
     for s in (pair.i, pair.r):
@@ -174,15 +168,7 @@ def test_kernel_expire_soft_rekeys_and_hard_deletes() -> None:
 @pytest.mark.parametrize("seed", range(12))
 def test_rekeys_over_a_lossy_link_lose_and_duplicate_nothing(seed: int) -> None:
     timers = Timers(retransmit_tries=12, ike_rekey_time=350, ike_life_time=3000, dpd_delay=0)
-    conn_i, conn_r = psk_connections()
-    child_i = replace(conn_i.children[0], rekey_time=120, life_time=1000)
-    child_r = replace(conn_r.children[0], rekey_time=120, life_time=1000)
-    pair = Pair(
-        replace(conn_i, timers=timers, children=(child_i,)),
-        replace(conn_r, timers=timers, children=(child_r,)),
-        seed=seed,
-        loss=0.3,
-    )
+    pair = lifetime_pair(timers, child_rekey=120, child_life=1000, seed=seed, loss=0.3)
     pair.initiate()
     pair.run(until=1200)
     settle(pair)  # let the exchanges under way finish without loss

@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -23,22 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ikev2.service.udp import free_port_pair
+
 PSK = "service-test secret 9f1c2e7a55d04b3e"
 MOON, SUN = "127.0.0.1", "127.0.0.2"
-
-
-def free_port_pair(addresses: tuple[str, ...] = (MOON, SUN)) -> int:
-    for _ in range(100):
-        port = 20000 + secrets.randbelow(40000)
-        try:
-            for addr in addresses:
-                for p in (port, port + 1):
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                        s.bind((addr, p))
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free UDP port pair")
 
 
 def connection(
@@ -188,7 +174,7 @@ async def daemon_pair(
     moon_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Pair]:
     workdir = Path(tempfile.mkdtemp(prefix="ikev2t-"))
-    port = free_port_pair()
+    port = free_port_pair((MOON, SUN))
     daemons = {}
     for side, args in (("sun", ()), ("moon", moon_args)):
         control = str(workdir / f"{side}.sock")

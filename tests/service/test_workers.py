@@ -28,13 +28,11 @@ from ikev2.constants import IdType, ProtocolId
 from ikev2.engine import Engine
 from ikev2.engine.config import (
     AuthMethodName,
-    ChildConfig,
     ConnectionConfig,
     Credentials,
     EngineConfig,
     Identity,
     Timers,
-    TrafficSelectorSpec,
 )
 from ikev2.engine.events import IkeSaDeleted, IkeSaEstablished, IkeSaFailed
 from ikev2.engine.proposal_strings import parse_proposals
@@ -49,10 +47,11 @@ from ikev2.service.handoff import (
     tag_spi,
     unpack_frame,
 )
+from ikev2.service.udp import free_port_pair
 from ikev2.service.workers import global_id, split_id
-from ikev2.testing.sources import spread_sockets
+from ikev2.testing.sources import psk_initiator, spread_sockets
 
-from .daemons import SUN, Daemon, daemon_pair, free_port_pair, wait_until
+from .daemons import SUN, Daemon, daemon_pair, wait_until
 
 RESPONDER = "127.0.0.2"
 # new IKE SAs go to the worker of the peer's address (handoff.peer_worker): several addresses
@@ -102,27 +101,20 @@ class Initiators:
         made = spread_sockets(INITIATORS, count)
         self.sockets = {port: sock for port, (sock, _) in made.items()}
         self.address = {port: address for port, (_, address) in made.items()}
-        psk = Credentials(AuthMethodName.PSK, psk=PSK.encode())
-        conns = []
-        for port, address in self.address.items():
-            conns.append(ConnectionConfig(
-                name=f"c{port}",
-                local_addrs=(ipaddress.ip_address(address),),
-                remote_addrs=(ipaddress.ip_address(RESPONDER),),
-                local_id=Identity(IdType.FQDN, b"initiator.test"),
-                local_auth=psk,
-                remote_auth=psk,
-                ike_proposals=parse_proposals("aes256gcm16-prfsha256-x25519", ProtocolId.IKE),
-                children=(ChildConfig(
-                    "rw",
-                    (TrafficSelectorSpec(ipaddress.ip_network("10.1.0.0/16")),),
-                    (TrafficSelectorSpec(ipaddress.ip_network("10.2.0.0/16")),),
-                    parse_proposals("aes256gcm16", ProtocolId.ESP),
-                ),),
+        conns = [
+            psk_initiator(
+                f"c{port}",
+                address,
+                RESPONDER,
+                PSK.encode(),
+                local_id=b"initiator.test",
+                child="rw",
                 local_port=port,
                 remote_port=responder_port,
                 timers=Timers(dpd_delay=0),
-            ))  # fmt: skip
+            )
+            for port, address in self.address.items()
+        ]
         self.engine = Engine(EngineConfig(tuple(conns)))
         self.redirect: dict[int, int] = {}  # send what port A sends from port B instead
         self.established: dict[int, int] = {}  # engine SA id -> source port
