@@ -5,8 +5,22 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
+# Installer output goes to a log, shown only when a step fails: a newcomer sees the demo or the
+# tests, not pip's and apt's warnings.
+mkdir -p .cache
+log="$repo/.cache/bootstrap.log"
+quietly() {
+  if ! "$@" >>"$log" 2>&1; then
+    echo "bootstrap: '$*' failed; its output ($log):" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+}
+: >"$log"
+
 APT_PACKAGES=(qemu-system-x86 busybox-static kmod xz-utils iproute2 iputils-ping tcpdump nftables
-              strongswan-charon strongswan-swanctl libcharon-extra-plugins)
+              strongswan-charon strongswan-swanctl libcharon-extra-plugins
+              libstrongswan-standard-plugins)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
@@ -15,18 +29,20 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: apt-get install ${missing[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    quietly apt-get update -qq
+    quietly env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}"
   fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
-  python3 -m venv .venv
+  quietly python3 -m venv .venv
 fi
 stamp=.venv/.ikev2-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/pip install -q --upgrade pip >/dev/null
-  .venv/bin/pip install -q -e ".[dev,fast]"  # fast: uvloop, so its event loop is tested too
+  echo "bootstrap: installing the project and its dev tools into .venv (log: $log)" >&2
+  quietly .venv/bin/pip install -q --upgrade pip
+  quietly .venv/bin/pip install -q -e ".[dev,fast]"  # fast: uvloop, so its event loop is tested too
   touch "$stamp"
 fi
 export PATH="$repo/.venv/bin:$PATH"

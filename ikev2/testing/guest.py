@@ -23,6 +23,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,7 +191,10 @@ def prepare(cache: Path) -> GuestImage:
 GUEST_INIT = """#!/bin/sh
 # PID 1 after switch_root (written by ikev2.testing.guest for this run)
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /tmp
+# The guest's scratch space lives in its own /run: /tmp stays the host's (seen through the
+# overlay, writes private to the guest), so a checkout or virtualenv under /tmp is visible.
+mkdir -p /run/scratch && chmod 1777 /run/scratch
+export TMPDIR=/run/scratch
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 ln -sf /proc/self/fd /dev/fd
 mkdir -p /lib/modules && mount --bind {modules} /lib/modules
@@ -260,6 +264,25 @@ def boot(
     text = console.decode("utf-8", "replace")
     (results / "console.log").write_text(text)
     return GuestRun(code, text, wall, results)
+
+
+HIDDEN_IN_GUEST = (Path("/run"), Path("/proc"), Path("/sys"), Path("/dev"))
+
+
+def interpreter() -> Path:
+    """The interpreter (and so the virtualenv and installed package) this process runs, as the
+    guest sees it through the shared root: whatever venv the tests run from, not <repo>/.venv.
+    Paths under the guest's own /run, /proc, /sys or /dev would be hidden there: refused."""
+    path = Path(sys.executable)
+    resolved = path.resolve()
+    for hidden in HIDDEN_IN_GUEST:
+        for candidate in (path, resolved, Path(sys.prefix)):
+            if candidate.is_relative_to(hidden):
+                raise GuestError(
+                    f"the interpreter {candidate} lies under {hidden}, which the guest mounts "
+                    "afresh: run the tests from a virtualenv elsewhere"
+                )
+    return path
 
 
 def default_cache(repo: Path) -> Path:

@@ -33,6 +33,30 @@ CHARON_PLUGINS = "random nonce x509 constraints pubkey pkcs1 pkcs8 pem openssl k
 # the first kernel plugin to register an IPsec backend wins: libipsec must precede netlink
 TAIL_PLUGINS = "kernel-netlink socket-default vici"
 SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 pubkey openssl random nonce"
+PLUGIN_DIR = CHARON.parent / "plugins"
+# Debian 12's package of every plugin the harness loads (`dpkg -S libstrongswan-NAME.so`):
+# the openssl plugin is not in the charon package, and without it nothing hashes.
+PLUGIN_PACKAGES = {
+    "openssl": "libstrongswan-standard-plugins",
+    "kernel-libipsec": "libcharon-extra-plugins",
+    "socket-default": "strongswan-libcharon",
+    "vici": "strongswan-swanctl",
+    **{
+        name: "libstrongswan"
+        for name in [
+            "random",
+            "nonce",
+            "x509",
+            "constraints",
+            "pubkey",
+            "pkcs1",
+            "pkcs8",
+            "pem",
+            "kdf",
+            "kernel-netlink",
+        ]
+    },
+}
 
 ConfValue: TypeAlias = str | int | bool | Sequence[str] | Mapping[str, "ConfValue"]
 
@@ -371,6 +395,39 @@ def charon_version() -> str:
     return m.group(1) if m else "unknown"
 
 
+def harness_plugins() -> list[str]:
+    """Every plugin a harness charon or swanctl may load, in load order, without repeats."""
+    names = f"{CHARON_PLUGINS} kernel-libipsec {TAIL_PLUGINS} {SWANCTL_PLUGINS}".split()
+    return list(dict.fromkeys(names))
+
+
+def missing_plugins(plugin_dir: Path = PLUGIN_DIR) -> list[str]:
+    """One line per harness plugin absent from `plugin_dir`, naming the Debian package."""
+    lines = []
+    for name in harness_plugins():
+        path = plugin_dir / f"libstrongswan-{name}.so"
+        if not path.exists():
+            package = PLUGIN_PACKAGES.get(name, "a strongSwan plugin package")
+            lines.append(f"strongSwan plugin '{name}' missing ({path}): apt-get install {package}")
+    return lines
+
+
+_PREFLIGHT_DONE = False
+
+
+def preflight(plugin_dir: Path = PLUGIN_DIR) -> None:
+    """Raise CharonError, one line per missing piece, before a charon starts without the
+    plugins it is told to load (charon itself fails later, in a far less obvious way)."""
+    global _PREFLIGHT_DONE
+    if _PREFLIGHT_DONE and plugin_dir == PLUGIN_DIR:
+        return
+    problems = [p for p in (available(),) if p] + missing_plugins(plugin_dir)
+    if problems:
+        raise CharonError("\n".join(problems))
+    if plugin_dir == PLUGIN_DIR:
+        _PREFLIGHT_DONE = True
+
+
 def available() -> str | None:
     """None when charon and swanctl are installed, else what is missing."""
     for path in (CHARON, SWANCTL):
@@ -497,6 +554,7 @@ class Charon(ManagedProcess):
         }
 
     def start(self, timeout: float = 15.0) -> None:
+        preflight()
         if not (self.dir / "strongswan.conf").exists():
             (self.dir / "strongswan.conf").write_text(self.strongswan_conf())
         self.vici.unlink(missing_ok=True)

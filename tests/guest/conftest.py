@@ -29,7 +29,7 @@ def guest_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[guest.Gu
     except guest.GuestError as exc:
         pytest.fail(f"cannot prepare the QEMU guest: {exc}", pytrace=False)
     results = tmp_path_factory.mktemp("guest-results")
-    python = REPO / ".venv" / "bin" / "python"
+    python = guest.interpreter()
     run = guest.boot(image, [str(python), str(SCENARIOS), "/results"], results, cwd=REPO)
     print(f"\n[guest] boot + scenarios: {run.wall_seconds:.1f} s wall, exit {run.exit_code}")
     yield run
