@@ -25,7 +25,9 @@ APT_PACKAGES=(qemu-system-x86 busybox-static kmod xz-utils iproute2 iputils-ping
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do
-    dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    # installed, not merely known (a removed package keeps "deinstall ok config-files")
+    status="$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)"
+    [ "$status" = "install ok installed" ] || missing+=("$p")
   done
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: apt-get install ${missing[*]}" >&2
