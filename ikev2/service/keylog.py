@@ -8,17 +8,21 @@
 
 Algorithm names are the strings Wireshark's UAT editors write (packet-isakmp.c, packet-ipsec.c),
 as in the reference files under /work/shared/reference/keys. Off by default: a key log defeats the
-whole point of IPsec for anyone who can read it, so the daemon logs a warning when it is on and the
-file is created mode 0600.
+whole point of IPsec for anyone who can read it, so the daemon logs a warning when it is on, the
+file is created mode 0600 and an existing file is used only if it is ours alone
+(open_private_append).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from typing import TextIO
 
 from ..engine.events import ChildSaEstablished, SaDirection
 from ..engine.views import KeyExport
+from ..errors import ConfigError
 
 # IKEv2 ENCR (name from the engine's EncrId, key bits) -> Wireshark's ikev2 UAT name
 _GCM_CCM_ICV = {"8": 8, "12": 12, "16": 16}
@@ -113,12 +117,15 @@ class KeyLog:
         self.path = path
         self.esp_path = path + ".esp_sa"
         self._ike = self._open(self.path)
-        self._esp = self._open(self.esp_path)
+        try:
+            self._esp = self._open(self.esp_path)
+        except BaseException:
+            self._ike.close()
+            raise
 
     @staticmethod
     def _open(path: str) -> TextIO:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return os.fdopen(fd, "a", buffering=1)  # line-buffered: usable while we run
+        return os.fdopen(open_private_append(path), "a", buffering=1)  # line-buffered
 
     def ike_sa(self, keys: KeyExport) -> None:
         self._ike.write(ike_line(keys) + "\n")
@@ -130,3 +137,43 @@ class KeyLog:
     def close(self) -> None:
         self._ike.close()
         self._esp.close()
+
+
+def _refuse(path: str, problem: str, fix: str) -> ConfigError:
+    return ConfigError(path, "--key-log", problem, fix)
+
+
+def open_private_append(path: str) -> int:
+    """A descriptor appending to `path`, a regular file only we can read: created 0600 when
+    missing; refused when it is a symbolic link (O_NOFOLLOW), not a regular file, has other
+    hard links, is owned by another user, or grants group/other any access. The checks are
+    made with fstat on the opened descriptor, so nothing can be swapped in between."""
+    fix = f"remove {path} (or point --key-log at a new file) and let the daemon create it 0600"
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _refuse(
+                path, "is a symbolic link; the keys would go to its target", fix
+            ) from None
+        raise _refuse(path, f"cannot open: {exc.strerror}", "check the directory") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refuse(path, "is not a regular file", fix)
+        if info.st_nlink != 1:
+            raise _refuse(path, f"has {info.st_nlink} hard links", fix)
+        if info.st_uid != os.geteuid():
+            raise _refuse(path, f"is owned by uid {info.st_uid}, not by us ({os.geteuid()})", fix)
+        if info.st_mode & 0o077:
+            raise _refuse(
+                path,
+                f"has mode {stat.S_IMODE(info.st_mode):04o}: group/others may access the keys",
+                f"chmod 600 {path} if it is really ours, or {fix}",
+            )
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
