@@ -91,6 +91,25 @@ class ServiceConfig:
         return out
 
 
+_TOML_TYPE_NAMES: dict[type, str] = {
+    str: "string",
+    int: "integer",
+    float: "float",
+    bool: "boolean",
+    list: "array",
+    dict: "table",
+}
+# Keys whose values are secrets (a PSK, a password): error texts name them, never show them.
+# A *_file key holds a path, which is shown.
+_SECRET_WORDS = ("secret", "psk", "password", "passphrase", "private")
+
+
+def is_secret_key(name: str) -> bool:
+    """Does the config key `name` (its last dotted part) hold a secret value?"""
+    last = name.rpartition(".")[2].lower()
+    return not last.endswith("_file") and any(word in last for word in _SECRET_WORDS)
+
+
 class _Table:
     """One TOML table being read: knows its dotted key, refuses unknown keys, raises ConfigError."""
 
@@ -118,7 +137,16 @@ class _Table:
         value = self.data[name]
         kinds = kind if isinstance(kind, tuple) else (kind,)
         if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
-            self.fail(name, f"{value!r} has the wrong type", f"write e.g. {name} = {example}")
+            expected = " or ".join(_TOML_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+            found = _TOML_TYPE_NAMES.get(type(value), type(value).__name__)
+            # A secret's value never goes into the error text: it ends up on stderr, in the log
+            # and in control replies. Name the key and the types only.
+            shown = "the value" if is_secret_key(name) else repr(value)
+            self.fail(
+                name,
+                f"{shown} has the wrong type ({found}, expected {expected})",
+                f"write e.g. {name} = {example}",
+            )
         return value
 
     def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
@@ -338,7 +366,10 @@ def _identity(table: _Table, name: str, text: str) -> Identity:
 
 def _secrets(loader: _Loader, root: _Table) -> list[_Secret]:
     out = []
-    for name, data in root.data.get("secrets", {}).items():
+    sections = root.data.get("secrets", {})
+    if not isinstance(sections, dict):  # its value may be the secret itself: not shown
+        loader.fail("secrets", "is not a table", 'write [secrets.NAME] with secret = "..."')
+    for name, data in sections.items():
         table = _Table(loader, f"secrets.{name}", data, SECRET_KEYS)
         ids = tuple(_identity(table, "ids", i) for i in table.strings("ids"))
         if "secret" in table.data and "secret_file" in table.data:

@@ -239,3 +239,53 @@ def test_parse_config_resolves_relative_paths_against_the_file(tmp_path: Path) -
     text = GOOD.replace('secret = "the right secret"', 'secret_file = "psk.txt"')
     config = parse_config(text, tmp_path / "sub" / "x.toml")
     assert config.engine.connections[0].local_auth.psk == b"relative"
+
+
+SECRET_VALUE = "s3cr3t-never-shown"
+
+
+@pytest.mark.parametrize(
+    "replacement",
+    [
+        f'secret = ["{SECRET_VALUE}"]',
+        f'secret = {{ value = "{SECRET_VALUE}" }}',
+        "secret = 73570157",  # a numeric secret is still a secret
+    ],
+    ids=["array", "table", "integer"],
+)
+def test_a_secret_of_the_wrong_type_is_named_but_never_shown(
+    tmp_path: Path, replacement: str
+) -> None:
+    path = write(tmp_path, GOOD.replace('secret = "the right secret"', replacement))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: secrets.ours.secret: "), message
+    assert "wrong type" in message and "expected string" in message
+    assert SECRET_VALUE not in message and "73570157" not in message
+    assert "the right secret" not in message
+
+
+def test_cli_does_not_echo_a_secret_of_the_wrong_type(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace('"the right secret"', f'["{SECRET_VALUE}"]'))
+    result = run_daemon_cli(path)
+    line = assert_one_clear_line(result, path, "secrets.ours.secret")
+    assert "expected string" in line
+    assert SECRET_VALUE not in result.stderr + result.stdout
+
+
+def test_a_secrets_value_that_is_not_a_table_is_not_shown(tmp_path: Path) -> None:
+    text = GOOD.split("[secrets.other]")[0].replace(
+        "[daemon]", f'secrets = "{SECRET_VALUE}"\n[daemon]'
+    )
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: secrets: ")
+    assert SECRET_VALUE not in str(info.value)
+
+
+def test_other_wrong_types_still_show_the_value(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("port = 15500", 'port = "x"'))
+    with pytest.raises(ConfigError, match=r"'x' has the wrong type \(string, expected integer\)"):
+        load_config(path)
