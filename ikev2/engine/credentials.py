@@ -95,10 +95,24 @@ def load_private_key(data: bytes, password: bytes | None = None) -> PrivateKeyTy
 
 
 def _parse(der: bytes, what: str) -> x509.Certificate:
+    """A certificate whose every field we use decodes. cryptography decodes the names, the
+    extensions and the key lazily, on first access, and raises ValueError, TypeError,
+    DuplicateExtension (RFC 5280 §4.2: an extension appears at most once) or
+    UnsupportedAlgorithm from there. Touching each field here, inside the guard, turns any of
+    them into CertificateError("malformed"), so the peer gets AUTHENTICATION_FAILED
+    (RFC 7296 §2.21.2) instead of an exception escaping the exchange; later accesses re-decode
+    the same bytes and succeed."""
     try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise CertificateError("malformed", f"{what}: {exc}") from None
+        cert = x509.load_der_x509_certificate(der)
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
+        for extension in cert.extensions:
+            _ = extension.value
+        _ = cert.public_key()
+    except Exception as exc:  # peer-controlled bytes: any decoding failure is "malformed"
+        raise CertificateError("malformed", f"{what}: {type(exc).__name__}: {exc}") from None
+    return cert
 
 
 def _describe(cert: x509.Certificate) -> str:
@@ -117,10 +131,10 @@ def _check_validity(cert: x509.Certificate, now: datetime) -> None:
 
 
 def _check_extensions(cert: x509.Certificate) -> None:
-    try:
+    try:  # _parse decoded them already; kept for certificates parsed elsewhere
         extensions = list(cert.extensions)
-    except ValueError as exc:  # duplicate or unparsable extension
-        raise CertificateError("malformed", f"{_describe(cert)}: {exc}") from None
+    except (ValueError, x509.DuplicateExtension) as exc:  # duplicate or unparsable extension
+        raise CertificateError("malformed", f"serial {cert.serial_number}: {exc}") from None
     for extension in extensions:
         if extension.critical and extension.oid not in UNDERSTOOD_EXTENSIONS:
             raise CertificateError(
@@ -260,7 +274,15 @@ def _alt_names(cert: x509.Certificate) -> x509.SubjectAlternativeName | None:
 
 
 def identity_matches_certificate(identity: Identity, cert: x509.Certificate) -> bool:
-    """Does `cert` certify `identity`? (see the module docstring for the rule)."""
+    """Does `cert` certify `identity`? (see the module docstring for the rule). A certificate
+    whose fields do not decode certifies nothing."""
+    try:
+        return _identity_matches_certificate(identity, cert)
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension):
+        return False
+
+
+def _identity_matches_certificate(identity: Identity, cert: x509.Certificate) -> bool:
     id_type, data = identity.id_type, identity.data
     subject = Identity(IdType.DER_ASN1_DN, cert.subject.public_bytes())
     if id_type == IdType.DER_ASN1_DN and identity_matches(identity, subject):

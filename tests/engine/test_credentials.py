@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from ikev2.constants import AuthMethod, HashAlgorithm, IdType
+from ikev2.constants import AuthMethod, HashAlgorithm, IdType, NotifyType
 from ikev2.engine.config import Identity
 from ikev2.engine.credentials import (
     CertificateError,
@@ -28,8 +29,11 @@ from ikev2.engine.credentials import (
     split_certreq_hashes,
     verify_chain,
 )
+from ikev2.engine.events import IkeSaEstablished, IkeSaFailed
 from ikev2.engine.identity import parse_identity
 from ikev2.errors import AuthenticationFailed, UsageError
+
+from .pairing import Pair, cert_connections
 
 PKI = Path(__file__).resolve().parents[2] / "fixtures" / "pki"
 NOW = datetime(2027, 6, 1, tzinfo=UTC)
@@ -344,3 +348,104 @@ def _leaf(
         .sign(issuer_key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+# --------------------------------------------------------------------------- malformed fields
+# cryptography decodes names and extensions lazily; a peer's certificate whose issuer, subject
+# or extensions do not decode must be refused as "malformed" (AUTHENTICATION_FAILED, RFC 7296
+# §2.21.2), not raise ValueError/DuplicateExtension out of the exchange.
+
+
+def _corrupt_name(cert_der: bytes, name: x509.Name) -> bytes:
+    """`name`'s last attribute value inside `cert_der` made a UTF8String that is not UTF-8."""
+    name_der = name.public_bytes()
+    assert cert_der.count(name_der) == 1
+    value = str(name.rdns[-1].rfc4514_string()).partition("=")[2].encode()
+    assert name_der.endswith(value) and len(value) < 128
+    bad = name_der[: -len(value) - 2] + bytes([0x0C, len(value), 0xFF]) + value[1:]
+    return cert_der.replace(name_der, bad)
+
+
+def _with_duplicate_extension(issuer_key_path: str, subject_der: bytes) -> bytes:
+    """`subject_der`'s names and key, signed by the given CA key, with subjectKeyIdentifier
+    twice (RFC 5280 §4.2 allows each extension once). The builder refuses duplicates, so a
+    private OID of the same length is written and then edited into 2.5.29.14 by hand."""
+    template = x509.load_der_x509_certificate(subject_der)
+    ski = x509.SubjectKeyIdentifier.from_public_key(template.public_key())
+    placeholder = x509.ObjectIdentifier("2.5.29.99")
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(template.subject)
+        .issuer_name(template.issuer)
+        .public_key(template.public_key())
+        .serial_number(template.serial_number)
+        .not_valid_before(template.not_valid_before_utc)
+        .not_valid_after(template.not_valid_after_utc)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.UnrecognizedExtension(placeholder, ski.public_bytes()), critical=False)
+        .sign(key(issuer_key_path), hashes.SHA256())  # type: ignore[arg-type]
+        .public_bytes(serialization.Encoding.DER)
+    )
+    assert built.count(bytes.fromhex("0603551d63")) == 1
+    return built.replace(bytes.fromhex("0603551d63"), bytes.fromhex("0603551d0e"))
+
+
+def malformed(kind: str, name: str = "moon") -> bytes:
+    good = der(f"ecdsa/{name}.crt")
+    cert = x509.load_der_x509_certificate(good)
+    if kind == "subject":
+        return _corrupt_name(good, cert.subject)
+    if kind == "issuer":
+        return _corrupt_name(good, cert.issuer)
+    assert kind == "duplicate extension"
+    return _with_duplicate_extension("ecdsa/ca.key", good)
+
+
+MALFORMED_KINDS = ["subject", "issuer", "duplicate extension"]
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_a_leaf_with_an_undecodable_field_is_malformed(kind: str) -> None:
+    bad = malformed(kind)
+    x509.load_der_x509_certificate(bad)  # the outer structure still loads: the field is lazy
+    assert fail_kind(bad, [], [der("ecdsa/ca.crt")], NOW) == "malformed"
+    # a pinned end entity is parsed just as carefully
+    assert fail_kind(bad, [], [bad], NOW) == "malformed"
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_an_intermediate_with_an_undecodable_field_is_malformed(kind: str) -> None:
+    bad = malformed(kind, "sun")
+    assert fail_kind(der("ecdsa/moon.crt"), [bad], [der("ecdsa/ca.crt")], NOW) == "malformed"
+
+
+def test_identity_does_not_match_a_certificate_whose_subject_does_not_decode() -> None:
+    cert = x509.load_der_x509_certificate(malformed("subject"))
+    assert not identity_matches_certificate(parse_identity("CN=moon.ikev2.test"), cert)
+    assert not identity_matches_certificate(parse_identity("moon.ikev2.test"), cert)
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_a_malformed_initiator_certificate_gets_authentication_failed(kind: str) -> None:
+    conn_i, conn_r = cert_connections("ecdsa")
+    bad_auth = replace(conn_i.local_auth, certs=(malformed(kind),))
+    pair = Pair(replace(conn_i, local_auth=bad_auth), conn_r)
+    pair.initiate()
+    pair.run(until=1)
+    (fr,) = pair.r.of(IkeSaFailed)
+    (fi,) = pair.i.of(IkeSaFailed)
+    assert fr.notify is NotifyType.AUTHENTICATION_FAILED and "malformed" in fr.reason
+    assert fi.notify is NotifyType.AUTHENTICATION_FAILED  # the responder said so
+    assert not pair.i.of(IkeSaEstablished) and not pair.r.of(IkeSaEstablished)
+
+
+@pytest.mark.parametrize("kind", MALFORMED_KINDS)
+def test_a_malformed_responder_certificate_fails_the_initiator(kind: str) -> None:
+    conn_i, conn_r = cert_connections("ecdsa")
+    bad_auth = replace(conn_r.local_auth, certs=(malformed(kind, "sun"),))
+    pair = Pair(conn_i, replace(conn_r, local_auth=bad_auth))
+    pair.initiate()
+    pair.run(until=1)
+    (fi,) = pair.i.of(IkeSaFailed)
+    assert fi.notify is NotifyType.AUTHENTICATION_FAILED and "malformed" in fi.reason
+    assert not pair.i.of(IkeSaEstablished)

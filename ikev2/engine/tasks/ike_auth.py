@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
+from cryptography.exceptions import UnsupportedAlgorithm
+
 from ...constants import AuthMethod, CertEncoding, ExchangeType, IdType, NotifyType
 from ...crypto.auth import (
     PublicKey,
@@ -115,7 +117,7 @@ def verify_peer(
         raise AuthenticationFailed(f"peer ID {identity} is not in its certificate")
     try:
         verify_auth(AuthMethod(auth.method), cast(PublicKey, cert.public_key()), octets, auth.data)
-    except (CryptoError, ValueError) as exc:
+    except (CryptoError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise AuthenticationFailed(f"signature does not verify: {exc}") from None
     return identity
 
