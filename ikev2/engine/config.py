@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import ipaddress
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,10 @@ class ChildConfig:
     replay_window: int = 32
 
 
+# the longest single wait between two sends of a request, whatever the configuration (a day)
+MAX_RETRANSMIT_DELAY = 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class Timers:
     """Retransmission (RFC 7296 §2.1, strongSwan's defaults) and liveness (§2.4)."""
@@ -130,8 +135,19 @@ class Timers:
 
     def retransmit_delay(self, attempt: int) -> float:
         """The wait after send number `attempt` (0: the first send) of a request (§2.1)."""
-        delay = float(self.retransmit_timeout * self.retransmit_base**attempt)
-        return min(delay, self.retransmit_limit) if self.retransmit_limit > 0 else delay
+        # the cap comes before the power: a large base or try count (1.8^1208) would otherwise
+        # overflow a float. §2.4 leaves the give-up to the implementation; no single wait is
+        # longer than MAX_RETRANSMIT_DELAY, far beyond any sane schedule
+        ceiling = self.retransmit_limit if self.retransmit_limit > 0 else MAX_RETRANSMIT_DELAY
+        ceiling = min(ceiling, MAX_RETRANSMIT_DELAY)
+        timeout, base = self.retransmit_timeout, abs(self.retransmit_base)
+        if not math.isfinite(timeout):
+            return ceiling
+        if timeout <= 0:
+            return max(timeout, 0.0)
+        if base > 1 and attempt * math.log(base) >= math.log(ceiling / timeout) + 1.0:
+            return ceiling  # timeout × base^attempt > e × ceiling: the power would add nothing
+        return min(float(timeout * self.retransmit_base**attempt), ceiling)
 
 
 @dataclass(frozen=True, slots=True)

@@ -224,8 +224,14 @@ class Engine:
             if sa is None or self._scheduled.get(sa_id) != deadline:
                 continue
             del self._scheduled[sa_id]
-            timers.on_timer(sa, now)
-            self._after(sa)
+            try:
+                timers.on_timer(sa, now)
+                self._after(sa)
+            except Exception as exc:
+                if self.strict:
+                    raise
+                self._timer_failed(sa, exc)
+                continue
             again = self._scheduled.get(sa_id)
             if again is not None and again <= now:
                 # our bug: the handler left a deadline it does not consume; never spin on it
@@ -235,6 +241,25 @@ class Engine:
                 self._scheduled[sa_id] = now + 1.0
                 heapq.heappush(self._timers, (now + 1.0, next(self._seq), sa_id))
         return self._drain()
+
+    def _timer_failed(self, sa: IkeSa, exc: Exception) -> None:
+        """Our bug in one IKE SA's deadline: drop that SA alone, so the other SAs' deadlines
+        (retransmits §2.1, liveness §2.4, lifetimes §2.8) keep running. Logged by exception
+        type only: its text could carry key material. An established SA tells the peer with
+        one unawaited Delete (§1.4.1), as far as that still works."""
+        reason = f"internal error in a timer ({type(exc).__name__})"
+        sa.log.error("IKE SA dropped", reason=reason)
+        try:
+            if sa.state in (IkeState.ESTABLISHED, IkeState.DELETING):
+                informational.delete_once(sa, after_unanswered=sa.requests.busy)
+        except Exception as again:
+            sa.log.error("delete not sent", reason=type(again).__name__)
+        try:
+            informational.ike_deleted(sa, reason)
+        except Exception as again:
+            sa.log.error("IKE SA not cleanly deleted", reason=type(again).__name__)
+        sa.state = IkeState.CLOSED
+        self._forget(sa)
 
     def _receive(self, data: bytes, remote: Endpoint, local: Endpoint, now: float) -> None:
         try:

@@ -154,9 +154,19 @@ class Driver:
         self._timer, self._armed = None, None
         # call_at may fire a little early (clock resolution): never hand the engine a time
         # before the deadline it asked for, or it would ask again for the same instant
-        events = self.engine.handle_timer(max(self.loop.time(), deadline))
-        self.apply(events)
-        self._after()
+        not_before = None
+        try:
+            events = self.engine.handle_timer(max(self.loop.time(), deadline))
+            self.apply(events)
+        except Exception as exc:
+            # the one timer drives every IKE SA's retransmits, liveness checks (RFC 7296 §2.4)
+            # and lifetimes (§2.8): a fault here must not stop it. Logged by type only (no
+            # secrets); wait a second before the next try, lest a deadline that keeps failing
+            # spin the loop.
+            log.error("timer handling failed", reason=type(exc).__name__)
+            not_before = self.loop.time() + 1.0
+        finally:
+            self._after(not_before)
 
     def on_kernel_readable(self) -> None:
         try:
@@ -315,10 +325,12 @@ class Driver:
             waiter.future.set_result(result)
 
     # --- output
-    def _after(self) -> None:
+    def _after(self, not_before: float | None = None) -> None:
         for datagram in self.engine.datagrams_to_send():
             self.transport.send(datagram)
         deadline = self.engine.get_timer()
+        if deadline is not None and not_before is not None:
+            deadline = max(deadline, not_before)
         if deadline == self._armed:
             return
         if self._timer is not None:

@@ -84,8 +84,30 @@ def terminate(sa: IkeSa, now: float) -> None:
     first); a half-open one is just forgotten."""
     if sa.state is IkeState.ESTABLISHED:
         sa.start_exchange(DeleteIkeExchange(follows_rekey=True), now)
+    elif sa.state is IkeState.AUTH_SENT and sa.reauth_of is None:
+        withdraw(sa, "terminated before it was established", now)
     elif sa.state is not IkeState.DELETING:
         ike_deleted(sa, "terminated before it was established")
+
+
+def withdraw(sa: IkeSa, reason: str, now: float) -> None:
+    """Delete an IKE SA whose IKE_AUTH is out: the peer may have set it up already and lost
+    only its answer (§2.1), and would keep it until its liveness check (§2.4). The IKE_AUTH
+    request is abandoned and a Delete (§1.4.1) goes under the next message ID (§2.2), protected
+    with the keys of IKE_SA_INIT, retransmitted as any request and dropped after the last
+    retransmit (DeleteIkeExchange.give_up); an IKE_AUTH answer arriving meanwhile no longer
+    matches the outstanding request and is dropped."""
+    sa.requests.done()
+    sa.queue.clear()
+    sa.transition(IkeInput.START_DELETE)
+    sa.pending = DeleteIkeExchange(reason)
+    message_id = sa.requests.allocate()
+    payloads: list[Payload] = [DeletePayload(ProtocolId.IKE, ())]
+    packets = sa.protect_all(ExchangeType.INFORMATIONAL, message_id, False, payloads)
+    sa.requests.sent(message_id, packets, now)
+    for packet in packets:
+        sa.send(packet)
+    sa.log.info("IKE SA delete sent", reason=reason, mid=message_id)
 
 
 def delete_once(sa: IkeSa, after_unanswered: bool = False) -> None:
