@@ -185,7 +185,16 @@ class EngineConfig:
     # RFC 7296 §2.6: demand a COOKIE once this many IKE SAs are half-open (0: always)
     cookie_threshold: int = 30
     cookie_secret_lifetime: float = 120.0
-    max_half_open: int = 10000
+    max_half_open: int = 10000  # strongSwan's charon.init_limit_half_open (global)
+    # §2.6 COOKIEs do not stop one source that answers them: refuse (silently drop) a new
+    # IKE_SA_INIT from a source IP that already holds this many half-open IKE SAs, while other
+    # sources still get in. strongSwan's charon.block_threshold, default 5; 0: no per-source cap
+    block_threshold: int = 5
+    # the IKE_SA_INIT gate logs at most drop_log_lines lines per reason (COOKIE demanded, each
+    # kind of drop) per drop_log_interval seconds, then one "suppressed K drops: reason" line;
+    # 0 in either: log every line
+    drop_log_lines: int = 10
+    drop_log_interval: float = 10.0
 
     def connection(self, name: str) -> ConnectionConfig:
         for conn in self.connections:

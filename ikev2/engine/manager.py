@@ -40,6 +40,7 @@ from ..wire import (
 from . import reauth, timers
 from .config import ConnectionConfig, EngineConfig
 from .cookies import CookieGate
+from .dos import HalfOpenTable, LogLimiter
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaFailed
 from .ike_sa import ChildState, IkeSa, Outbox
@@ -72,8 +73,10 @@ class Engine:
         self.outbox = Outbox()
         self.sas: dict[int, IkeSa] = {}
         self.by_spi: dict[bytes, IkeSa] = {}
-        self.half_open: dict[tuple[bytes, Endpoint], IkeSa] = {}
+        # responder IKE SAs before IKE_AUTH, counted per source IP (dos.py, RFC 7296 §2.6)
+        self.half_open: HalfOpenTable[IkeSa] = HalfOpenTable()
         self.cookies = CookieGate(self.env.random_bytes, config.cookie_secret_lifetime)
+        self._gate_log = LogLimiter(config.drop_log_lines, config.drop_log_interval)
         self._ids = itertools.count(1)
         self._reqids = ReqidCounter(self.sas.values, max_reqid)
         self.peers = reauth.PeerIndex()  # responders: reqids of reauthenticated children
@@ -298,6 +301,16 @@ class Engine:
         self._after(sa)
 
     # --- IKE_SA_INIT, responder side (RFC 7296 §1.2, §2.6)
+    def _gate_info(self, now: float, reason: str, event: str, **fields: object) -> None:
+        """One gate log line, rate-limited per reason (a fixed string, never peer data): a
+        flood of IKE_SA_INITs (COOKIE demands, drops, refusals) must not become a flood of
+        log lines."""
+        admitted, suppressed = self._gate_log.admit(reason, now)
+        if suppressed:
+            log.warning(f"suppressed {suppressed} drops: {reason}", suppressed=suppressed)
+        if admitted:
+            log.info(event, reason=fields.pop("detail", reason), **fields)
+
     def _init_request(
         self, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
     ) -> None:
@@ -308,16 +321,28 @@ class Engine:
                 existing.log.debug("IKE_SA_INIT retransmit answered from cache")
                 existing.send(existing.init_response)
             else:
-                existing.log.info("IKE_SA_INIT dropped", reason="SPI already in use by peer")
+                self._gate_info(
+                    now, "SPI already in use by peer", "IKE_SA_INIT dropped", peer=_fmt(remote)
+                )
             return
         try:
             validate_payloads(header.exchange, False, message.payloads, inner=False)
         except ProtocolError as exc:
-            self._init_refuse(message, remote, local, exc)
+            self._init_refuse(message, remote, local, exc, now)
             return
         nonce = message.find(NoncePayload)
         if nonce is None:  # the rules table should have refused it
-            self._init_refuse(message, remote, local, ProtocolError("no Nonce"))
+            self._init_refuse(message, remote, local, ProtocolError("no Nonce"), now)
+            return
+        # a source that already holds block_threshold half-open IKE SAs (strongSwan's
+        # charon.block_threshold) gets nothing, not even a COOKIE (§2.6): answering COOKIEs
+        # is cheap for it, and without this cap one source fills max_half_open
+        # (charon.init_limit_half_open) and locks every other peer out
+        limit = self.config.block_threshold
+        if limit > 0 and self.half_open.count(remote[0]) >= limit:
+            self._gate_info(
+                now, "per-source half-open limit reached", "IKE_SA_INIT dropped", peer=_fmt(remote)
+            )
             return
         if len(self.half_open) >= self.config.cookie_threshold:
             cookie = message.notify(NotifyType.COOKIE)
@@ -325,18 +350,26 @@ class Engine:
                 cookie.data, nonce.data, remote[0], header.spi_i, now
             ):
                 fresh = self.cookies.make(nonce.data, remote[0], header.spi_i, now)
-                log.info("COOKIE demanded", peer=_fmt(remote), half_open=len(self.half_open))
+                self._gate_info(
+                    now,
+                    "half-open COOKIE threshold reached",
+                    "COOKIE demanded",
+                    peer=_fmt(remote),
+                    half_open=len(self.half_open),
+                )
                 self._send_plain(
                     ike_init.error_response(message, NotifyType.COOKIE, fresh), remote, local
                 )
                 return
         if len(self.half_open) >= self.config.max_half_open:
-            log.warning("IKE_SA_INIT dropped", reason="half-open limit reached", peer=_fmt(remote))
+            self._gate_info(
+                now, "half-open limit reached", "IKE_SA_INIT dropped", peer=_fmt(remote)
+            )
             return
         candidates = tuple(self._connections_for(local, remote))
         if not candidates:
             self._init_refuse(
-                message, remote, local, NoProposalChosen("no connection for these addresses")
+                message, remote, local, NoProposalChosen("no connection for these addresses"), now
             )
             return
         sa = self._new_sa(
@@ -354,7 +387,7 @@ class Engine:
         except (ProtocolError, CryptoError) as exc:
             self._forget(sa)
             refusal = exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc))
-            self._init_refuse(message, remote, local, refusal)
+            self._init_refuse(message, remote, local, refusal, now)
             return
         sa.bind_log()
         packet = ike_init.build_r(sa)
@@ -367,9 +400,17 @@ class Engine:
         self._after(sa)
 
     def _init_refuse(
-        self, message: Message, remote: Endpoint, local: Endpoint, exc: ProtocolError
+        self, message: Message, remote: Endpoint, local: Endpoint, exc: ProtocolError, now: float
     ) -> None:
-        log.info("IKE_SA_INIT refused", reason=exc.reason, notify=getattr(exc.notify, "name", None))
+        notify = getattr(exc.notify, "name", None)
+        self._gate_info(
+            now,
+            "IKE_SA_INIT refused",  # exc.reason may carry peer data: not a limiter key
+            "IKE_SA_INIT refused",
+            detail=exc.reason,
+            notify=notify,
+            peer=_fmt(remote),
+        )
         if exc.notify is not None:
             packet = ike_init.error_response(message, exc.notify, exc.notify_data)
             self._send_plain(packet, remote, local)

@@ -34,7 +34,9 @@ def test_reference_requests_are_answered_or_refused() -> None:
         local_id=parse_identity("resp-psk.sbase.test"),
         remote_id=parse_identity("init-psk.sbase.test"),
     )
-    engine = Engine(EngineConfig((conn,)), seeded_env(5), strict=True)
+    # a replay never completes IKE_AUTH, so its six IKE_SA_INITs from one address stay
+    # half-open: lift the per-source cap (block_threshold, test_dos.py) for this test
+    engine = Engine(EngineConfig((conn,), block_threshold=0), seeded_env(5), strict=True)
     requests = 0
     init_answers: list[tuple[int, int]] = []
     other_answers: list[int] = []

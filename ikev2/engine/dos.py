@@ -1,0 +1,140 @@
+"""Denial-of-service accounting for the IKE_SA_INIT gate (RFC 7296 §2.6).
+
+§2.6 COOKIEs prove only that an initiator can receive at its source address; one such source can
+still answer every COOKIE and fill the global half-open table (strongSwan's
+`charon.init_limit_half_open`, our `max_half_open`) until nobody else gets in. `HalfOpenTable`
+therefore counts half-open IKE SAs per source IP so the gate can refuse a source that holds too
+many (strongSwan's `charon.block_threshold`, our `block_threshold`), and `LogLimiter` keeps the
+gate's per-datagram log lines bounded under a flood.
+
+Nothing here reads a clock: time comes in as `now`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from .config import IPAddress
+from .events import Endpoint
+
+V = TypeVar("V")
+HalfOpenKey = tuple[bytes, Endpoint]  # (SPIi, the initiator's endpoint)
+
+
+class HalfOpenTable(Generic[V]):
+    """The responder's half-open IKE SAs by (SPIi, remote endpoint), with a count per source IP.
+
+    Every insertion and removal goes through this class, so the per-source counts always match
+    the table; a source whose count drops to 0 is removed, so the per-source table holds at
+    most one entry per half-open SA and never grows past the table itself.
+    """
+
+    __slots__ = ("_entries", "_per_source")
+
+    def __init__(self) -> None:
+        self._entries: dict[HalfOpenKey, V] = {}
+        self._per_source: dict[IPAddress, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[HalfOpenKey]:
+        return iter(self._entries)
+
+    def __getitem__(self, key: HalfOpenKey) -> V:
+        return self._entries[key]
+
+    def get(self, key: HalfOpenKey) -> V | None:
+        return self._entries.get(key)
+
+    def values(self) -> list[V]:
+        return list(self._entries.values())
+
+    def __setitem__(self, key: HalfOpenKey, value: V) -> None:
+        if key not in self._entries:
+            source = key[1][0]
+            self._per_source[source] = self._per_source.get(source, 0) + 1
+        self._entries[key] = value
+
+    def __delitem__(self, key: HalfOpenKey) -> None:
+        del self._entries[key]
+        source = key[1][0]
+        left = self._per_source[source] - 1
+        if left:
+            self._per_source[source] = left
+        else:
+            del self._per_source[source]
+
+    def pop(self, key: HalfOpenKey, default: V | None = None) -> V | None:
+        if key not in self._entries:
+            return default
+        value = self._entries[key]
+        del self[key]
+        return value
+
+    def count(self, source: IPAddress) -> int:
+        """How many half-open IKE SAs `source` holds."""
+        return self._per_source.get(source, 0)
+
+    @property
+    def sources(self) -> int:
+        """How many source IPs hold a half-open IKE SA (the per-source table's size)."""
+        return len(self._per_source)
+
+
+@dataclass(slots=True)
+class _Window:
+    start: float
+    logged: int = 0
+    suppressed: int = 0
+
+
+class LogLimiter:
+    """At most `lines` log lines per `interval` seconds for each reason; the rest are counted.
+
+    admit() says whether to log this line. When a reason's interval ends with lines suppressed,
+    the next admit() for it (or flush()) returns the count once so the caller logs one summary
+    ("suppressed K drops: reason"). Reasons are fixed strings from the code, never peer data, so
+    the table stays small.
+    """
+
+    __slots__ = ("_interval", "_lines", "_windows")
+    MAX_REASONS = 64  # a guard: the oldest window goes if a caller ever passes varying reasons
+
+    def __init__(self, lines: int, interval: float) -> None:
+        self._lines = lines
+        self._interval = interval
+        self._windows: dict[str, _Window] = {}
+
+    def admit(self, reason: str, now: float) -> tuple[bool, int]:
+        """(log this line?, lines suppressed in the interval that just ended: summarize if > 0)."""
+        if self._lines <= 0 or self._interval <= 0:
+            return True, 0  # limiting disabled
+        window = self._windows.get(reason)
+        ended = 0
+        if window is None or now - window.start >= self._interval or now < window.start:
+            ended = window.suppressed if window is not None else 0
+            self._windows.pop(reason, None)
+            if len(self._windows) >= self.MAX_REASONS:
+                del self._windows[next(iter(self._windows))]
+            window = self._windows[reason] = _Window(now)
+        if window.logged < self._lines:
+            window.logged += 1
+            return True, ended
+        window.suppressed += 1
+        return False, ended
+
+    def flush(self, now: float) -> list[tuple[str, int]]:
+        """(reason, suppressed) for every interval that has ended with lines suppressed."""
+        out = []
+        for reason, window in list(self._windows.items()):
+            if now - window.start >= self._interval:
+                if window.suppressed:
+                    out.append((reason, window.suppressed))
+                del self._windows[reason]
+        return out

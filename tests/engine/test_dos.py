@@ -1,0 +1,152 @@
+"""The IKE_SA_INIT gate under a flood (RFC 7296 §2.6): a per-source half-open cap (strongSwan's
+charon.block_threshold) beside the global one (charon.init_limit_half_open, our
+max_half_open), half-open SAs freed when they time out, and rate-limited gate logging."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import structlog
+
+from ikev2.constants import ExchangeType
+from ikev2.engine import Engine
+from ikev2.engine.config import EngineConfig
+from ikev2.engine.dos import HalfOpenTable, LogLimiter
+from ikev2.engine.events import IkeSaEstablished
+from ikev2.wire import decode_message
+
+from .pairing import ADDR_I, ADDR_R, Pair, psk_connections, seeded_env, with_
+
+ATTACKER = ipaddress.ip_address("192.0.2.66")
+GATE_EVENTS = {"COOKIE demanded", "IKE_SA_INIT dropped", "IKE_SA_INIT refused"}
+
+
+def flood(responder: Engine, count: int, start: float, step: float, seed: int = 666) -> float:
+    """`count` IKE_SA_INITs from ATTACKER, each retried with the COOKIE it is sent (a
+    cookie-answering flood: the attacker receives at its address). Returns the clock after."""
+    _conn_i, conn_a = psk_connections(addr_i=ADDR_R, addr_r=ATTACKER)
+    conn_a = with_(conn_a, local_addrs=(ATTACKER,), remote_addrs=(ADDR_R,))
+    attacker = Engine(EngineConfig((conn_a,)), seeded_env(seed), strict=True)
+    now = start
+    for _ in range(count):
+        attacker.initiate("net", now)
+        for _round in range(2):  # the request, then its retry with the COOKIE
+            for d in attacker.datagrams_to_send():
+                if decode_message(d.data).header.exchange == ExchangeType.IKE_SA_INIT:
+                    responder.receive_datagram(d.data, d.local, d.remote, now)
+            for d in responder.datagrams_to_send():
+                if d.remote[0] == ATTACKER:
+                    attacker.receive_datagram(d.data, d.local, d.remote, now)
+        now += step
+    return now
+
+
+def gate_config(conn_r: Any, **changes: Any) -> EngineConfig:
+    # the responder accepts any source (remote_addrs empty), as a road-warrior gateway does
+    return EngineConfig((with_(conn_r, remote_addrs=()),), **changes)
+
+
+def test_one_source_cannot_lock_out_another() -> None:
+    conn_i, conn_r = psk_connections()
+    # cookies always demanded, and a global cap the flood alone could fill many times over
+    pair = Pair(conn_i, conn_r, engine_r=gate_config(conn_r, cookie_threshold=0, max_half_open=20))
+    r = pair.r.engine
+    pair.now = flood(r, 3000, start=0.0, step=0.0003)
+    assert r.half_open.count(ATTACKER) == r.config.block_threshold == 5
+    assert len(r.half_open) == 5 and r.half_open.sources == 1
+    pair.initiate()
+    pair.run(until=pair.now + 5)
+    assert len(pair.i.of(IkeSaEstablished)) == 1 and len(pair.r.of(IkeSaEstablished)) == 1
+    assert r.half_open.count(ADDR_I) == 0  # IKE_AUTH moved it out of the half-open table
+
+
+def test_without_the_per_source_cap_the_flood_fills_the_global_limit() -> None:
+    conn_i, conn_r = psk_connections()
+    config = gate_config(conn_r, cookie_threshold=0, max_half_open=20, block_threshold=0)
+    pair = Pair(conn_i, conn_r, engine_r=config)
+    pair.now = flood(pair.r.engine, 40, start=0.0, step=0.001)
+    assert len(pair.r.engine.half_open) == 20  # the control: the lock-out the cap prevents
+    pair.initiate()
+    pair.run(until=pair.now + 5)
+    assert not pair.r.of(IkeSaEstablished)
+
+
+def test_half_open_timeout_returns_every_per_source_record() -> None:
+    conn_i, conn_r = psk_connections()
+    pair = Pair(conn_i, conn_r, engine_r=gate_config(conn_r))
+    r = pair.r.engine
+    pair.now = flood(r, 200, start=0.0, step=0.001)
+    assert r.half_open.count(ATTACKER) == 5
+    timeout = conn_r.timers.half_open_timeout
+    deadline = r.get_timer()
+    assert deadline is not None and deadline <= timeout + 1
+    r.handle_timer(timeout + 1)
+    assert r.half_open.count(ATTACKER) == 0
+    assert len(r.half_open) == 0 and r.half_open.sources == 0
+    assert not r.sas and not r.by_spi
+    # the source is welcome again once its half-open SAs are gone
+    flood(r, 10, start=timeout + 2, step=0.001, seed=667)
+    assert r.half_open.count(ATTACKER) == 5
+
+
+def test_gate_log_lines_stay_bounded_under_a_flood() -> None:
+    conn_i, conn_r = psk_connections()
+    config = gate_config(conn_r, cookie_threshold=0, drop_log_lines=10, drop_log_interval=10.0)
+    pair = Pair(conn_i, conn_r, engine_r=config)
+    with structlog.testing.capture_logs() as logs:
+        now = flood(pair.r.engine, 3000, start=0.0, step=0.001)  # 3 s: one interval
+    gate = [e for e in logs if e["event"] in GATE_EVENTS]
+    drops = [e for e in gate if e["reason"] == "per-source half-open limit reached"]
+    cookies = [e for e in gate if e["event"] == "COOKIE demanded"]
+    assert len(drops) == 10 and len(cookies) <= 10
+    responder = [e for e in logs if not str(e.get("peer", "")).startswith(f"{ADDR_R}:")]
+    assert len(responder) < 100  # 3000 IKE_SA_INITs, 2995 of them dropped
+    # the next interval opens with one summary of what the last one suppressed
+    with structlog.testing.capture_logs() as logs:
+        flood(pair.r.engine, 1, start=now + 10, step=0.001, seed=667)
+    (summary,) = [e for e in logs if e["event"].startswith("suppressed")]
+    assert summary["event"] == "suppressed 2985 drops: per-source half-open limit reached"
+    assert summary["suppressed"] == 2985  # 2995 dropped, 10 logged
+
+
+def test_half_open_table_counts_per_source() -> None:
+    table: HalfOpenTable[str] = HalfOpenTable()
+    a, b = (ATTACKER, 500), (ADDR_I, 4500)
+    table[(b"1" * 8, a)] = "x"
+    table[(b"2" * 8, a)] = "y"
+    table[(b"2" * 8, a)] = "y2"  # a replacement is not a second SA
+    table[(b"3" * 8, b)] = "z"
+    assert table.count(ATTACKER) == 2 and table.count(ADDR_I) == 1 and table.sources == 2
+    assert table.pop((b"9" * 8, a)) is None and table.count(ATTACKER) == 2
+    assert table.pop((b"1" * 8, a)) == "x"
+    del table[(b"2" * 8, a)]
+    assert table.count(ATTACKER) == 0 and table.sources == 1  # no entry left at zero
+    assert table.get((b"3" * 8, b)) == "z" and len(table) == 1
+
+
+def test_log_limiter_windows_and_summary() -> None:
+    limiter = LogLimiter(lines=2, interval=1.0)
+    assert [limiter.admit("a", 0.1 * n) for n in range(4)] == [
+        (True, 0),
+        (True, 0),
+        (False, 0),
+        (False, 0),
+    ]
+    assert limiter.admit("b", 0.5) == (True, 0)  # reasons are limited apart
+    assert limiter.admit("a", 1.2) == (True, 2)  # new interval: summarize the 2 suppressed
+    assert limiter.admit("a", 1.3) == (True, 0)
+    assert limiter.admit("a", 1.4) == (False, 0)
+    assert limiter.flush(5.0) == [("a", 1)]
+    assert LogLimiter(lines=0, interval=1.0).admit("a", 0.0) == (True, 0)  # disabled
+
+
+def test_cookie_demand_still_answered_when_its_log_line_is_suppressed() -> None:
+    conn_i, conn_r = psk_connections()
+    config = gate_config(conn_r, cookie_threshold=0, drop_log_lines=1, block_threshold=0)
+    pair = Pair(conn_i, conn_r, engine_r=config)
+    flood(pair.r.engine, 3, start=0.0, step=0.001)
+    pair.initiate()
+    pair.run(until=5)
+    assert len(pair.i.of(IkeSaEstablished)) == 1
+    assert pair.delivered == 6  # the COOKIE round, then the two exchanges
