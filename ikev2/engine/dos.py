@@ -111,6 +111,10 @@ class LogLimiter:
         self._interval = interval
         self._windows: dict[str, _Window] = {}
 
+    def reconfigure(self, lines: int, interval: float) -> None:
+        """New limits (Engine.update_config); windows under way keep their counts."""
+        self._lines, self._interval = lines, interval
+
     def admit(self, reason: str, now: float) -> tuple[bool, int]:
         """(log this line?, lines suppressed in the interval that just ended: summarize if > 0)."""
         if self._lines <= 0 or self._interval <= 0:
@@ -133,7 +137,7 @@ class LogLimiter:
         """(reason, suppressed) for every interval that has ended with lines suppressed."""
         out = []
         for reason, window in list(self._windows.items()):
-            if now - window.start >= self._interval:
+            if now - window.start >= self._interval or now < window.start:
                 if window.suppressed:
                     out.append((reason, window.suppressed))
                 del self._windows[reason]

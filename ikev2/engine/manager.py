@@ -305,15 +305,25 @@ class Engine:
         """One gate log line, rate-limited per reason (a fixed string, never peer data): a
         flood of IKE_SA_INITs (COOKIE demands, drops, refusals) must not become a flood of
         log lines."""
+        self._gate_log.reconfigure(self.config.drop_log_lines, self.config.drop_log_interval)
         admitted, suppressed = self._gate_log.admit(reason, now)
         if suppressed:
-            log.warning(f"suppressed {suppressed} drops: {reason}", suppressed=suppressed)
+            self._gate_summary(reason, suppressed)
         if admitted:
             log.info(event, reason=fields.pop("detail", reason), **fields)
+
+    @staticmethod
+    def _gate_summary(reason: str, suppressed: int) -> None:
+        log.warning(
+            f"suppressed {suppressed} drops: {reason}", suppressed=suppressed, reason=reason
+        )
 
     def _init_request(
         self, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
     ) -> None:
+        # summaries of the gate's log intervals that have ended, whatever this request's fate
+        for reason, suppressed in self._gate_log.flush(now):
+            self._gate_summary(reason, suppressed)
         header = message.header
         existing = self.half_open.get((header.spi_i, remote))
         if existing is not None:

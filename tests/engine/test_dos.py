@@ -5,6 +5,7 @@ max_half_open), half-open SAs freed when they time out, and rate-limited gate lo
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -108,6 +109,29 @@ def test_gate_log_lines_stay_bounded_under_a_flood() -> None:
     (summary,) = [e for e in logs if e["event"].startswith("suppressed")]
     assert summary["event"] == "suppressed 2985 drops: per-source half-open limit reached"
     assert summary["suppressed"] == 2985  # 2995 dropped, 10 logged
+
+
+def test_gate_log_summary_comes_with_any_later_request_and_follows_update_config() -> None:
+    conn_i, conn_r = psk_connections()
+    config = gate_config(conn_r, drop_log_lines=2, drop_log_interval=5.0)
+    pair = Pair(conn_i, conn_r, engine_r=config)
+    r = pair.r.engine
+    flood(r, 10, start=0.0, step=0.01)  # 5 admitted, 5 dropped: 2 logged, 3 suppressed
+    # the legitimate initiator's IKE_SA_INIT, after the interval, carries the summary out
+    pair.now = 6.0
+    with structlog.testing.capture_logs() as logs:
+        pair.initiate()
+        pair.run(until=8)
+    summaries = [e for e in logs if e["event"].startswith("suppressed")]
+    assert [e["event"] for e in summaries] == [
+        "suppressed 3 drops: per-source half-open limit reached"
+    ]
+    assert len(pair.r.of(IkeSaEstablished)) == 1
+    r.update_config(replace(r.config, drop_log_lines=0))  # 0: every line
+    with structlog.testing.capture_logs() as logs:
+        flood(r, 20, start=9.0, step=0.01, seed=668)
+    drops = [e for e in logs if e.get("reason") == "per-source half-open limit reached"]
+    assert len(drops) == 20  # the attacker still holds its 5 half-open SAs
 
 
 def test_half_open_table_counts_per_source() -> None:
