@@ -85,7 +85,7 @@ def test_half_open_timeout_returns_every_per_source_record() -> None:
     r.handle_timer(timeout + 1)
     assert r.half_open.count(ATTACKER) == 0
     assert len(r.half_open) == 0 and r.half_open.sources == 0
-    assert not r.sas and not r.by_spi
+    assert not r.sas and not r.by_spi and not r._scheduled and r.get_timer() is None
     # the source is welcome again once its half-open SAs are gone
     flood(r, 10, start=timeout + 2, step=0.001, seed=667)
     assert r.half_open.count(ATTACKER) == 5
