@@ -11,6 +11,10 @@ always with "ok" (and "error" when not ok). Commands:
   {"cmd": "reload"}                            re-read the config file (as SIGHUP)
   {"cmd": "stats"}                             counters
 
+A request line is at most MAX_REQUEST bytes (64 KiB) and nests at most MAX_DEPTH arrays/objects;
+a longer line is answered `request too large` and the connection closed, a deeper one is refused.
+("drain", the supervisor's shutdown step, is only served to workers, never on this socket.)
+
 Only the socket's owner (root for the default /run/ikev2/control.sock) can connect: the socket
 is chmod 0600 before it accepts and its directory is created 0700.
 """
@@ -21,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -30,6 +35,10 @@ from ..log import get_logger
 
 log = get_logger("ikev2.service.control")
 MAX_REQUEST = 65536
+MAX_DEPTH = 32  # nesting of arrays/objects in one request; real requests use 1
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
+TOO_LARGE = f"request too large (limit {MAX_REQUEST // 1024} KiB)"
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
@@ -48,11 +57,28 @@ def _socket_in_use(path: Path) -> bool:
     return True
 
 
+def _depth(line: bytes) -> int:
+    """How deeply arrays/objects nest in `line`, brackets inside strings ignored (cheap: no
+    recursion, so a 30000-deep request cannot exhaust the stack before it is refused)."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub(b'""', line)):
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
 async def answer_line(handlers: dict[str, Handler], line: bytes) -> dict[str, Any]:
     """One request line -> its answer; a failing handler is logged and answered, never raised."""
+    if len(line) > MAX_REQUEST:
+        return {"ok": False, "error": TOO_LARGE}
+    if _depth(line) > MAX_DEPTH:
+        return {"ok": False, "error": f"request nests too deeply (limit {MAX_DEPTH} levels)"}
     try:
         request = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {"ok": False, "error": "request is not JSON"}
     if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
         return {"ok": False, "error": 'request needs {"cmd": ...}'}
@@ -95,7 +121,15 @@ class ControlServer:
         if task is not None:
             self._clients.add(task)
         try:
-            while line := await reader.readline():
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # longer than MAX_REQUEST: answer, then hang up
+                    writer.write(json.dumps({"ok": False, "error": TOO_LARGE}).encode() + b"\n")
+                    await writer.drain()
+                    break
+                if not line:
+                    break
                 response = await self._answer(line)
                 writer.write(json.dumps(response).encode() + b"\n")
                 await writer.drain()

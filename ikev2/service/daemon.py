@@ -36,11 +36,13 @@ from typing import Any
 from ..config import ServiceConfig, load_config
 from ..engine import Engine
 from ..engine.env import Env
+from ..engine.state import IkeState
+from ..engine.views import IkeSaView
 from ..errors import ConfigError
 from ..log import LEVELS, configure_logging, get_logger
 from .channel import WorkerChannel
 from .control import ControlServer
-from .driver import Driver
+from .driver import Driver, view_to_json
 from .handoff import TaggedSpis, WorkerRole
 from .kernel_apply import TRAP_BASE, KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
@@ -50,6 +52,8 @@ from .udp import UdpTransport
 log = get_logger("ikev2.daemon")
 SHUTDOWN_WAIT = 2.0
 DOWN_WAIT = 10.0
+# an initiator's IKE SA on its way up (an `up` joins it rather than starting another)
+_INITIATING = frozenset(s.value for s in (IkeState.CREATED, IkeState.INIT_SENT, IkeState.AUTH_SENT))
 GC_THRESHOLD = 50_000  # young-generation allocations between collections (CPython default 700)
 
 
@@ -128,12 +132,12 @@ class Daemon:
             self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel,
                                 reuse_port=role is not None)  # fmt: skip
             if role is None:
-                self.control = ControlServer(settings.control_socket, self._handlers())
+                self.control = ControlServer(settings.control_socket, self._handlers(worker=False))
                 await self.control.start()
             else:
                 role.handoff.pin(self.config.engine.connections)
                 role.handoff.start(loop, self._take_over, self._on_batch)
-                self.channel = WorkerChannel(role.channel, self._handlers())
+                self.channel = WorkerChannel(role.channel, self._handlers(worker=True))
                 await self.channel.start(self.stopping.set)
         except OSError as exc:
             log.error("startup failed", error=str(exc))
@@ -293,16 +297,20 @@ class Daemon:
         return {"ok": True, "added": added, "removed": removed, "deleted_sas": len(doomed)}
 
     # --- control commands
-    def _handlers(self) -> dict[str, Any]:
-        return {
+    def _handlers(self, worker: bool) -> dict[str, Any]:
+        """The control commands; "drain" (delete every IKE SA) only for the supervisor's channel
+        to a worker, never on the public control socket."""
+        handlers = {
             "up": self._cmd_up,
             "down": self._cmd_down,
             "rekey": self._cmd_rekey,
             "list-sas": self._cmd_list,
             "reload": self._cmd_reload,
             "stats": self._cmd_stats,
-            "drain": self._cmd_drain,
         }
+        if worker:
+            handlers["drain"] = self._cmd_drain
+        return handlers
 
     async def _cmd_drain(self, request: dict[str, Any]) -> dict[str, Any]:
         """The supervisor's first step of a shutdown: every worker deletes its IKE SAs while all
@@ -315,14 +323,33 @@ class Daemon:
         names = [c.name for c in self.driver.engine.config.connections]
         if name not in names:
             return {"ok": False, "error": f"no connection {name!r} (known: {', '.join(names)})"}
-        sa_id = self._start(name)
+        # an `up` of a connection that is already up, or being set up by us, joins that IKE SA
+        # and answers with its result instead of creating another one
+        joined = self._joinable(name)
+        if joined is not None and joined.state == IkeState.ESTABLISHED.value:
+            return {"ok": True, "sas": [view_to_json(joined)], "joined": True}
+        sa_id = joined.id if joined is not None else self._start(name)
         if sa_id is None:
             return {"ok": False, "error": f"cannot initiate {name!r} (see the daemon log)"}
         future = self.driver.wait_for({sa_id}, want_up=True)
         try:
-            return await asyncio.wait_for(future, float(request.get("timeout", 60)))
+            answer = await asyncio.wait_for(future, float(request.get("timeout", 60)))
         except TimeoutError:
             return {"ok": False, "error": f"IKE SA {sa_id} not established in time"}
+        return {**answer, "joined": True} if joined is not None else answer
+
+    def _joinable(self, name: str) -> IkeSaView | None:
+        """The IKE SA of connection `name` an `up` should answer with rather than start another:
+        an established one (either role), else one we are initiating."""
+        assert self.driver is not None
+        views = [v for v in self.driver.engine.list_sas() if v.connection == name]
+        for view in views:
+            if view.state == IkeState.ESTABLISHED.value:
+                return view
+        for view in views:
+            if view.initiator and view.state in _INITIATING:
+                return view
+        return None
 
     async def _cmd_down(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.driver is not None
