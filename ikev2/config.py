@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import re
 import stat
@@ -50,6 +51,50 @@ _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _TS = re.compile(r"^\s*(?P<net>[^\[\s]+)\s*(?:\[(?P<proto>[^/\]]*)(?:/(?P<ports>[^\]]*))?\])?\s*$")
 _TS_PROTOCOLS = {"any": IpProto.ANY, "icmp": IpProto.ICMP, "tcp": IpProto.TCP,
                  "udp": IpProto.UDP, "ipv6-icmp": IpProto.ICMPV6}  # fmt: skip
+
+
+MIN_PSK = 8  # bytes; see _secrets
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """The range a numeric key must lie in (one row of LIMITS); NaN and infinities never do."""
+
+    low: float
+    high: float
+    what: str
+    fix: str
+    low_open: bool = False  # low itself is not allowed
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+_TEN_YEARS = 10 * 365 * 86400
+_SECONDS = "number of seconds"
+_WHOLE = "whole number"
+# Every numeric key, wherever it appears (daemon, connection or child table), and its range: one
+# place, so no value the engine cannot run on (a negative timer, a back-off that overflows, a
+# counter the kernel cannot hold) gets past the loader.
+LIMITS: dict[str, Limit] = {
+    "rekey_time": Limit(0, _TEN_YEARS, _SECONDS, 'write 0 to disable, or e.g. "4h"'),
+    "reauth_time": Limit(0, _TEN_YEARS, _SECONDS, 'write 0 to disable, or e.g. "24h"'),
+    "over_time": Limit(0, _TEN_YEARS, _SECONDS, 'write e.g. "10m" (or 0)'),
+    "life_time": Limit(0, _TEN_YEARS, _SECONDS, "write 0 for none, or ~10% over rekey_time"),
+    "dpd_delay": Limit(0, _TEN_YEARS, _SECONDS, 'write 0 to disable, or e.g. "30s"'),
+    "retransmit_limit": Limit(0, _TEN_YEARS, _SECONDS, 'write 0 for no cap, or e.g. "1m"'),
+    "retransmit_timeout": Limit(0.1, 3600, _SECONDS, 'write e.g. "4s" (the first wait)'),
+    # timeout × base^tries must stay a sane, finite wait: base above 1 (else no back-off) and
+    # at most 10, at most 20 retransmits
+    "retransmit_base": Limit(1, 10, "number", "write e.g. 1.8 (strongSwan's default)", True),
+    "retransmit_tries": Limit(0, 20, _WHOLE, "write e.g. 5 (strongSwan's default)"),
+    "life_bytes": Limit(0, 2**64 - 1, _WHOLE, "write 0 for no limit, or a byte count"),
+    "life_packets": Limit(0, 2**64 - 1, _WHOLE, "write 0 for no limit, or a packet count"),
+    "replay_window": Limit(0, 32768, _WHOLE, "write e.g. 32 (0 disables replay protection)"),
+    "cookie_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 30 half-open SAs (0: always)"),
+    "max_half_open": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 10000 half-open IKE SAs"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +223,28 @@ class _Table:
                 self.fail(name, f"{value!r} is not a duration", 'write seconds or e.g. "30s", "1h"')
                 raise AssertionError  # unreachable: fail raises
             seconds = float(match[1]) * _DURATION_UNITS[match[2]]
-        if seconds < 0:
-            self.fail(name, "is negative", "write 0 to disable, or a positive duration")
+        self.check_range(name, seconds, value)
         return seconds
+
+    def number(self, name: str, kind: type | tuple[type, ...], default: Any, example: str) -> Any:
+        """A number checked against its row of LIMITS (the default is not checked)."""
+        if name not in self.data:
+            return default
+        value = self.get(name, kind, default, example)
+        self.check_range(name, float(value), value)
+        return value
+
+    def check_range(self, name: str, number: float, shown: object) -> None:
+        limit = LIMITS[name]
+        low_ok = number > limit.low if limit.low_open else number >= limit.low
+        if not (math.isfinite(number) and low_ok and number <= limit.high):
+            bound = ">" if limit.low_open else ">="
+            self.fail(
+                name,
+                f"must be a finite {limit.what} {bound} {_plain(limit.low)} and <= "
+                f"{_plain(limit.high)}, got {shown!r}",
+                limit.fix,
+            )
 
     def port(self, name: str, default: int) -> int:
         value = int(self.get(name, int, default, "500"))
@@ -250,8 +314,8 @@ def _daemon(table: _Table) -> DaemonSettings:
         kernel=table.choice("kernel", KERNELS, base.kernel),
         log_format=table.choice("log_format", LOG_FORMATS, base.log_format),
         log_level=table.choice("log_level", LOG_LEVELS, base.log_level),
-        cookie_threshold=int(table.get("cookie_threshold", int, base.cookie_threshold, "30")),
-        max_half_open=int(table.get("max_half_open", int, base.max_half_open, "10000")),
+        cookie_threshold=int(table.number("cookie_threshold", int, base.cookie_threshold, "30")),
+        max_half_open=int(table.number("max_half_open", int, base.max_half_open, "10000")),
         workers=_workers(table, base.workers),
     )
 
@@ -319,6 +383,8 @@ def _selectors(
         if proto is None:
             table.fail(name, f"unknown protocol {proto_text!r}", "use tcp, udp, icmp or a number")
             raise AssertionError
+        if not 0 <= proto <= 255:
+            table.fail(name, f"protocol {proto} is out of range", "use 0..255, tcp, udp or icmp")
         start, end = _port_range(table, name, match["ports"])
         if net.lower() == "dynamic":
             if not dynamic:
@@ -382,8 +448,17 @@ def _secrets(loader: _Loader, root: _Table) -> list[_Secret]:
         else:
             table.fail("secret", "no secret given", "add secret = ... or secret_file = ...")
             raise AssertionError
+        key = "secret_file" if "secret_file" in table.data else "secret"
         if not value:
-            table.fail("secret", "the secret is empty", "write a long random secret")
+            table.fail(key, "the secret is empty", "write a long random secret")
+        if len(value) < MIN_PSK:
+            # a short PSK falls to an offline guess from one captured IKE_AUTH (RFC 7296 §2.15);
+            # 8 is only the floor refused outright, strongSwan warns below 20
+            table.fail(
+                key,
+                f"the secret is shorter than {MIN_PSK} bytes, a guessable PSK",
+                "use 20 or more random characters, e.g. from openssl rand -base64 24",
+            )
         out.append(_Secret(name, ids, value))
     return out
 
@@ -477,9 +552,9 @@ def _child(
         mode=Mode(table.choice("mode", tuple(m.value for m in Mode), "tunnel")),
         rekey_time=rekey,
         life_time=life,
-        life_bytes=int(table.get("life_bytes", int, 0, "0")),
-        life_packets=int(table.get("life_packets", int, 0, "0")),
-        replay_window=int(table.get("replay_window", int, base.replay_window, "32")),
+        life_bytes=int(table.number("life_bytes", int, 0, "0")),
+        life_packets=int(table.number("life_packets", int, 0, "0")),
+        replay_window=int(table.number("replay_window", int, base.replay_window, "32")),
     )
     return child, table.choice("start_action", START_ACTIONS, "none")
 
@@ -513,9 +588,9 @@ def _connection(
         # RFC 7296 §2.1 back-off, strongSwan's names: timeout × base^n, `tries` retransmits
         retransmit_timeout=table.duration("retransmit_timeout", base.retransmit_timeout),
         retransmit_base=float(
-            table.get("retransmit_base", (int, float), base.retransmit_base, "1.8")
+            table.number("retransmit_base", (int, float), base.retransmit_base, "1.8")
         ),
-        retransmit_tries=int(table.get("retransmit_tries", int, base.retransmit_tries, "5")),
+        retransmit_tries=int(table.number("retransmit_tries", int, base.retransmit_tries, "5")),
         retransmit_limit=table.duration("retransmit_limit", base.retransmit_limit),
         dpd_delay=table.duration("dpd_delay", base.dpd_delay),
         ike_rekey_time=ike_rekey,

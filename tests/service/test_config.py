@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -289,3 +290,102 @@ def test_other_wrong_types_still_show_the_value(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port = 15500", 'port = "x"'))
     with pytest.raises(ConfigError, match=r"'x' has the wrong type \(string, expected integer\)"):
         load_config(path)
+
+
+# one row per out-of-range value: (what, old text, new text, key, words); each was accepted before
+CONN = "connections.net"
+CHILD = "connections.net.children.web"
+RANGES = [
+    ("negative duration", 'rekey_time = "2h"', "rekey_time = -5", f"{CONN}.rekey_time",
+     "must be a finite number of seconds >= 0 and <= 315360000, got -5"),
+    ("nan duration", 'dpd_delay = "45s"', "dpd_delay = nan", f"{CONN}.dpd_delay", "got nan"),
+    ("inf duration", 'dpd_delay = "45s"', "dpd_delay = inf", f"{CONN}.dpd_delay", "got inf"),
+    ("huge duration", 'rekey_time = "2h"', 'rekey_time = "99999d"', f"{CONN}.rekey_time",
+     "got '99999d'"),
+    ("negative child rekey", "rekey_time = 1800", "rekey_time = -1", f"{CHILD}.rekey_time",
+     ">= 0"),
+    ("inf child life", "rekey_time = 1800", "rekey_time = 1800\nlife_time = inf",
+     f"{CHILD}.life_time", "got inf"),
+    ("negative over_time", 'rekey_time = "2h"', "rekey_time = 7200\nover_time = -1.5",
+     f"{CONN}.over_time", "got -1.5"),
+    ("zero retransmit timeout", 'rekey_time = "2h"', "retransmit_timeout = 0",
+     f"{CONN}.retransmit_timeout", ">= 0.1"),
+    ("retransmit base 1", 'rekey_time = "2h"', "retransmit_base = 1",
+     f"{CONN}.retransmit_base", "must be a finite number > 1 and <= 10, got 1"),
+    ("retransmit base below 1", 'rekey_time = "2h"', "retransmit_base = 0.5",
+     f"{CONN}.retransmit_base", "got 0.5"),
+    ("huge retransmit base", 'rekey_time = "2h"', "retransmit_base = 1e200",
+     f"{CONN}.retransmit_base", "<= 10"),
+    ("nan retransmit base", 'rekey_time = "2h"', "retransmit_base = nan",
+     f"{CONN}.retransmit_base", "got nan"),
+    ("negative tries", 'rekey_time = "2h"', "retransmit_tries = -1",
+     f"{CONN}.retransmit_tries", "must be a finite whole number >= 0 and <= 20, got -1"),
+    ("too many tries", 'rekey_time = "2h"', "retransmit_tries = 1208",
+     f"{CONN}.retransmit_tries", "got 1208"),
+    ("negative life_bytes", "rekey_time = 1800", "rekey_time = 1800\nlife_bytes = -1",
+     f"{CHILD}.life_bytes", "got -1"),
+    ("negative life_packets", "rekey_time = 1800", "rekey_time = 1800\nlife_packets = -7",
+     f"{CHILD}.life_packets", "got -7"),
+    ("negative replay window", "rekey_time = 1800", "rekey_time = 1800\nreplay_window = -32",
+     f"{CHILD}.replay_window", "got -32"),
+    ("huge replay window", "rekey_time = 1800", "rekey_time = 1800\nreplay_window = 99999999",
+     f"{CHILD}.replay_window", "<= 32768"),
+    ("negative max_half_open", "port = 15500", "port = 15500\nmax_half_open = -1",
+     "daemon.max_half_open", "got -1"),
+    ("negative cookie_threshold", "port = 15500", "port = 15500\ncookie_threshold = -3",
+     "daemon.cookie_threshold", "got -3"),
+    ("TS protocol over 255", '"dynamic[tcp/443]"', '"dynamic[300/443]"',
+     f"{CHILD}.local_ts", "protocol 300 is out of range"),
+    ("TS port over 65535", '"dynamic[tcp/443]"', '"dynamic[tcp/70000]"',
+     f"{CHILD}.local_ts", "out of order or range"),
+    ("1-character PSK", '"the right secret"', '"x"', "secrets.ours.secret",
+     "shorter than 8 bytes"),
+    ("7-character PSK", '"the right secret"', '"1234567"', "secrets.ours.secret",
+     "use 20 or more random characters"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "old", "new", "key", "words"), RANGES, ids=[r[0] for r in RANGES])
+def test_each_out_of_range_value_names_file_key_range_and_fix(
+    tmp_path: Path, what: str, old: str, new: str, key: str, words: str
+) -> None:
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert words in message and "(fix: " in message and "\n" not in message
+
+
+def test_a_short_psk_file_is_refused_and_not_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "psk.txt"
+    secret.write_text("abc12\n")
+    secret.chmod(0o600)
+    path = write(tmp_path, GOOD.replace('secret = "the right secret"', 'secret_file = "psk.txt"'))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: secrets.ours.secret_file: ")
+    assert "abc12" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("new", "check"),
+    [
+        ("retransmit_base = 10\nretransmit_tries = 20\nretransmit_timeout = 0.1",
+         lambda c: c.timers.retransmit_tries == 20 and c.timers.retransmit_base == 10),
+        ("rekey_time = 0\nreauth_time = 0\ndpd_delay = 0",
+         lambda c: c.timers.ike_rekey_time == 0 and c.timers.dpd_delay == 0),
+    ],
+)  # fmt: skip
+def test_the_edges_of_each_range_are_accepted(tmp_path: Path, new: str, check: Any) -> None:
+    text = GOOD.replace('rekey_time = "2h"', new, 1).replace('dpd_delay = "45s"\n', "", 1)
+    [conn] = load_config(write(tmp_path, text, "edge.toml")).engine.connections
+    assert check(conn)
+
+
+def test_a_short_psk_through_the_cli_is_one_line_without_the_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace('"the right secret"', '"s3cr"'))
+    result = run_daemon_cli(path)
+    assert_one_clear_line(result, path, "secrets.ours.secret")
+    assert "s3cr" not in result.stderr + result.stdout
