@@ -37,12 +37,11 @@ from ..config import ServiceConfig, load_config
 from ..engine import Engine
 from ..engine.env import Env
 from ..engine.state import IkeState
-from ..engine.views import IkeSaView
 from ..errors import ConfigError
 from ..log import LEVELS, configure_logging, get_logger
 from .channel import WorkerChannel
 from .control import ControlServer
-from .driver import Driver, view_to_json
+from .driver import Driver
 from .handoff import TaggedSpis, WorkerRole
 from .kernel_apply import TRAP_BASE, KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
@@ -323,12 +322,11 @@ class Daemon:
         names = [c.name for c in self.driver.engine.config.connections]
         if name not in names:
             return {"ok": False, "error": f"no connection {name!r} (known: {', '.join(names)})"}
-        # an `up` of a connection that is already up, or being set up by us, joins that IKE SA
-        # and answers with its result instead of creating another one
+        # an `up` of a connection we are already initiating joins that IKE SA and answers with
+        # its result instead of starting another (an `up` after it is established still adds
+        # one: tests and users rely on that to run several IKE SAs of one connection)
         joined = self._joinable(name)
-        if joined is not None and joined.state == IkeState.ESTABLISHED.value:
-            return {"ok": True, "sas": [view_to_json(joined)], "joined": True}
-        sa_id = joined.id if joined is not None else self._start(name)
+        sa_id = joined if joined is not None else self._start(name)
         if sa_id is None:
             return {"ok": False, "error": f"cannot initiate {name!r} (see the daemon log)"}
         future = self.driver.wait_for({sa_id}, want_up=True)
@@ -338,17 +336,12 @@ class Daemon:
             return {"ok": False, "error": f"IKE SA {sa_id} not established in time"}
         return {**answer, "joined": True} if joined is not None else answer
 
-    def _joinable(self, name: str) -> IkeSaView | None:
-        """The IKE SA of connection `name` an `up` should answer with rather than start another:
-        an established one (either role), else one we are initiating."""
+    def _joinable(self, name: str) -> int | None:
+        """The IKE SA of connection `name` we are initiating (not yet established), if any."""
         assert self.driver is not None
-        views = [v for v in self.driver.engine.list_sas() if v.connection == name]
-        for view in views:
-            if view.state == IkeState.ESTABLISHED.value:
-                return view
-        for view in views:
-            if view.initiator and view.state in _INITIATING:
-                return view
+        for view in self.driver.engine.list_sas():
+            if view.connection == name and view.initiator and view.state in _INITIATING:
+                return view.id
         return None
 
     async def _cmd_down(self, request: dict[str, Any]) -> dict[str, Any]:
