@@ -67,6 +67,7 @@ kernel = "memory"
 log_level = "{log_level}"
 cookie_threshold = 1000000
 max_half_open = 1000000
+block_threshold = 0  # the load generator sends from a few addresses
 workers = {workers}
 
 [connections.bench]

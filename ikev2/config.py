@@ -94,6 +94,7 @@ LIMITS: dict[str, Limit] = {
     "replay_window": Limit(0, 32768, _WHOLE, "write e.g. 32 (0 disables replay protection)"),
     "cookie_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 30 half-open SAs (0: always)"),
     "max_half_open": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 10000 half-open IKE SAs"),
+    "block_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 5 half-open SAs per IP (0: off)"),
 }
 
 
@@ -110,6 +111,9 @@ class DaemonSettings:
     log_level: str = "info"
     cookie_threshold: int = 30
     max_half_open: int = 10000
+    block_threshold: int = (
+        5  # half-open IKE SAs per source IP (strongSwan's charon.block_threshold)
+    )
     workers: int = 1
 
 
@@ -288,7 +292,8 @@ class _Loader:
 # --------------------------------------------------------------------------- the [daemon] table
 
 DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
-               "log_level", "cookie_threshold", "max_half_open", "workers")  # fmt: skip
+               "log_level", "cookie_threshold", "max_half_open", "block_threshold",
+               "workers")  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -316,6 +321,7 @@ def _daemon(table: _Table) -> DaemonSettings:
         log_level=table.choice("log_level", LOG_LEVELS, base.log_level),
         cookie_threshold=int(table.number("cookie_threshold", int, base.cookie_threshold, "30")),
         max_half_open=int(table.number("max_half_open", int, base.max_half_open, "10000")),
+        block_threshold=int(table.number("block_threshold", int, base.block_threshold, "5")),
         workers=_workers(table, base.workers),
     )
 
@@ -653,6 +659,7 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         tuple(connections),
         cookie_threshold=daemon.cookie_threshold,
         max_half_open=daemon.max_half_open,
+        block_threshold=daemon.block_threshold,
     )
     return ServiceConfig(path, daemon, engine, actions)
 

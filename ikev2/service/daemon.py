@@ -277,6 +277,7 @@ class Daemon:
             fresh.engine,
             cookie_threshold=self.config.engine.cookie_threshold,
             max_half_open=self.config.engine.max_half_open,
+            block_threshold=self.config.engine.block_threshold,
         )
         self.driver.engine.update_config(engine_config)
         removed = sorted(old - new)

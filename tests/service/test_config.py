@@ -389,3 +389,12 @@ def test_a_short_psk_through_the_cli_is_one_line_without_the_secret(tmp_path: Pa
     result = run_daemon_cli(path)
     assert_one_clear_line(result, path, "secrets.ours.secret")
     assert "s3cr" not in result.stderr + result.stdout
+
+
+def test_block_threshold_reaches_the_engine(tmp_path: Path) -> None:
+    path = tmp_path / "limits.toml"
+    path.write_text("[daemon]\nblock_threshold = 2\n")
+    assert load_config(path).engine.block_threshold == 2
+    path.write_text("[daemon]\nblock_threshold = -1\n")
+    with pytest.raises(ConfigError, match=r"daemon\.block_threshold"):
+        load_config(path)
