@@ -191,10 +191,11 @@ def prepare(cache: Path) -> GuestImage:
 GUEST_INIT = """#!/bin/sh
 # PID 1 after switch_root (written by ikev2.testing.guest for this run)
 mount -t tmpfs tmpfs /run
-# The guest's scratch space lives in its own /run: /tmp stays the host's (seen through the
-# overlay, writes private to the guest), so a checkout or virtualenv under /tmp is visible.
-mkdir -p /run/scratch && chmod 1777 /run/scratch
-export TMPDIR=/run/scratch
+# The guest's scratch space is a tmpfs on a directory of its own, made in the overlay: /tmp
+# stays the host's (writes private to the guest), so a checkout or virtualenv under /tmp is
+# visible; and not under /run, which each charon remounts in its own mount namespace.
+mkdir -p {scratch} && mount -t tmpfs -o mode=1777 tmpfs {scratch}
+export TMPDIR={scratch}
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 ln -sf /proc/self/fd /dev/fd
 mkdir -p /lib/modules && mount --bind {modules} /lib/modules
@@ -232,6 +233,7 @@ def boot(
     (results / "guest-init.sh").write_text(
         GUEST_INIT.format(
             modules=shlex.quote(str(image.modules)),
+            scratch=GUEST_SCRATCH,
             ipsec_modules=IPSEC_MODULES,
             cwd=shlex.quote(str(cwd)),
             command=shlex.join(command),
@@ -266,7 +268,8 @@ def boot(
     return GuestRun(code, text, wall, results)
 
 
-HIDDEN_IN_GUEST = (Path("/run"), Path("/proc"), Path("/sys"), Path("/dev"))
+GUEST_SCRATCH = "/.ikev2-guest-scratch"  # TMPDIR in the guest (a path no checkout uses)
+HIDDEN_IN_GUEST = (Path("/run"), Path("/proc"), Path("/sys"), Path("/dev"), Path(GUEST_SCRATCH))
 
 
 def interpreter() -> Path:
