@@ -5,7 +5,8 @@ still answer every COOKIE and fill the global half-open table (strongSwan's
 `charon.init_limit_half_open`, our `max_half_open`) until nobody else gets in. `HalfOpenTable`
 therefore counts half-open IKE SAs per source IP so the gate can refuse a source that holds too
 many (strongSwan's `charon.block_threshold`, our `block_threshold`), and `LogLimiter` keeps the
-gate's per-datagram log lines bounded under a flood.
+gate's per-datagram log lines bounded under a flood; `DropLog` is the engine's rate-limited log of
+every datagram it drops before an IKE SA's keys vouch for it.
 
 Nothing here reads a clock: time comes in as `now`.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .config import IPAddress
 from .events import Endpoint
@@ -133,6 +134,11 @@ class LogLimiter:
         window.suppressed += 1
         return False, ended
 
+    def deadline(self) -> float | None:
+        """When the earliest interval with suppressed lines ends (its summary is due), if any."""
+        due = [w.start + self._interval for w in self._windows.values() if w.suppressed]
+        return min(due) if due and self._interval > 0 else None
+
     def flush(self, now: float) -> list[tuple[str, int]]:
         """(reason, suppressed) for every interval that has ended with lines suppressed."""
         out = []
@@ -142,3 +148,42 @@ class LogLimiter:
                     out.append((reason, window.suppressed))
                 del self._windows[reason]
         return out
+
+
+class DropLog:
+    """The engine's log of dropped and refused datagrams, bounded under a flood.
+
+    info() logs one line per event unless its reason (a fixed string from our code, never peer
+    data) has used up its lines in the current interval; flush() logs one warning per ended
+    interval that suppressed lines ("suppressed K drops: reason"). The engine calls flush() from
+    its timer and reports deadline() in its own, so a summary comes out when it is due even if no
+    datagram ever follows the flood.
+    """
+
+    __slots__ = ("_limiter", "_log")
+
+    def __init__(self, logger: Any, lines: int, interval: float) -> None:
+        self._log = logger
+        self._limiter = LogLimiter(lines, interval)
+
+    def reconfigure(self, lines: int, interval: float) -> None:
+        self._limiter.reconfigure(lines, interval)
+
+    def info(self, now: float, reason: str, event: str, **fields: object) -> None:
+        admitted, suppressed = self._limiter.admit(reason, now)
+        if suppressed:
+            self._summary(reason, suppressed)
+        if admitted:
+            self._log.info(event, reason=fields.pop("detail", reason), **fields)
+
+    def flush(self, now: float) -> None:
+        for reason, suppressed in self._limiter.flush(now):
+            self._summary(reason, suppressed)
+
+    def deadline(self) -> float | None:
+        return self._limiter.deadline()
+
+    def _summary(self, reason: str, suppressed: int) -> None:
+        self._log.warning(
+            f"suppressed {suppressed} drops: {reason}", suppressed=suppressed, reason=reason
+        )

@@ -40,7 +40,7 @@ from ..wire import (
 from . import reauth, timers
 from .config import ConnectionConfig, EngineConfig
 from .cookies import CookieGate
-from .dos import HalfOpenTable, LogLimiter
+from .dos import DropLog, HalfOpenTable
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaFailed
 from .ike_sa import ChildState, IkeSa, Outbox
@@ -76,7 +76,8 @@ class Engine:
         # responder IKE SAs before IKE_AUTH, counted per source IP (dos.py, RFC 7296 §2.6)
         self.half_open: HalfOpenTable[IkeSa] = HalfOpenTable()
         self.cookies = CookieGate(self.env.random_bytes, config.cookie_secret_lifetime)
-        self._gate_log = LogLimiter(config.drop_log_lines, config.drop_log_interval)
+        # every drop before an IKE SA's keys vouch for the sender: rate-limited (dos.py)
+        self._drops = DropLog(log, config.drop_log_lines, config.drop_log_interval)
         self._ids = itertools.count(1)
         self._reqids = ReqidCounter(self.sas.values, max_reqid)
         self.peers = reauth.PeerIndex()  # responders: reqids of reauthenticated children
@@ -195,12 +196,13 @@ class Engine:
         return out
 
     def get_timer(self) -> float | None:
+        summary = self._drops.deadline()  # a suppressed-drops summary falls due
         while self._timers:
             deadline, _seq, sa_id = self._timers[0]
             if self._scheduled.get(sa_id) == deadline:
-                return deadline
+                return deadline if summary is None else min(deadline, summary)
             heapq.heappop(self._timers)
-        return None
+        return summary
 
     def _drain(self) -> list[Event]:
         while self._dirty:
@@ -221,6 +223,7 @@ class Engine:
         return self._drain()
 
     def handle_timer(self, now: float) -> list[Event]:
+        self._drops.flush(now)
         while self._timers and self._timers[0][0] <= now:
             deadline, _seq, sa_id = heapq.heappop(self._timers)
             sa = self.sas.get(sa_id)
@@ -268,7 +271,14 @@ class Engine:
         try:
             message = decode_message(data)
         except DecodeError as exc:
-            log.info("datagram dropped", reason=exc.reason, offset=exc.offset, peer=_fmt(remote))
+            self._gate_info(
+                now,
+                "undecodable datagram",
+                "datagram dropped",
+                detail=exc.reason,
+                offset=exc.offset,
+                peer=_fmt(remote),
+            )
             return
         header = message.header
         if header.exchange == ExchangeType.IKE_SA_INIT:
@@ -278,7 +288,7 @@ class Engine:
             if header.is_response and not header.is_initiator:
                 sa = self.by_spi.get(header.spi_i)
                 if sa is None or not sa.initiator or sa.state is not IkeState.INIT_SENT:
-                    log.info("IKE_SA_INIT response dropped", reason="no such half-open SA")
+                    self._gate_info(now, "no such half-open SA", "IKE_SA_INIT response dropped")
                     return
                 self._init_response(sa, data, message, now)
                 return
@@ -302,28 +312,15 @@ class Engine:
 
     # --- IKE_SA_INIT, responder side (RFC 7296 §1.2, §2.6)
     def _gate_info(self, now: float, reason: str, event: str, **fields: object) -> None:
-        """One gate log line, rate-limited per reason (a fixed string, never peer data): a
-        flood of IKE_SA_INITs (COOKIE demands, drops, refusals) must not become a flood of
-        log lines."""
-        self._gate_log.reconfigure(self.config.drop_log_lines, self.config.drop_log_interval)
-        admitted, suppressed = self._gate_log.admit(reason, now)
-        if suppressed:
-            self._gate_summary(reason, suppressed)
-        if admitted:
-            log.info(event, reason=fields.pop("detail", reason), **fields)
-
-    @staticmethod
-    def _gate_summary(reason: str, suppressed: int) -> None:
-        log.warning(
-            f"suppressed {suppressed} drops: {reason}", suppressed=suppressed, reason=reason
-        )
+        """One drop/refusal log line, rate-limited per reason (a fixed string, never peer
+        data): a flood of datagrams must not become a flood of log lines."""
+        self._drops.reconfigure(self.config.drop_log_lines, self.config.drop_log_interval)
+        self._drops.info(now, reason, event, **fields)
 
     def _init_request(
         self, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
     ) -> None:
-        # summaries of the gate's log intervals that have ended, whatever this request's fate
-        for reason, suppressed in self._gate_log.flush(now):
-            self._gate_summary(reason, suppressed)
+        self._drops.flush(now)  # summaries of ended intervals, whatever this request's fate
         header = message.header
         existing = self.half_open.get((header.spi_i, remote))
         if existing is not None:
@@ -558,11 +555,8 @@ class Engine:
     def _unknown_spi(self, message: Message, remote: Endpoint, local: Endpoint, now: float) -> None:
         """§2.21.4: a request outside any IKE SA may get an unprotected INVALID_IKE_SPI."""
         header = message.header
-        log.info(
-            "datagram dropped",
-            reason="unknown IKE SPI",
-            peer=_fmt(remote),
-            exchange=header.exchange,
+        self._gate_info(
+            now, "unknown IKE SPI", "datagram dropped", peer=_fmt(remote), exchange=header.exchange
         )
         if (
             header.is_response

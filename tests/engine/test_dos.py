@@ -174,3 +174,46 @@ def test_cookie_demand_still_answered_when_its_log_line_is_suppressed() -> None:
     pair.run(until=5)
     assert len(pair.i.of(IkeSaEstablished)) == 1
     assert pair.delivered == 6  # the COOKIE round, then the two exchanges
+
+
+def test_summary_falls_due_on_the_timer_when_no_datagram_follows() -> None:
+    """The flood stops: the suppressed-lines summary must not wait for the next IKE_SA_INIT."""
+    conn_i, conn_r = psk_connections()
+    config = gate_config(conn_r, drop_log_lines=2, drop_log_interval=5.0)
+    r = Pair(conn_i, conn_r, engine_r=config).r.engine
+    flood(r, 10, start=0.0, step=0.01)  # 5 admitted, 5 refused: 2 logged, 3 suppressed
+    deadline = r.get_timer()
+    assert conn_r.timers.half_open_timeout > 10  # so the deadline below is the summary's
+    assert deadline is not None and 5.0 < deadline <= 5.1  # 5 s after the first refusal
+    with structlog.testing.capture_logs() as logs:
+        r.handle_timer(deadline)
+    summaries = [e["event"] for e in logs if e["event"].startswith("suppressed")]
+    assert summaries == ["suppressed 3 drops: per-source half-open limit reached"]
+    later = r.get_timer()
+    assert later is not None and later > 10  # nothing more to summarize: the half-open timeout
+
+
+def test_undecodable_and_unknown_spi_floods_log_bounded_lines() -> None:
+    conn_i, conn_r = psk_connections()
+    config = gate_config(conn_r, drop_log_lines=5, drop_log_interval=10.0)
+    r = Pair(conn_i, conn_r, engine_r=config).r.engine
+    peer, local = (ATTACKER, 500), (ADDR_R, 500)
+    # an IKE header with unknown SPIs (an INFORMATIONAL request), and plain garbage
+    unknown = bytes(range(1, 9)) + bytes(range(9, 17)) + bytes([0, 0x20, 37, 0x08]) + bytes(4)
+    unknown += (28).to_bytes(4, "big")
+    with structlog.testing.capture_logs() as logs:
+        for i in range(1000):
+            r.receive_datagram(b"\x00garbage" * (1 + i % 3), peer, local, i * 0.001)
+            r.receive_datagram(unknown, peer, local, i * 0.001)
+    dropped = [e for e in logs if e["event"] == "datagram dropped"]
+    assert len([e for e in dropped if e["reason"] == "unknown IKE SPI"]) == 5
+    assert len([e for e in dropped if e["reason"] != "unknown IKE SPI"]) == 5
+    assert len(logs) <= 12
+    assert not r.sas
+    with structlog.testing.capture_logs() as logs:
+        r.handle_timer(10.5)
+    summaries = sorted(e["event"] for e in logs if e["event"].startswith("suppressed"))
+    assert summaries == [
+        "suppressed 995 drops: undecodable datagram",
+        "suppressed 995 drops: unknown IKE SPI",
+    ]
