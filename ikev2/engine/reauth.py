@@ -39,12 +39,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ..constants import ExchangeType, ProtocolId
-from ..wire import DeletePayload
+from ..constants import ExchangeType
 from .config import ChildConfig, Identity, IPAddress
 from .events import IkeSaFailed
 from .ike_sa import ChildState
-from .state import HALF_OPEN_STATES, IkeInput, IkeState
+from .state import HALF_OPEN_STATES, IkeState
 from .tasks import ike_init, informational
 from .tasks.child_create import TsSpecs
 from .tasks.create_child import CreateChildExchange
@@ -229,25 +228,11 @@ def _abandon(old: IkeSa, now: float) -> None:
     if new.state is IkeState.AUTH_SENT:
         new.log.warning("IKE SA failed", reason=reason)
         new.emit(IkeSaFailed(new.id, new.conn.name, reason, None))
-        _withdraw(new, reason, now)
+        informational.withdraw(new, reason, now)
     else:
         ike_init.fail(new, reason, None)
     new.touch()
     _retry_later(old, now)
-
-
-def _withdraw(new: IkeSa, reason: str, now: float) -> None:
-    """Delete a new IKE SA whose IKE_AUTH is out (see _abandon), retransmitted as any Delete."""
-    new.requests.done()
-    new.queue.clear()
-    new.transition(IkeInput.START_DELETE)
-    new.pending = DeleteIkeExchange(reason)
-    message_id = new.requests.allocate()
-    payloads = [DeletePayload(ProtocolId.IKE, ())]
-    packets = new.protect_all(ExchangeType.INFORMATIONAL, message_id, False, payloads)
-    new.requests.sent(message_id, packets, now)
-    for packet in packets:
-        new.send(packet)
 
 
 def given_up(new: IkeSa, state: IkeState) -> None:
@@ -272,7 +257,7 @@ def terminate(sa: IkeSa, now: float) -> None:
     if new is not None and not new.closed:
         new.queue.clear()  # its Complete and the children it has yet to recreate
         if new.state is IkeState.AUTH_SENT:
-            _withdraw(new, "terminated before it was established", now)
+            informational.withdraw(new, "terminated before it was established", now)
         else:
             informational.terminate(new, now)
         new.touch()
