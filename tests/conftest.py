@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 
 from ikev2.testing import preflight
 
-GATED = ("root", "guest", "interop")
+GATED = ("root", "guest", "interop", "sw6")
 
 settings.register_profile(
     "ci",

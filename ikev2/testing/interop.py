@@ -21,7 +21,7 @@ from cryptography import x509
 
 from .daemon import OurDaemon
 from .keycompare import compare_child, compare_ike
-from .strongswan import Charon, ChildSaInfo, ConfValue, IkeSaInfo
+from .strongswan import DEBIAN, Charon, ChildSaInfo, ConfValue, IkeSaInfo, Install
 from .topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -329,9 +329,10 @@ class Peers:
 
     def __init__(self, spec: Spec, topo: Topology, role: str, workdir: Path,
                  ss_extra: dict[str, ConfValue] | None = None,
-                 real_kernel: bool = False) -> None:  # fmt: skip
+                 real_kernel: bool = False, install: Install = DEBIAN) -> None:  # fmt: skip
         """real_kernel: both sides install XFRM SAs (strongSwan kernel-netlink, ours --kernel
-        xfrm; the QEMU guest); otherwise strongSwan uses libipsec and ours the memory kernel."""
+        xfrm; the QEMU guest); otherwise strongSwan uses libipsec and ours the memory kernel.
+        install: which strongSwan (strongswan.DEBIAN 5.9.8, or STRONGSWAN6 from .cache)."""
         self.spec = spec
         self.topo = topo
         self.role = role
@@ -343,7 +344,7 @@ class Peers:
         extra.update(ss_extra or {})
         self.ss = Charon(
             pos["ss_ns"], workdir / "strongswan", extra=extra,
-            kernel="netlink" if real_kernel else "libipsec",
+            kernel="netlink" if real_kernel else "libipsec", install=install,
         )  # fmt: skip
         self.ours = OurDaemon(
             pos["ours_ns"], workdir / "ours", "xfrm" if real_kernel else "memory",

@@ -3,8 +3,9 @@
 A missing package used to show up as a hundred identical failures deep in the run (a strongSwan
 plugin nobody installed failed every interop row). `missing(groups)` returns one line per absent
 piece, naming the Debian package that provides it; tests/conftest.py calls it after collection
-for the marker groups (root, guest, interop) that the selected tests need and stops the run at
-once when anything is missing. `.ci/bootstrap.sh` installs all of these packages.
+for the marker groups (root, guest, interop, sw6) that the selected tests need and stops the run
+at once when anything is missing. `.ci/bootstrap.sh` installs all of these packages; strongSwan 6
+(group sw6) is built from source by `.ci/strongswan6.sh`, and its absence is one line saying so.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def missing(groups: Iterable[str], plugin_dir: Path = strongswan.PLUGIN_DIR) -> 
     ]
     if "interop" in wanted and Path(strongswan.CHARON).exists():
         lines += strongswan.missing_plugins(plugin_dir)
+    if "sw6" in wanted:
+        lines += [line for line in (strongswan.missing6(),) if line]
     return lines
 
 

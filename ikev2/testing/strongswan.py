@@ -1,11 +1,16 @@
-"""strongSwan 5.9.8 as a test peer: one charon per network namespace (TESTBED §2).
+"""strongSwan as a test peer: one charon per network namespace (TESTBED §2).
 
 `Charon` writes strongswan.conf, swanctl.conf and the credentials into its own directory,
-starts /usr/lib/ipsec/charon inside a namespace with a private /run (the pid file path is
-compiled in), loads the configuration with swanctl (explicit plugin lists on both sides) and
-drives it with swanctl subprocesses over its own vici socket: initiate, terminate, rekey,
-list-sas (parsed from `--pretty`). Its log runs at ike/chd level 4, so the SK_* and child keys it
-derives can be read back (`log_dumps`, `child_keys`) and compared with ours.
+starts charon (/usr/lib/ipsec/charon for Debian's 5.9.8) inside a namespace with a private /run
+(the pid file path is compiled in), loads the configuration with swanctl (explicit plugin
+lists on both sides) and drives it with swanctl subprocesses over its own vici socket: initiate,
+terminate, rekey, list-sas (parsed from `--pretty`). Its log runs at ike/chd level 4, so the
+SK_* and child keys it derives can be read back (`child_keys`, `ike_keys`: strongswan_log) and
+compared with ours.
+
+`Install` says which strongSwan runs: `DEBIAN` (5.9.8 from the Debian packages, the default)
+or `STRONGSWAN6` (6.0.6 built from source into .cache by strongswan_build, with ML-KEM and
+RFC 9370); both run with the same configuration, swanctl driving and log parsing.
 
 Only the charon this object started is ever signalled, by its PID.
 """
@@ -23,7 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from . import strongswan_build
 from .process import ManagedProcess
+
+# the level-4 log parsers, re-exported: callers import them from here
+from .strongswan_log import ChildKeys as ChildKeys
+from .strongswan_log import IkeKeys as IkeKeys
+from .strongswan_log import LogDump as LogDump
+from .strongswan_log import child_keys as child_keys
+from .strongswan_log import ike_keys as ike_keys
+from .strongswan_log import log_dumps as log_dumps
 
 CHARON = Path("/usr/lib/ipsec/charon")
 SWANCTL = Path("/usr/sbin/swanctl")
@@ -57,6 +71,43 @@ PLUGIN_PACKAGES = {
         ]
     },
 }
+
+
+@dataclass(frozen=True)
+class Install:
+    """One strongSwan installation the harness can run: its programs, plugin directory, the
+    plugins a harness charon and swanctl load from it, and how to get what is missing."""
+
+    name: str  # "5.9.8 (Debian)" ...
+    charon: Path
+    swanctl: Path
+    plugin_dir: Path
+    charon_plugins: str
+    tail_plugins: str  # after the optional kernel-libipsec (the first IPsec backend wins)
+    swanctl_plugins: str
+    packages: Mapping[str, str] = field(default_factory=dict)  # plugin -> Debian package
+    fix: str = ""  # how to install it all, when no per-plugin package applies
+
+    def plugins(self) -> list[str]:
+        """Every plugin a harness charon or swanctl may load, in load order, no repeats."""
+        names = f"{self.charon_plugins} kernel-libipsec {self.tail_plugins} {self.swanctl_plugins}"
+        return list(dict.fromkeys(names.split()))
+
+
+DEBIAN = Install(
+    "5.9.8 (Debian)", CHARON, SWANCTL, PLUGIN_DIR, CHARON_PLUGINS, TAIL_PLUGINS, SWANCTL_PLUGINS,
+    PLUGIN_PACKAGES, "apt-get install strongswan-charon strongswan-swanctl",
+)  # fmt: skip
+STRONGSWAN6 = Install(
+    f"{strongswan_build.VERSION} (built into .cache)",
+    strongswan_build.charon(),
+    strongswan_build.swanctl(),
+    strongswan_build.plugin_dir(),
+    strongswan_build.CHARON_PLUGINS,
+    strongswan_build.TAIL_PLUGINS,
+    strongswan_build.SWANCTL_PLUGINS,
+    fix=f"run {strongswan_build.BUILD_COMMAND} (builds it into .cache, a few minutes)",
+)
 
 ConfValue: TypeAlias = str | int | bool | Sequence[str] | Mapping[str, "ConfValue"]
 
@@ -210,230 +261,75 @@ def sas_from_pretty(text: str) -> list[IkeSaInfo]:
     return out
 
 
-# --- the log at level 4 ---------------------------------------------------------------------------
-
-_DUMP_HEAD = re.compile(
-    r"^\S+ \d+\[(?P<grp>[A-Z]+)\] (?:<(?P<sa>[^>]*)> )?(?P<label>.+?) => (?P<n>\d+) bytes @ 0x"
-)
-_DUMP_LINE = re.compile(r"^\S+ \d+\[[A-Z]+\] (?:<[^>]*> )?\s+\d+: ((?:[0-9A-F]{2} ?)+)")
-
-
-@dataclass(frozen=True)
-class LogDump:
-    group: str  # IKE, CHD, ENC ...
-    sa: str  # the "<name|id>" tag without brackets, "" when absent
-    label: str
-    line: int  # 0-based line number of the header in the log
-    data: bytes = field(repr=False)
-
-
-def log_dumps(text: str) -> list[LogDump]:
-    """Every `label => N bytes @ 0x...` hex dump in a charon log, in order."""
-    out: list[LogDump] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        head = i
-        m = _DUMP_HEAD.match(lines[i])
-        i += 1
-        if m is None:
-            continue
-        want = int(m.group("n"))
-        data = bytearray()
-        while len(data) < want and i < len(lines):
-            d = _DUMP_LINE.match(lines[i])
-            if d is None:
-                break
-            data += bytes.fromhex(d.group(1).replace(" ", "")[: 2 * 16])
-            i += 1
-        out.append(
-            LogDump(m.group("grp"), m.group("sa") or "", m.group("label"), head, bytes(data))
-        )
-    return out
-
-
-@dataclass(frozen=True)
-class ChildKeys:
-    """Child SA keys as strongSwan derived them (KEYMAT split, RFC 7296 §2.17): encryption and
-    integrity keys of the initiator->responder (`_i`) and responder->initiator (`_r`) SAs,
-    where "initiator" is whoever started the exchange that made the child. Empty bytes where the
-    algorithm has no such key (AEAD: no integrity; AH: no encryption). spi_in/spi_out are
-    charon's, from the "established with SPIs" line that follows the derivation."""
-
-    sa: str  # charon's IKE SA tag, "name|id" or "id"
-    child: str  # "name{id}"
-    spi_in: str
-    spi_out: str
-    encr_i: bytes = field(repr=False)
-    encr_r: bytes = field(repr=False)
-    integ_i: bytes = field(repr=False)
-    integ_r: bytes = field(repr=False)
-
-    def by_spi(self, exchange_initiator: bool) -> dict[str, tuple[bytes, bytes]]:
-        """SPI (8 hex digits) -> (encryption key, integrity key) of that SA, when charon was
-        (True) or was not (False) the initiator of the exchange that created this child."""
-        fwd, rev = (self.encr_i, self.integ_i), (self.encr_r, self.integ_r)
-        out_keys, in_keys = (fwd, rev) if exchange_initiator else (rev, fwd)
-        return {self.spi_out: out_keys, self.spi_in: in_keys}
-
-
-_CHILD_LABELS = {
-    "encryption initiator key": "encr_i",
-    "encryption responder key": "encr_r",
-    "integrity initiator key": "integ_i",
-    "integrity responder key": "integ_r",
-}
-_ESTABLISHED = re.compile(
-    r"\[IKE\] <(?P<sa>[^>]*)> (?:inbound |outbound )?CHILD_SA (?P<child>\S+\{\d+\}) "
-    r"established with SPIs "
-    r"(?P<spi_in>[0-9a-f]{8})_i(?:\s+[0-9a-f]{8}_i)? (?P<spi_out>[0-9a-f]{8})_o"
-)
-
-
-def child_keys(text: str) -> list[ChildKeys]:
-    """The child SAs charon derived keys for (chd level 4) and then established, in order."""
-    out: list[ChildKeys] = []
-    pending: dict[str, dict[str, bytes]] = {}  # IKE SA id -> keys derived, not yet established
-    events: list[tuple[int, str, Any]] = [(d.line, "dump", d) for d in log_dumps(text)]
-    for number, line in enumerate(text.splitlines()):
-        m = _ESTABLISHED.search(line)
-        if m is not None:
-            events.append((number, "up", m))
-    events.sort(key=lambda e: e[0])
-    for _, kind, item in events:
-        if kind == "dump":
-            dump = item
-            sa_id = dump.sa.rsplit("|", 1)[-1]
-            if dump.group == "CHD" and dump.label == "seed":
-                pending[sa_id] = {}
-            elif dump.label in _CHILD_LABELS and sa_id in pending:
-                pending[sa_id][_CHILD_LABELS[dump.label]] = dump.data
-        else:
-            m = item
-            keys = pending.pop(m.group("sa").rsplit("|", 1)[-1], None)
-            if keys is None:
-                continue
-            out.append(
-                ChildKeys(
-                    m.group("sa"),
-                    m.group("child"),
-                    m.group("spi_in"),
-                    m.group("spi_out"),
-                    keys.get("encr_i", b""),
-                    keys.get("encr_r", b""),
-                    keys.get("integ_i", b""),
-                    keys.get("integ_r", b""),
-                )
-            )
-    return out
-
-
-@dataclass(frozen=True)
-class IkeKeys:
-    sa: str
-    skeyseed: bytes = field(repr=False)
-    sk_d: bytes = field(repr=False)
-    sk_ei: bytes = field(repr=False)
-    sk_er: bytes = field(repr=False)
-    sk_ai: bytes = field(repr=False)
-    sk_ar: bytes = field(repr=False)
-    sk_pi: bytes = field(repr=False)
-    sk_pr: bytes = field(repr=False)
-
-
-def ike_keys(text: str) -> list[IkeKeys]:
-    """SKEYSEED and SK_* per IKE SA (and per IKE rekey) from a charon log at ike level 4."""
-    out: list[IkeKeys] = []
-    current: dict[str, bytes] | None = None
-    sa = ""
-    names = {
-        "Sk_d secret": "sk_d",
-        "Sk_ei secret": "sk_ei",
-        "Sk_er secret": "sk_er",
-        "Sk_ai secret": "sk_ai",
-        "Sk_ar secret": "sk_ar",
-        "Sk_pi secret": "sk_pi",
-        "Sk_pr secret": "sk_pr",
-    }
-    for dump in log_dumps(text):
-        if dump.label == "SKEYSEED":
-            if current is not None:
-                out.append(_ike_keys(sa, current))
-            current = {"skeyseed": dump.data}
-            sa = dump.sa
-        elif current is not None and dump.label in names:
-            current[names[dump.label]] = dump.data
-            if dump.label == "Sk_pr secret":
-                out.append(_ike_keys(sa, current))
-                current = None
-    return out
-
-
-def _ike_keys(sa: str, d: dict[str, bytes]) -> IkeKeys:
-    return IkeKeys(
-        sa,
-        d.get("skeyseed", b""),
-        d.get("sk_d", b""),
-        d.get("sk_ei", b""),
-        d.get("sk_er", b""),
-        d.get("sk_ai", b""),
-        d.get("sk_ar", b""),
-        d.get("sk_pi", b""),
-        d.get("sk_pr", b""),
-    )
-
-
 # --- the daemon ---------------------------------------------------------------------------------
 
 
-def charon_version() -> str:
+def charon_version(install: Install = DEBIAN) -> str:
     """ "5.9.8" from `swanctl --version` (the installed strongSwan)."""
     done = subprocess.run(
-        [str(SWANCTL), "--version"], capture_output=True, text=True, check=False, timeout=10
-    )
+        [str(install.swanctl), "--version"], capture_output=True, text=True, check=False,
+        timeout=10,
+    )  # fmt: skip
     m = re.search(r"strongSwan (\S+)", done.stdout + done.stderr)
     return m.group(1) if m else "unknown"
 
 
-def harness_plugins() -> list[str]:
+def harness_plugins(install: Install = DEBIAN) -> list[str]:
     """Every plugin a harness charon or swanctl may load, in load order, without repeats."""
-    names = f"{CHARON_PLUGINS} kernel-libipsec {TAIL_PLUGINS} {SWANCTL_PLUGINS}".split()
-    return list(dict.fromkeys(names))
+    return install.plugins()
 
 
-def missing_plugins(plugin_dir: Path = PLUGIN_DIR) -> list[str]:
+def missing_plugins(plugin_dir: Path = PLUGIN_DIR, install: Install = DEBIAN) -> list[str]:
     """One line per harness plugin absent from `plugin_dir`, naming the Debian package."""
     lines = []
-    for name in harness_plugins():
+    for name in install.plugins():
         path = plugin_dir / f"libstrongswan-{name}.so"
         if not path.exists():
-            package = PLUGIN_PACKAGES.get(name, "a strongSwan plugin package")
-            lines.append(f"strongSwan plugin '{name}' missing ({path}): apt-get install {package}")
+            package = install.packages.get(name)
+            fix = f"apt-get install {package}" if package else install.fix
+            lines.append(f"strongSwan plugin '{name}' missing ({path}): {fix or 'reinstall'}")
     return lines
 
 
-_PREFLIGHT_DONE = False
+_PREFLIGHT_DONE: set[str] = set()  # Install.name
 
 
-def preflight(plugin_dir: Path = PLUGIN_DIR) -> None:
+def preflight(plugin_dir: Path | None = None, install: Install = DEBIAN) -> None:
     """Raise CharonError, one line per missing piece, before a charon starts without the
-    plugins it is told to load (charon itself fails later, in a far less obvious way)."""
-    global _PREFLIGHT_DONE
-    if _PREFLIGHT_DONE and plugin_dir == PLUGIN_DIR:
+    plugins it is told to load (charon itself fails later, in a far less obvious way). A
+    strongSwan 6 that is not (completely) built is one line: what to run."""
+    if plugin_dir is None and install.name in _PREFLIGHT_DONE:
         return
-    problems = [p for p in (available(),) if p] + missing_plugins(plugin_dir)
+    if install is STRONGSWAN6 and plugin_dir is None:
+        problems = [p for p in (missing6(),) if p]
+    else:
+        problems = [p for p in (available(install),) if p]
+        problems += missing_plugins(plugin_dir or install.plugin_dir, install)
     if problems:
         raise CharonError("\n".join(problems))
-    if plugin_dir == PLUGIN_DIR:
-        _PREFLIGHT_DONE = True
+    if plugin_dir is None:
+        _PREFLIGHT_DONE.add(install.name)
 
 
-def available() -> str | None:
+def available(install: Install = DEBIAN) -> str | None:
     """None when charon and swanctl are installed, else what is missing."""
-    for path in (CHARON, SWANCTL):
+    for path in (install.charon, install.swanctl):
         if not path.exists():
-            return f"{path} missing (apt-get install strongswan-charon strongswan-swanctl)"
+            return f"{path} missing ({install.fix})"
     return None
+
+
+def missing6() -> str | None:
+    """None when strongSwan 6 is built with every plugin the harness loads, else one line
+    naming what is absent and the command that builds it."""
+    absent = strongswan_build.missing_pieces(plugins=strongswan_build.PLUGINS)
+    if not absent:
+        return None
+    more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+    return (
+        f"strongSwan {strongswan_build.VERSION} is not built ({absent[0]} missing{more}): "
+        f"{STRONGSWAN6.fix}"
+    )
 
 
 @dataclass
@@ -461,7 +357,9 @@ class Charon(ManagedProcess):
         kernel: str = "libipsec",
         extra: Mapping[str, ConfValue] | None = None,
         log_levels: Mapping[str, int] | None = None,
+        install: Install = DEBIAN,
     ) -> None:
+        self.install = install
         self.ns = ns
         self.dir = workdir
         self.kernel = kernel
@@ -492,7 +390,7 @@ class Charon(ManagedProcess):
 
     def strongswan_conf(self) -> str:
         libipsec = " kernel-libipsec " if self.kernel == "libipsec" else " "
-        plugins = CHARON_PLUGINS + libipsec + TAIL_PLUGINS
+        plugins = self.install.charon_plugins + libipsec + self.install.tail_plugins
         charon: dict[str, ConfValue] = {
             "load": plugins,
             "port": 500,
@@ -521,7 +419,8 @@ class Charon(ManagedProcess):
             },
         }
         merged = _merge(charon, self.extra)
-        return render_conf({"charon": merged, "swanctl": {"load": SWANCTL_PLUGINS}}) + "\n"
+        swanctl = {"load": self.install.swanctl_plugins}
+        return render_conf({"charon": merged, "swanctl": swanctl}) + "\n"
 
     def configure(
         self,
@@ -554,7 +453,7 @@ class Charon(ManagedProcess):
         }
 
     def start(self, timeout: float = 15.0) -> None:
-        preflight()
+        preflight(install=self.install)
         if not (self.dir / "strongswan.conf").exists():
             (self.dir / "strongswan.conf").write_text(self.strongswan_conf())
         self.vici.unlink(missing_ok=True)
@@ -567,7 +466,7 @@ class Charon(ManagedProcess):
                 self.ns,
                 "sh",
                 "-c",
-                f"mount -t tmpfs tmpfs /run && exec {CHARON}",
+                f"mount -t tmpfs tmpfs /run && exec {shlex.quote(str(self.install.charon))}",
             ],
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -594,7 +493,7 @@ class Charon(ManagedProcess):
     # --- swanctl ------------------------------------------------------------------------------
 
     def swanctl(self, *args: str, check: bool = True, timeout: float = 30.0) -> Result:
-        argv = [str(SWANCTL), *args, "--uri", f"unix://{self.vici}"]
+        argv = [str(self.install.swanctl), *args, "--uri", f"unix://{self.vici}"]
         try:
             done = subprocess.run(
                 argv, env=self.env, capture_output=True, text=True, timeout=timeout, check=False

@@ -1,0 +1,134 @@
+"""strongSwan 6.0.6 as a test peer (issue 15): built from source into .cache
+(ikev2.testing.strongswan_build, `.ci/strongswan6.sh`) and run by the same harness as Debian's
+5.9.8 (strongswan.STRONGSWAN6): strongSwan with kernel-libipsec, ours with the in-memory kernel,
+every child's SPIs and keys and the IKE SA's keys compared with strongSwan's log.
+
+- `sw6_classic`: our daemon against strongSwan 6 with the classic proposal (x25519, PSK),
+  both roles.
+- `sw6_harness_hybrid`: strongSwan 6 against strongSwan 6 with
+  aes256gcm16-prfsha256-x25519-ke1_mlkem768: the harness itself runs the post-quantum hybrid
+  (IKE_INTERMEDIATE, RFC 9242, carrying the ML-KEM-768 share as ADDKE1, RFC 9370).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ikev2.testing import interop, strongswan
+from ikev2.testing.gates import need
+from ikev2.testing.interop import ROLES, Peers, Spec
+from ikev2.testing.strongswan import STRONGSWAN6, Charon
+from ikev2.testing.topology import Topology
+
+pytestmark = [pytest.mark.interop, pytest.mark.sw6]
+
+CLASSIC = "aes256gcm16-prfsha256-x25519"
+HYBRID = "aes256gcm16-prfsha256-x25519-ke1_mlkem768"
+
+
+@pytest.fixture(autouse=True)
+def sw6_gate() -> None:
+    need(strongswan.missing6() is None, strongswan.missing6() or "")
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[Any]:
+    made: list[Peers] = []
+
+    def make(spec: Spec, topo: Topology, role: str) -> Peers:
+        p = Peers(spec, topo, role, tmp_path / f"run{len(made)}", install=STRONGSWAN6)
+        made.append(p)
+        return p.start()
+
+    yield make
+    for p in made:
+        p.stop()
+
+
+def selected_ike(charon: Charon) -> str:
+    """The last IKE proposal charon logged as selected, e.g. AES_GCM_16_256/.../CURVE_25519."""
+    lines = [ln for ln in charon.log().splitlines() if "selected proposal: IKE:" in ln]
+    assert lines, f"charon logged no selected IKE proposal:\n{charon.tail()}"
+    return lines[-1].split("selected proposal: IKE:", 1)[1].strip()
+
+
+def assert_strongswan6(charon: Charon) -> None:
+    """The charon that ran is the 6.0.6 build, not Debian's 5.9.8."""
+    assert re.search(r"Starting IKE charon daemon \(strongSwan 6\.0\.6\b", charon.log()), (
+        charon.tail()
+    )
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_sw6_classic(role: str, pair: Topology, peers: Any) -> None:
+    spec = Spec("sw6-classic", ours_ike=(CLASSIC,), ss_ike=(CLASSIC,))
+    p = peers(spec, pair, role)
+    p.establish()
+    assert_strongswan6(p.ss)
+    assert selected_ike(p.ss) == "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519"
+    assert "IKE_INTERMEDIATE" not in p.ss.log()  # classic: IKE_SA_INIT's KE is all there is
+    _, theirs = p.ike_pair()
+    assert theirs.raw.get("dh-group") == "CURVE_25519" and "ake1" not in theirs.raw
+    p.check_children(expected=1)
+
+
+# --- the harness itself: strongSwan 6 <-> strongSwan 6, hybrid ---------------------------------
+
+
+def start_sw6_pair(
+    spec: Spec, topo: Topology, tmp: Path, made: list[Charon]
+) -> tuple[Charon, Charon]:
+    """moon (left, initiator) and sun (right, responder), both strongSwan 6."""
+    moon = Charon(topo.left.ns, tmp / "moon", install=STRONGSWAN6)
+    sun = Charon(topo.right.ns, tmp / "sun", install=STRONGSWAN6)
+    made += [moon, sun]
+    for charon, who, local, remote, lnet, rnet, init in (
+        (moon, "moon", topo.left.addr, topo.right.addr, interop.LEFT_NET, interop.RIGHT_NET, True),
+        (sun, "sun", topo.right.addr, topo.public_left, interop.RIGHT_NET, interop.LEFT_NET, False),
+    ):
+        files = interop.swanctl_config(
+            spec, who, local, remote, lnet, rnet, init, is_ours_side=(who == "moon")
+        )
+        charon.configure(files.conf, certs=files.certs, cacerts=files.cacerts, keys=files.keys)
+        charon.start()
+        charon.load()
+    return moon, sun
+
+
+def test_sw6_harness_hybrid(pair: Topology, tmp_path: Path, charons: list[Charon]) -> None:
+    spec = Spec("sw6-hybrid", ours_ike=(HYBRID,), ss_ike=(HYBRID,))
+    moon, sun = start_sw6_pair(spec, pair, tmp_path, charons)
+    result = moon.initiate(child="net")
+    assert result.ok, f"{result.output}\n{sun.tail()}"
+    assert_strongswan6(moon)
+    assert_strongswan6(sun)
+    (m_sa,) = moon.list_sas()
+    (s_sa,) = sun.list_sas()
+    assert m_sa.state == s_sa.state == "ESTABLISHED"
+    assert (m_sa.spi_i, m_sa.spi_r) == (s_sa.spi_i, s_sa.spi_r)
+    for sa in (m_sa, s_sa):
+        assert (sa.raw.get("dh-group"), sa.raw.get("ake1")) == ("CURVE_25519", "ML_KEM_768")
+    want = "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519/KE1_ML_KEM_768"
+    assert selected_ike(moon) == selected_ike(sun) == want
+    # the ML-KEM share went in an IKE_INTERMEDIATE exchange after IKE_SA_INIT (RFC 9370 §2.2.1)
+    assert re.search(r"generating IKE_INTERMEDIATE request 1 \[ (?:KE|EF)", moon.log())
+    assert re.search(r"generating IKE_INTERMEDIATE response 1 \[ (?:KE|EF)", sun.log())
+    # both derived the same keys: the IKE SA's final ones (after the ADDKE key update, RFC 9370
+    # §2.2.2: one derivation in IKE_SA_INIT, one per additional key exchange) and the child's
+    m_ike, s_ike = moon.ike_keys(), sun.ike_keys()
+    assert len(m_ike) == len(s_ike) == 2, (len(m_ike), len(s_ike))
+    assert m_ike[-1].sk_d == s_ike[-1].sk_d and m_ike[-1].sk_ei == s_ike[-1].sk_ei
+    assert m_ike[-1].sk_pr == s_ike[-1].sk_pr and m_ike[0].sk_d != m_ike[-1].sk_d
+    (m_keys,) = moon.child_keys()
+    (s_keys,) = sun.child_keys()
+    assert m_keys.by_spi(True) == s_keys.by_spi(False)
+    (m_child,) = m_sa.installed_children
+    (s_child,) = s_sa.installed_children
+    assert (m_child.spi_in, m_child.spi_out) == (s_child.spi_out, s_child.spi_in)
+    moon.terminate(ike=spec.name)
+    sun.wait_for(lambda sas: not sas, timeout=5)
