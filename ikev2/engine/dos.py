@@ -169,12 +169,17 @@ class DropLog:
     def reconfigure(self, lines: int, interval: float) -> None:
         self._limiter.reconfigure(lines, interval)
 
-    def info(self, now: float, reason: str, event: str, **fields: object) -> None:
+    def info(
+        self, now: float, reason: str, event: str, logger: Any = None, **fields: object
+    ) -> None:
+        """Log `event` at info, or at debug once `reason` is over its lines for the interval
+        (debug still shows each); `logger` is an IKE SA's bound logger, else the engine's."""
         admitted, suppressed = self._limiter.admit(reason, now)
         if suppressed:
             self._summary(reason, suppressed)
-        if admitted:
-            self._log.info(event, reason=fields.pop("detail", reason), **fields)
+        target = self._log if logger is None else logger
+        emit = target.info if admitted else target.debug
+        emit(event, reason=fields.pop("detail", reason), **fields)
 
     def flush(self, now: float) -> None:
         for reason, suppressed in self._limiter.flush(now):

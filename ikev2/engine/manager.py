@@ -298,7 +298,7 @@ class Engine:
             self._unknown_spi(message, remote, local, now)
             return
         if sa.keys is None or sa.state is IkeState.CLOSED:
-            sa.log.info("message dropped", reason="IKE SA has no keys yet")
+            self._gate_info(now, "IKE SA has no keys yet", "message dropped", sa.log)
             return
         if not message.payloads or not isinstance(message.payloads[-1], SkPayload | SkfPayload):
             informational.unprotected(sa, header, [n.notify_type for n in message.notifies])
@@ -311,11 +311,14 @@ class Engine:
         self._after(sa)
 
     # --- IKE_SA_INIT, responder side (RFC 7296 §1.2, §2.6)
-    def _gate_info(self, now: float, reason: str, event: str, **fields: object) -> None:
-        """One drop/refusal log line, rate-limited per reason (a fixed string, never peer
-        data): a flood of datagrams must not become a flood of log lines."""
+    def _gate_info(
+        self, now: float, reason: str, event: str, logger: object = None, **fields: object
+    ) -> None:
+        """One log line for a datagram dropped before its sender is authenticated (the gate,
+        unknown SPIs, ICV failures, stray message IDs), rate-limited per reason (a fixed
+        string, never peer data): a flood of datagrams must not become a flood of log lines."""
         self._drops.reconfigure(self.config.drop_log_lines, self.config.drop_log_interval)
-        self._drops.info(now, reason, event, **fields)
+        self._drops.info(now, reason, event, logger, **fields)
 
     def _init_request(
         self, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
@@ -424,7 +427,7 @@ class Engine:
 
     def _init_response(self, sa: IkeSa, raw: bytes, message: Message, now: float) -> None:
         if message.header.message_id != 0:
-            sa.log.info("IKE_SA_INIT response dropped", reason="message ID is not 0")
+            self._gate_info(now, "message ID is not 0", "IKE_SA_INIT response dropped", sa.log)
             return
         if ike_init.process_i(sa, raw, message, now):
             if (sa.nat_local or sa.nat_remote) and sa.remote[1] == 500:
@@ -450,18 +453,26 @@ class Engine:
                 sa.send(packet)
             return
         if kind is RequestClass.INVALID:
-            sa.log.info("request dropped", reason="unexpected message ID", mid=header.message_id)
+            self._gate_info(
+                now, "unexpected message ID", "request dropped", sa.log, mid=header.message_id
+            )
             return
         # Before our IKE_AUTH answer arrives (AUTH_SENT) the peer may already send requests:
         # drop them, it retransmits, and by then the IKE SA is established here too.
         allowed = ALLOWED_REQUESTS.get(sa.state, frozenset())
         if header.exchange not in allowed:
-            sa.log.info("request dropped", reason=f"exchange {header.exchange} not allowed now")
+            self._gate_info(
+                now,
+                "exchange not allowed now",
+                "request dropped",
+                sa.log,
+                detail=f"exchange {header.exchange} not allowed now",
+            )
             return
         try:
             opened = sa.open(raw, message, now)
         except IntegrityError:
-            sa.log.info("request dropped", reason="ICV check failed")
+            self._gate_info(now, "request ICV check failed", "request dropped", sa.log)
             return
         except DecodeError as exc:
             self._refuse_request(sa, message, ProtocolError(f"inner payloads: {exc.reason}"))
@@ -523,15 +534,17 @@ class Engine:
         header = message.header
         exchange = sa.pending
         if exchange is None or not sa.requests.matches(header.message_id):
-            sa.log.info("response dropped", reason="no request with this message ID")
+            self._gate_info(now, "no request with this message ID", "response dropped", sa.log)
             return
         if header.exchange != exchange.exchange_type:
-            sa.log.info("response dropped", reason="exchange type differs from the request")
+            self._gate_info(
+                now, "exchange type differs from the request", "response dropped", sa.log
+            )
             return
         try:
             opened = sa.open(raw, message, now)
         except IntegrityError:
-            sa.log.info("response dropped", reason="ICV check failed")
+            self._gate_info(now, "response ICV check failed", "response dropped", sa.log)
             return
         except DecodeError as exc:
             sa.log.info("response unreadable", reason=exc.reason)

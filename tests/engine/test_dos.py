@@ -14,7 +14,7 @@ from ikev2.constants import ExchangeType
 from ikev2.engine import Engine
 from ikev2.engine.config import EngineConfig
 from ikev2.engine.dos import HalfOpenTable, LogLimiter
-from ikev2.engine.events import IkeSaEstablished
+from ikev2.engine.events import ChildSaEstablished, IkeSaEstablished
 from ikev2.wire import decode_message
 
 from .pairing import ADDR_I, ADDR_R, Pair, psk_connections, seeded_env, with_
@@ -97,11 +97,15 @@ def test_gate_log_lines_stay_bounded_under_a_flood() -> None:
     pair = Pair(conn_i, conn_r, engine_r=config)
     with structlog.testing.capture_logs() as logs:
         now = flood(pair.r.engine, 3000, start=0.0, step=0.001)  # 3 s: one interval
-    gate = [e for e in logs if e["event"] in GATE_EVENTS]
+    gate = [e for e in logs if e["event"] in GATE_EVENTS and e["log_level"] != "debug"]
     drops = [e for e in gate if e["reason"] == "per-source half-open limit reached"]
     cookies = [e for e in gate if e["event"] == "COOKIE demanded"]
     assert len(drops) == 10 and len(cookies) <= 10
-    responder = [e for e in logs if not str(e.get("peer", "")).startswith(f"{ADDR_R}:")]
+    responder = [
+        e
+        for e in logs
+        if not str(e.get("peer", "")).startswith(f"{ADDR_R}:") and e["log_level"] != "debug"
+    ]
     assert len(responder) < 100  # 3000 IKE_SA_INITs, 2995 of them dropped
     # the next interval opens with one summary of what the last one suppressed
     with structlog.testing.capture_logs() as logs:
@@ -205,10 +209,10 @@ def test_undecodable_and_unknown_spi_floods_log_bounded_lines() -> None:
         for i in range(1000):
             r.receive_datagram(b"\x00garbage" * (1 + i % 3), peer, local, i * 0.001)
             r.receive_datagram(unknown, peer, local, i * 0.001)
-    dropped = [e for e in logs if e["event"] == "datagram dropped"]
+    dropped = [e for e in logs if e["event"] == "datagram dropped" and e["log_level"] == "info"]
     assert len([e for e in dropped if e["reason"] == "unknown IKE SPI"]) == 5
     assert len([e for e in dropped if e["reason"] != "unknown IKE SPI"]) == 5
-    assert len(logs) <= 12
+    assert len([e for e in logs if e["log_level"] != "debug"]) <= 12
     assert not r.sas
     with structlog.testing.capture_logs() as logs:
         r.handle_timer(10.5)
@@ -217,3 +221,35 @@ def test_undecodable_and_unknown_spi_floods_log_bounded_lines() -> None:
         "suppressed 995 drops: undecodable datagram",
         "suppressed 995 drops: unknown IKE SPI",
     ]
+
+
+def test_forged_messages_on_an_established_sa_log_bounded_lines_and_leave_it_usable() -> None:
+    """Valid SPIs, broken ICVs and stray message IDs: each is dropped before authentication,
+    logged at info a bounded number of times (debug shows every one), and the IKE SA stays
+    usable: a child rekey afterwards completes."""
+    conn_i, conn_r = psk_connections()
+    config = EngineConfig((conn_r,), drop_log_lines=3, drop_log_interval=10.0)
+    pair = Pair(conn_i, conn_r, engine_r=config)
+    sa_id = pair.initiate()
+    pair.run(until=5)
+    (established,) = pair.i.of(ChildSaEstablished)
+    r = pair.r.engine
+    pair.i.engine.rekey_child(sa_id, established.spi_in, pair.now)
+    (request,) = pair.i.engine.datagrams_to_send()
+    broken_icv = request.data[:-1] + bytes([request.data[-1] ^ 1])
+    header = bytearray(request.data)
+    header[20:24] = (1000).to_bytes(4, "big")  # a message ID outside the window
+    stray = bytes(header)
+    with structlog.testing.capture_logs() as logs:
+        for _ in range(500):
+            r.receive_datagram(broken_icv, request.local, request.remote, pair.now)
+            r.receive_datagram(stray, request.local, request.remote, pair.now)
+    info = [e for e in logs if e["log_level"] == "info"]
+    debug = [e for e in logs if e["log_level"] == "debug" and "dropped" in e["event"]]
+    assert len(info) == 6 and len(debug) == 994
+    assert {e["reason"] for e in info} == {"request ICV check failed", "unexpected message ID"}
+    assert not r.datagrams_to_send()  # nothing answered
+    # the real request still works: the rekey completes on both sides
+    pair.r.events += r.receive_datagram(request.data, request.local, request.remote, pair.now)
+    pair.run(until=pair.now + 5)
+    assert len(pair.i.of(ChildSaEstablished)) == 2 and len(pair.r.of(ChildSaEstablished)) == 2
