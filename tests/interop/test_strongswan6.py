@@ -8,6 +8,9 @@ every child's SPIs and keys and the IKE SA's keys compared with strongSwan's log
 - `sw6_harness_hybrid`: strongSwan 6 against strongSwan 6 with
   aes256gcm16-prfsha256-x25519-ke1_mlkem768: the harness itself runs the post-quantum hybrid
   (IKE_INTERMEDIATE, RFC 9242, carrying the ML-KEM-768 share as ADDKE1, RFC 9370).
+- `sw6_hybrid`: ours against strongSwan 6 with the hybrid, both roles, and the fallback to the
+  classic proposal when only one side offers the hybrid; the IKE keys must equal strongSwan's
+  last derivation (after every additional key exchange).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 from ikev2.testing import interop, strongswan
 from ikev2.testing.gates import need
 from ikev2.testing.interop import ROLES, Peers, Spec
+from ikev2.testing.keycompare import compare_ike
 from ikev2.testing.strongswan import STRONGSWAN6, Charon
 from ikev2.testing.topology import Topology
 
@@ -132,3 +136,55 @@ def test_sw6_harness_hybrid(pair: Topology, tmp_path: Path, charons: list[Charon
     assert (m_child.spi_in, m_child.spi_out) == (s_child.spi_out, s_child.spi_in)
     moon.terminate(ike=spec.name)
     sun.wait_for(lambda sas: not sas, timeout=5)
+
+
+# --- ours vs strongSwan 6: the hybrid (RFC 9370 over RFC 9242) and the fallback ----------------
+
+
+def _spec(name: str, ours: tuple[str, ...], ss: tuple[str, ...]) -> Spec:
+    return Spec(name, ours_ike=ours, ss_ike=ss)
+
+
+# (spec, what strongSwan must select, how many IKE_INTERMEDIATE exchanges carry a KE)
+HYBRID_ROWS = [
+    # fallback: strongSwan 6 offers the hybrid first and the classic proposal second, ours
+    # knows only the classic one; both must agree on the classic suite, with no
+    # IKE_INTERMEDIATE at all (RFC 9370 §2.2.1: no ADDKE transform negotiated)
+    (
+        _spec("fallback-ss-offers-hybrid", (CLASSIC,), (HYBRID, CLASSIC)),
+        "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519",
+        0,
+    ),
+]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(
+    ("spec", "suite", "intermediates"), HYBRID_ROWS, ids=[r[0].name for r in HYBRID_ROWS]
+)
+def test_sw6_hybrid(
+    spec: Spec, suite: str, intermediates: int, role: str, pair: Topology, peers: Any
+) -> None:
+    p = peers(spec, pair, role)
+    p.establish()
+    assert_strongswan6(p.ss)
+    assert selected_ike(p.ss) == suite
+    _, theirs = p.ike_pair()
+    methods = suite.split("/")[2:]
+    listed = [theirs.raw.get("dh-group")] + [
+        theirs.raw.get(f"ake{i}") for i in range(1, len(methods))
+    ]
+    assert listed == [m.split("_", 1)[1] if m.startswith("KE") else m for m in methods], listed
+    assert f"ake{len(methods)}" not in theirs.raw, theirs.raw
+    # one IKE_INTERMEDIATE request (KE, or its fragments) per additional key exchange
+    sent_or_parsed = re.findall(
+        r"(?:generating|parsed) IKE_INTERMEDIATE request (\d+) \[ (?:KE|EF)", p.ss.log()
+    )
+    assert len(set(sent_or_parsed)) == intermediates, sent_or_parsed
+    p.check_children(expected=1)
+    # the IKE SA's keys are those of strongSwan's LAST derivation, after every ADDKE's key
+    # update (RFC 9370 §2.2.2), not an earlier one
+    derivations = p.ss.ike_keys()
+    assert len(derivations) == 1 + intermediates, len(derivations)
+    last = compare_ike(p.ours.key_log(), derivations[-1], theirs.spi_i, theirs.spi_r)
+    assert last == [], last
