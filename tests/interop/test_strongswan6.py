@@ -83,13 +83,30 @@ def test_sw6_classic(role: str, pair: Topology, peers: Any) -> None:
 
 # --- the harness itself: strongSwan 6 <-> strongSwan 6, hybrid ---------------------------------
 
+HYBRID2 = "aes256gcm16-prfsha256-ecp256-ke1_mlkem768-ke2_mlkem1024"
+# proposal, the suite both select, how strongSwan lists its key exchanges (dh-group, ake1...)
+HARNESS_HYBRIDS = [
+    (
+        HYBRID,
+        "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519/KE1_ML_KEM_768",
+        ("CURVE_25519", "ML_KEM_768"),
+    ),
+    (
+        HYBRID2,
+        "AES_GCM_16_256/PRF_HMAC_SHA2_256/ECP_256/KE1_ML_KEM_768/KE2_ML_KEM_1024",
+        ("ECP_256", "ML_KEM_768", "ML_KEM_1024"),
+    ),
+]
 
-def start_sw6_pair(
-    spec: Spec, topo: Topology, tmp: Path, made: list[Charon]
-) -> tuple[Charon, Charon]:
-    """moon (left, initiator) and sun (right, responder), both strongSwan 6."""
-    moon = Charon(topo.left.ns, tmp / "moon", install=STRONGSWAN6)
-    sun = Charon(topo.right.ns, tmp / "sun", install=STRONGSWAN6)
+
+def start_pair(
+    spec: Spec, topo: Topology, tmp: Path, made: list[Charon],
+    moon_install: strongswan.Install = STRONGSWAN6,
+    sun_install: strongswan.Install = STRONGSWAN6,
+) -> tuple[Charon, Charon]:  # fmt: skip
+    """moon (left, initiator) and sun (right, responder), both strongSwan (6 by default)."""
+    moon = Charon(topo.left.ns, tmp / "moon", install=moon_install)
+    sun = Charon(topo.right.ns, tmp / "sun", install=sun_install)
     made += [moon, sun]
     for charon, who, local, remote, lnet, rnet, init in (
         (moon, "moon", topo.left.addr, topo.right.addr, interop.LEFT_NET, interop.RIGHT_NET, True),
@@ -104,9 +121,21 @@ def start_sw6_pair(
     return moon, sun
 
 
-def test_sw6_harness_hybrid(pair: Topology, tmp_path: Path, charons: list[Charon]) -> None:
-    spec = Spec("sw6-hybrid", ours_ike=(HYBRID,), ss_ike=(HYBRID,))
-    moon, sun = start_sw6_pair(spec, pair, tmp_path, charons)
+def ke_listing(sa: strongswan.IkeSaInfo) -> tuple[str, ...]:
+    """The key exchanges swanctl lists for an IKE SA: dh-group, then ake1..ake7 present."""
+    names = ["dh-group", *(f"ake{i}" for i in range(1, 8))]
+    return tuple(str(sa.raw[n]) for n in names if n in sa.raw)
+
+
+@pytest.mark.parametrize(
+    ("proposal", "suite", "methods"), HARNESS_HYBRIDS, ids=["x25519-mlkem768", "ecp256-2addke"]
+)
+def test_sw6_harness_hybrid(
+    proposal: str, suite: str, methods: tuple[str, ...], pair: Topology, tmp_path: Path,
+    charons: list[Charon],
+) -> None:  # fmt: skip
+    spec = Spec("sw6-hybrid", ours_ike=(proposal,), ss_ike=(proposal,))
+    moon, sun = start_pair(spec, pair, tmp_path, charons)
     result = moon.initiate(child="net")
     assert result.ok, f"{result.output}\n{sun.tail()}"
     assert_strongswan6(moon)
@@ -115,19 +144,23 @@ def test_sw6_harness_hybrid(pair: Topology, tmp_path: Path, charons: list[Charon
     (s_sa,) = sun.list_sas()
     assert m_sa.state == s_sa.state == "ESTABLISHED"
     assert (m_sa.spi_i, m_sa.spi_r) == (s_sa.spi_i, s_sa.spi_r)
-    for sa in (m_sa, s_sa):
-        assert (sa.raw.get("dh-group"), sa.raw.get("ake1")) == ("CURVE_25519", "ML_KEM_768")
-    want = "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519/KE1_ML_KEM_768"
-    assert selected_ike(moon) == selected_ike(sun) == want
-    # the ML-KEM share went in an IKE_INTERMEDIATE exchange after IKE_SA_INIT (RFC 9370 §2.2.1)
-    assert re.search(r"generating IKE_INTERMEDIATE request 1 \[ (?:KE|EF)", moon.log())
-    assert re.search(r"generating IKE_INTERMEDIATE response 1 \[ (?:KE|EF)", sun.log())
-    # both derived the same keys: the IKE SA's final ones (after the ADDKE key update, RFC 9370
-    # §2.2.2: one derivation in IKE_SA_INIT, one per additional key exchange) and the child's
+    assert ke_listing(m_sa) == ke_listing(s_sa) == methods
+    assert selected_ike(moon) == selected_ike(sun) == suite
+    # one IKE_INTERMEDIATE per additional key exchange after IKE_SA_INIT (RFC 9370 §2.2.1),
+    # each ML-KEM share in 2 IKE fragments (RFC 7383; the message exceeds 1280 bytes)
+    addkes = len(methods) - 1
+    requests = re.findall(r"generating IKE_INTERMEDIATE request (\d+) \[ KE \]", moon.log())
+    assert requests == [str(n) for n in range(1, addkes + 1)], requests
+    splits = re.findall(r"splitting IKE message \((\d+) bytes\) into (\d+) fragments", moon.log())
+    assert len(splits) == addkes and all(int(n) >= 2 for _, n in splits), splits
+    assert re.findall(r"parsed IKE_INTERMEDIATE response (\d+) \[ KE \]", moon.log()) == requests
+    # both derived the same keys: the IKE SA's final ones (one derivation in IKE_SA_INIT and one
+    # after each additional key exchange, RFC 9370 §2.2.2) and the child's
     m_ike, s_ike = moon.ike_keys(), sun.ike_keys()
-    assert len(m_ike) == len(s_ike) == 2, (len(m_ike), len(s_ike))
+    assert len(m_ike) == len(s_ike) == 1 + addkes, (len(m_ike), len(s_ike))
     assert m_ike[-1].sk_d == s_ike[-1].sk_d and m_ike[-1].sk_ei == s_ike[-1].sk_ei
-    assert m_ike[-1].sk_pr == s_ike[-1].sk_pr and m_ike[0].sk_d != m_ike[-1].sk_d
+    assert m_ike[-1].sk_pr == s_ike[-1].sk_pr
+    assert len({k.sk_d for k in m_ike}) == 1 + addkes  # every key update changed SK_d
     (m_keys,) = moon.child_keys()
     (s_keys,) = sun.child_keys()
     assert m_keys.by_spi(True) == s_keys.by_spi(False)
@@ -136,6 +169,29 @@ def test_sw6_harness_hybrid(pair: Topology, tmp_path: Path, charons: list[Charon
     assert (m_child.spi_in, m_child.spi_out) == (s_child.spi_out, s_child.spi_in)
     moon.terminate(ike=spec.name)
     sun.wait_for(lambda sas: not sas, timeout=5)
+
+
+def test_sw6_harness_hybrid_to_debian_598(
+    pair: Topology, tmp_path: Path, charons: list[Charon]
+) -> None:
+    """strongSwan 6 offering the hybrid first, then the classic proposal, to Debian's 5.9.8
+    (which has no RFC 9370): 5.9.8 skips the proposal with the ADDKE transform and takes the
+    classic one, so 5.9.8 is a ready peer without RFC 9370 for fallback rows."""
+    spec = Spec("sw6-to-598", ours_ike=(HYBRID, CLASSIC), ss_ike=(CLASSIC,))
+    moon, sun = start_pair(spec, pair, tmp_path, charons, sun_install=strongswan.DEBIAN)
+    result = moon.initiate(child="net")
+    assert result.ok, f"{result.output}\n{sun.tail()}"
+    assert_strongswan6(moon)
+    assert "Starting IKE charon daemon (strongSwan 5.9.8" in sun.log()
+    (m_sa,) = moon.list_sas()
+    (s_sa,) = sun.list_sas()
+    assert m_sa.state == s_sa.state == "ESTABLISHED"
+    assert ke_listing(m_sa) == ke_listing(s_sa) == ("CURVE_25519",)
+    assert selected_ike(moon) == selected_ike(sun) == "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519"
+    assert "IKE_INTERMEDIATE" not in moon.log() + sun.log()
+    (m_ike,) = moon.ike_keys()
+    (s_ike,) = sun.ike_keys()
+    assert (m_ike.sk_d, m_ike.sk_ei, m_ike.sk_pr) == (s_ike.sk_d, s_ike.sk_ei, s_ike.sk_pr)
 
 
 # --- ours vs strongSwan 6: the hybrid (RFC 9370 over RFC 9242) and the fallback ----------------
