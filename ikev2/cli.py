@@ -6,6 +6,8 @@ ikev2 up NAME | down NAME|ID | rekey ID [--child SPI|--reauth] | list-sas [--jso
       (each with [--control PATH])
 ikev2 decode FILE [--keys TABLE]
 ikev2 demo
+ikev2 check-config FILE                       validate without starting (exit 0, or 1 and why)
+ikev2 systemd-unit [--config FILE] [--exec PATH]   print the systemd unit file
 """
 
 from __future__ import annotations
@@ -132,6 +134,29 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Load FILE as the daemon would (every key, every referenced file) and open nothing."""
+    from .config import load_config
+    from .errors import ConfigError
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"ikev2: config error: {exc}", file=sys.stderr)
+        return 1
+    conns = config.engine.connections
+    children = sum(len(c.children) for c in conns)
+    print(f"{args.file}: OK ({len(conns)} connections, {children} children)")
+    return 0
+
+
+def _cmd_systemd_unit(args: argparse.Namespace) -> int:
+    from .service.systemd import unit_text
+
+    print(unit_text(args.exec, args.config), end="")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .service.demo import run_demo
 
@@ -204,6 +229,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="Wireshark ikev2_decryption_table: decrypt and verify SK payloads",
     )
     decode.set_defaults(handler=_cmd_decode)
+
+    check = sub.add_parser("check-config", help="validate a configuration file without starting")
+    check.add_argument("file", metavar="FILE")
+    check.set_defaults(handler=_cmd_check_config)
+
+    unit = sub.add_parser("systemd-unit", help="print the systemd unit file (Type=notify)")
+    unit.add_argument("--config", default="/etc/ikev2/ikev2.toml", metavar="FILE")
+    unit.add_argument(
+        "--exec", metavar="PATH", help="the ikev2 program (default: the one running now)"
+    )
+    unit.set_defaults(handler=_cmd_systemd_unit)
 
     demo = sub.add_parser("demo", help="two daemons negotiate an IKE SA with a child, then stop")
     demo.add_argument("--verbose", action="store_true", help="print the daemons' logs too")

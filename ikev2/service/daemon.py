@@ -46,6 +46,7 @@ from .handoff import TaggedSpis, WorkerRole
 from .kernel_apply import TRAP_BASE, KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
+from .systemd import Notifier
 from .udp import UdpTransport
 
 log = get_logger("ikev2.daemon")
@@ -96,6 +97,8 @@ class Daemon:
         self.transport: UdpTransport | None = None
         self.control: ControlServer | None = None
         self.key_log: KeyLog | None = None
+        # sd_notify to systemd (Type=notify): the one process it watches, never a worker
+        self.notifier = Notifier() if role is None else Notifier({})
 
     # --- lifecycle
     async def run(self) -> int:
@@ -162,12 +165,25 @@ class Daemon:
                      connections=[c.name for c in self.config.engine.connections])  # fmt: skip
         else:  # the ready line is a contract: always one line, whatever the log level
             print(ready, file=sys.stderr, flush=True)
+        self.notifier.ready(self.status())
+        self.notifier.start_watchdog()
         for name in self.config.connections_to_start():
             if self.initiates(name):
                 self._start(name)
         await self.stopping.wait()
+        self.notifier.stopping()
         await self.shutdown()
         return 0
+
+    def status(self) -> str:
+        """systemd's STATUS= line: where we listen and what we hold."""
+        assert self.transport is not None and self.driver is not None
+        views = self.driver.engine.list_sas()
+        up = sum(1 for v in views if v.state == IkeState.ESTABLISHED.value)
+        return (
+            f"listening on {self.transport.describe()}; "
+            f"{len(self.config.engine.connections)} connections, {up} IKE SAs established"
+        )
 
     def initiates(self, name: str) -> bool:
         """Whether this process starts connection `name` (with workers: its owner only)."""
@@ -257,12 +273,21 @@ class Daemon:
             self.choice.kernel.close()
         if self.key_log is not None:
             self.key_log.close()
+        self.notifier.close()
 
     # --- reload
     def _sighup(self) -> None:
         asyncio.get_running_loop().create_task(self.reload())
 
     async def reload(self) -> dict[str, Any]:
+        """Re-read the file, between RELOADING=1 and READY=1 for systemd."""
+        self.notifier.reloading()
+        try:
+            return await self._reload()
+        finally:
+            self.notifier.ready(self.status())
+
+    async def _reload(self) -> dict[str, Any]:
         assert self.driver is not None
         try:
             fresh = apply_options(load_config(self.options.config), self.options)

@@ -52,6 +52,7 @@ from .control import ControlServer
 from .daemon import SHUTDOWN_WAIT, Daemon, DaemonOptions, flush_kernel, log_kernel_choice, run_loop
 from .handoff import HandOff, WorkerRole, connection_worker, make_channels
 from .kernel_choice import KernelChoice, choose_kernel
+from .systemd import Notifier
 
 log = get_logger("ikev2.workers")
 READY_WAIT = 30.0
@@ -143,6 +144,8 @@ class Supervisor:
         self.code = 0
         self.control: ControlServer | None = None
         self.pidfds: dict[int, int] = {}  # pid -> pidfd, while the worker lives
+        self.notifier = Notifier()  # systemd watches the supervisor (the main PID)
+        self.listening = "?"
 
     # --- lifecycle
     async def run(self) -> int:
@@ -191,7 +194,18 @@ class Supervisor:
             log.info(ready, control=settings.control_socket)
         else:  # the ready line is a contract: always one line, whatever the log level
             print(ready, file=sys.stderr, flush=True)
+        self.listening = listening
+        self.notifier.ready(self.status())
+        self.notifier.start_watchdog()
         await self.stopping.wait()
+        self.notifier.stopping()
+
+    def status(self) -> str:
+        """systemd's STATUS= line."""
+        return (
+            f"listening on {self.listening}; {len(self.config.engine.connections)} connections, "
+            f"{len(self.pids)} of {self.workers} workers running"
+        )
 
     def _reap(self) -> None:
         while self.pids:
@@ -247,6 +261,7 @@ class Supervisor:
                 await asyncio.wait_for(self.all_exited.wait(), 2.0)
         if self.control is not None:
             await self.control.close()
+        self.notifier.close()
         log.info("all workers stopped", status=self.code)
 
     def _sighup(self) -> None:
@@ -322,6 +337,14 @@ class Supervisor:
         return {"ok": True, "sas": sorted(sas, key=lambda sa: sa["id"])}
 
     async def _cmd_reload(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Every worker re-reads the file, between RELOADING=1 and READY=1 for systemd."""
+        self.notifier.reloading()
+        try:
+            return await self._reload(request)
+        finally:
+            self.notifier.ready(self.status())
+
+    async def _reload(self, request: dict[str, Any]) -> dict[str, Any]:
         answers = await self._all(request)
         bad = [a for a in answers if not a.get("ok")]
         if bad:  # every worker read the same file: they refuse it alike
