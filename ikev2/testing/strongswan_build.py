@@ -95,11 +95,11 @@ class BuildError(RuntimeError):
     names the step and carries the tail of the build log)."""
 
 
-def cache_dir(sha256: str = SHA256) -> Path:
-    return CACHE / sha256[:16]
+def cache_dir(sha256: str | None = None) -> Path:
+    return CACHE / (sha256 or SHA256)[:16]
 
 
-def prefix(sha256: str = SHA256) -> Path:
+def prefix(sha256: str | None = None) -> Path:
     """Where this version is (or will be) installed: charon at libexec/ipsec/charon, swanctl
     at sbin/swanctl, plugins under lib/ipsec/plugins."""
     return cache_dir(sha256) / "prefix"
@@ -210,9 +210,9 @@ def _build(source: Path, root: Path, jobs: int) -> None:
     src_parent.mkdir(parents=True)
     log.write_text(f"strongSwan {VERSION} from {source} (sha256 {SHA256}) into {root}\n")
     started = time.monotonic()
-    times: dict[str, float] = {}
     # tar(1), not tarfile: extraction filters need Python 3.11.4, Debian 12 has 3.11.2
     _step(["tar", "-xzf", str(source), "--no-same-owner"], src_parent, log, "unpack")
+    times = {"unpack": round(time.monotonic() - started, 1)}
     (src,) = [p for p in src_parent.iterdir() if p.is_dir()]
     configure = ["./configure", f"--prefix={root}", f"--sysconfdir={root}/etc", *CONFIGURE_FLAGS]
     for what, argv in (

@@ -4,6 +4,8 @@ the cache key, the tarball checks, the lock, the quiet log, and the one-line pre
 from __future__ import annotations
 
 import hashlib
+import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -132,3 +134,42 @@ def test_main_is_silent_when_built(cache: Path, capsys: pytest.CaptureFixture[st
     fake_install(strongswan_build.prefix())
     assert strongswan_build.main() == 0
     assert capsys.readouterr() == ("", "")
+
+
+def test_build_runs_autogen_configure_make_install_and_drops_the_sources(
+    cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in source tree whose autogen/configure/make only record what they were given:
+    the steps run in order with the private prefix, the stamp records them, src/ is gone."""
+    tree = tmp_path / "t" / f"strongswan-{strongswan_build.VERSION}"
+    tree.mkdir(parents=True)
+    plugins = " ".join(f"libstrongswan-{n}.so" for n in strongswan_build.PLUGINS)
+    (tree / "autogen.sh").write_text(
+        "#!/bin/sh\necho autogen >> steps\n"
+        'printf \'#!/bin/sh\\necho configure "$*" >> steps\\n'
+        'for a; do case $a in --prefix=*) echo "P=${a#--prefix=}" > Makefile.inc;; esac; done\\n\''
+        " > configure\nchmod +x configure\n"
+    )
+    (tree / "autogen.sh").chmod(0o755)
+    (tree / "Makefile").write_text(
+        "include Makefile.inc\nall:\n\techo make >> steps\ninstall:\n"
+        "\tmkdir -p $(P)/libexec/ipsec $(P)/sbin $(P)/lib/ipsec/plugins\n"
+        "\ttouch $(P)/libexec/ipsec/charon $(P)/sbin/swanctl\n"
+        f"\tcd $(P)/lib/ipsec/plugins && touch {plugins}\n"
+        "\tcp steps $(P)/steps\n"
+    )
+    source = tmp_path / "src.tar.gz"
+    subprocess.run(["tar", "-czf", str(source), "-C", str(tree.parent), tree.name], check=True)
+    monkeypatch.setenv(strongswan_build.TARBALL_ENV, str(source))
+    monkeypatch.setattr(strongswan_build, "SHA256", hashlib.sha256(source.read_bytes()).hexdigest())
+    root = strongswan_build.ensure(jobs=1)
+    assert root == strongswan_build.prefix() and strongswan.missing6() is None
+    steps = (root / "steps").read_text().splitlines()
+    assert steps[0] == "autogen" and steps[2] == "make"
+    assert steps[1].startswith(f"configure --prefix={root} --sysconfdir={root}/etc ")
+    assert "--enable-ml" in steps[1] and "--enable-kdf" in steps[1]
+    record = json.loads(strongswan_build.stamp(root).read_text())
+    assert record["sha256"] == strongswan_build.SHA256 and record["prefix"] == str(root)
+    assert list(record["steps"]) == ["unpack", "autogen", "configure", "make", "make install"]
+    assert not (root.parent / "src").exists()
+    assert "=== make install" in (root.parent / "build.log").read_text()
