@@ -37,13 +37,13 @@ from ..wire import (
     decode_message,
     validate_payloads,
 )
-from . import reauth, timers
-from .config import ConnectionConfig, EngineConfig
+from . import kernel_events, reauth, timers
+from .config import ChildConfig, ConnectionConfig, EngineConfig, IPAddress
 from .cookies import CookieGate
 from .dos import DropLog, HalfOpenTable
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaFailed
-from .ike_sa import ChildState, IkeSa, Outbox
+from .ike_sa import IkeSa, Outbox
 from .reqids import DEFAULT_MAX_REQID, ReqidCounter
 from .state import ALLOWED_REQUESTS, IkeInput, IkeState
 from .tasks import create_child, ike_auth, ike_init, ike_rekey, informational
@@ -88,10 +88,15 @@ class Engine:
         self._dirty: list[IkeSa] = []  # SAs made during an input, scheduled before it returns
 
     # --- commands
-    def initiate(self, name: str, now: float) -> int:
-        """Start an IKE SA for connection `name`: its first child rides in IKE_AUTH, the
-        others follow with CREATE_CHILD_SA (RFC 7296 §1.3.1)."""
+    def initiate(
+        self, name: str, now: float, children: tuple[ChildConfig, ...] | None = None
+    ) -> int:
+        """Start an IKE SA for connection `name`: its first child (of `children`, all of the
+        connection's by default) rides in IKE_AUTH, the others follow with CREATE_CHILD_SA
+        (RFC 7296 §1.3.1)."""
         conn = self.config.connection(name)
+        if children is None:
+            children = conn.children
         sa = self._new_sa(
             conn,
             initiator=True,
@@ -101,10 +106,10 @@ class Engine:
             spi_r=bytes(8),
             now=now,
         )
-        first_child = conn.children[0] if conn.children else None
+        first_child = children[0] if children else None
         reqid = next(self._reqids) if first_child else 0
         sa.queue.append(ike_auth.IkeAuthExchange(first_child, reqid))
-        for child in conn.children[1:]:
+        for child in children[1:]:
             sa.queue.append(create_child.CreateChildExchange(child, next(self._reqids)))
         ike_init.build_i(sa, now)
         self._after(sa)
@@ -156,18 +161,33 @@ class Engine:
             self._after(sa)
         return self._drain()
 
-    def kernel_expire(self, protocol: int, spi_in: int, hard: bool, now: float) -> list[Event]:
-        """A kernel lifetime (bytes, packets or time) ran out: soft rekeys, hard deletes."""
-        for sa in list(self.sas.values()):
-            child = sa.child_by_spi_in(spi_in)
-            if child is None or child.protocol != protocol:
-                continue
-            if hard:
-                sa.start_exchange(informational.DeleteChildExchange(child), now)
-            elif child.state is ChildState.INSTALLED:
-                sa.start_exchange(
-                    create_child.CreateChildExchange(child.config, child.reqid, child), now
-                )
+    def kernel_expire(
+        self,
+        protocol: int,
+        spi: int,
+        hard: bool,
+        now: float,
+        dst: IPAddress | None = None,
+    ) -> list[Event]:
+        """A kernel lifetime (bytes, packets or time) of the SA (`dst`, `spi`) ran out, inbound
+        or outbound: soft rekeys its child, hard deletes it (kernel_events.py)."""
+        for sa in kernel_events.expire(self.sas.values(), protocol, spi, hard, now, dst):
+            self._after(sa)
+        return self._drain()
+
+    def kernel_acquire(self, name: str, child: str | None, now: float) -> list[Event]:
+        """A trap policy of connection `name` (for its child `child`) caught a packet: create
+        the child under an IKE SA that can carry it, or initiate one (kernel_events.py)."""
+        conn = self.current_connection(name)
+        if conn is None or not conn.children:
+            log.info("acquire dropped", reason="no such connection or child", conn=name)
+            return []
+        config = next((c for c in conn.children if c.name == child), conn.children[0])
+        sa = kernel_events.acquire(self.sas.values(), conn, config, self._reqids.__next__, now)
+        if sa is None:
+            log.info("acquire: initiating", conn=name, child=config.name)
+            self.initiate(name, now, children=(config,))
+        else:
             self._after(sa)
         return self._drain()
 

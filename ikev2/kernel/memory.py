@@ -10,6 +10,7 @@ It mirrors the XFRM semantics the daemon relies on, with the same errnos:
 - `esp_supported=False` behaves like the host kernel without ESP/AH: installing a complete SA
   fails with ENOSYS (AEAD) or EPROTONOSUPPORT (others), as measured on the host.
 Events are injected with `inject()`; fileno() is a real pipe that turns readable meanwhile.
+`add_traffic()` counts a packet and sends the Expire events of byte and packet lifetimes.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ..constants import IpProto, ProtocolId
 from . import DEFAULT_REQID_BASE, DEFAULT_REQID_COUNT
 from .types import (
     Direction,
+    Expire,
     IPAddress,
     KernelError,
     KernelEvent,
@@ -52,6 +54,13 @@ class _Sa:
     src: IPAddress
     reqid: int
     counters: SaCounters = _NO_TRAFFIC  # replaced (frozen) when traffic is counted
+    soft_expired: bool = False  # the soft-expire event was sent (the kernel sends it once)
+
+
+def _reached(counters: SaCounters, max_bytes: int | None, max_packets: int | None) -> bool:
+    return (max_bytes is not None and counters.bytes >= max_bytes) or (
+        max_packets is not None and counters.packets >= max_packets
+    )
 
 
 class InMemoryKernel:
@@ -137,10 +146,22 @@ class InMemoryKernel:
         return self.sas[self._find("get_sa", dst, spi, p, mark)].counters
 
     def add_traffic(self, dst: IPAddress, spi: int, proto: IpProto, nbytes: int) -> None:
-        """Test helper: pretend one packet of nbytes went through the SA."""
+        """Test helper: pretend one packet of nbytes went through the SA. As XFRM does
+        (xfrm_state_check_expire), reaching the soft byte or packet limit sends one soft
+        Expire, reaching the hard one sends a hard Expire and removes the SA."""
         key = self._find("add_traffic", dst, spi, ip_proto(proto), None)
-        c = self.sas[key].counters
-        self.sas[key].counters = SaCounters(c.bytes + nbytes, c.packets + 1, c.add_time, 1)
+        sa = self.sas[key]
+        c = sa.counters
+        sa.counters = c = SaCounters(c.bytes + nbytes, c.packets + 1, c.add_time, 1)
+        life = sa.spec.lifetime if sa.spec is not None else None
+        if life is None:
+            return
+        if _reached(c, life.hard_bytes, life.hard_packets):
+            del self.sas[key]
+            self.inject(Expire(sa.src, dst, spi, key[2], sa.reqid, hard=True))
+        elif not sa.soft_expired and _reached(c, life.soft_bytes, life.soft_packets):
+            sa.soft_expired = True
+            self.inject(Expire(sa.src, dst, spi, key[2], sa.reqid, hard=False))
 
     def list_sas(self) -> list[SaInfo]:
         infos = []

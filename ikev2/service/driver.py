@@ -181,19 +181,16 @@ class Driver:
     def _kernel_event(self, event: KernelEvent) -> None:
         now = self.loop.time()
         if isinstance(event, Acquire):
-            name = self.applier.trap_owner(event.reqid)
-            if name is None:
+            trap = self.applier.trap_child(event.reqid)
+            if trap is None:
                 return
-            busy = any(v.connection == name for v in self.engine.list_sas())
-            if not busy:
-                log.info("acquire: initiating", conn=name, dst=str(event.dst))
-                self.initiate(name)
+            # the engine decides: a child under an IKE SA of the connection, a new IKE SA, or
+            # nothing when the child exists or is under way (repeated acquires)
+            self.apply(self.engine.kernel_acquire(*trap, now))
         elif isinstance(event, Expire):
-            expire = getattr(self.engine, "kernel_expire", None)
-            if expire is not None:
-                self.apply(expire(event.proto, event.spi, event.hard, now))
-            else:
-                log.info("kernel SA expired", spi=f"{event.spi:08x}", hard=event.hard)
+            # either direction: the destination tells the engine which one (kernel_events.py)
+            expire = self.engine.kernel_expire
+            self.apply(expire(event.proto, event.spi, event.hard, now, event.dst))
         elif isinstance(event, Mapping):
             log.info("NAT mapping changed", spi=f"{event.spi:08x}",
                      new=f"{event.new_src}:{event.new_sport}")  # fmt: skip

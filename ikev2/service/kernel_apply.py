@@ -329,6 +329,11 @@ class KernelApplier:
         trap = self.traps.get(reqid)
         return trap[0].name if trap else None
 
+    def trap_child(self, reqid: int) -> tuple[str, str] | None:
+        """(connection, child) whose trap policy carries this reqid (for an Acquire)."""
+        trap = self.traps.get(reqid)
+        return (trap[0].name, trap[1].name) if trap else None
+
     def remove_traps(self) -> None:
         for _conn, _child, policies in self.traps.values():
             self._release_all(policies)
