@@ -7,6 +7,7 @@ ikev2 up NAME | down NAME|ID | rekey ID [--child SPI|--reauth] | list-sas [--jso
 ikev2 decode FILE [--keys TABLE]
 ikev2 demo
 ikev2 check-config FILE                       validate without starting (exit 0, or 1 and why)
+ikev2 list-conns [--config FILE] [--json] | list-certs [--config FILE] [--json]
 ikev2 systemd-unit [--config FILE] [--exec PATH]   print the systemd unit file
 """
 
@@ -150,6 +151,27 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_listing(args: argparse.Namespace) -> int:
+    """list-conns / list-certs: what the file configures, from the daemon's own loader."""
+    from .config import load_config
+    from .errors import ConfigError
+    from .tools import listing
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"ikev2: config error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "list-conns":
+        items = listing.list_conns(config)
+        text = listing.format_conns(items)
+    else:
+        items = listing.list_certs(config)
+        text = listing.format_certs(items)
+    print(json.dumps(items) if args.json else text)
+    return 0
+
+
 def _cmd_systemd_unit(args: argparse.Namespace) -> int:
     from .service.systemd import unit_text
 
@@ -233,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file without starting")
     check.add_argument("file", metavar="FILE")
     check.set_defaults(handler=_cmd_check_config)
+
+    for name, what in (("list-conns", "connections"), ("list-certs", "certificates")):
+        listing = sub.add_parser(name, help=f"show the {what} a configuration file sets up")
+        listing.add_argument("--config", default="/etc/ikev2/ikev2.toml", metavar="FILE")
+        listing.add_argument("--json", action="store_true", help="one JSON list")
+        listing.set_defaults(handler=_cmd_listing)
 
     unit = sub.add_parser("systemd-unit", help="print the systemd unit file (Type=notify)")
     unit.add_argument("--config", default="/etc/ikev2/ikev2.toml", metavar="FILE")
