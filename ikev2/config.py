@@ -36,6 +36,7 @@ from .engine.config import (
     TrafficSelectorSpec,
 )
 from .engine.credentials import load_certificate, load_certificates, load_private_key
+from .engine.eap import METHODS as EAP_METHODS
 from .engine.identity import parse_identity, parse_identity_pattern
 from .engine.proposal_strings import ProposalSyntaxError, parse_proposals
 from .errors import ConfigError
@@ -413,12 +414,16 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
                    "fragmentation", "send_certreq",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children")  # fmt: skip
-LOCAL_KEYS = ("auth", "id", "certs", "key")
-REMOTE_KEYS = ("auth", "id", "cacerts", "cadir")
+LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
+REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window")  # fmt: skip
 SECRET_KEYS = ("ids", "secret", "secret_file")
-AUTH_METHODS = tuple(m.value for m in AuthMethodName)
+# swanctl's auth values: psk, pubkey, eap-METHOD (RFC 7296 §2.16); "eap" alone (ours only)
+# lets a client run whichever of our methods the gateway asks for
+EAP_AUTHS: dict[str, tuple[int, ...]] = {f"eap-{n}": (int(t),) for n, t in EAP_METHODS.items()}
+EAP_AUTHS["eap"] = tuple(int(t) for t in EAP_METHODS.values())
+AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,6 +431,9 @@ class _Secret:
     name: str
     ids: tuple[Identity, ...]
     secret: bytes = field(repr=False)
+    # swanctl's secrets.eap<suffix>: an EAP user's password; its ids are EAP identities (user
+    # names, as the client sends them), kept as text, not parsed as IKE identities
+    eap_ids: tuple[bytes, ...] = ()
 
 
 def _identity(table: _Table, name: str, text: str) -> Identity:
@@ -443,7 +451,11 @@ def _secrets(loader: _Loader, root: _Table) -> list[_Secret]:
         loader.fail("secrets", "is not a table", 'write [secrets.NAME] with secret = "..."')
     for name, data in sections.items():
         table = _Table(loader, f"secrets.{name}", data, SECRET_KEYS)
-        ids = tuple(_identity(table, "ids", i) for i in table.strings("ids"))
+        eap = name.startswith("eap")
+        if eap and not table.strings("ids"):
+            table.fail("ids", "an EAP secret names its users", 'add ids = ["carol"]')
+        ids = () if eap else tuple(_identity(table, "ids", i) for i in table.strings("ids"))
+        eap_ids = tuple(i.encode() for i in table.strings("ids")) if eap else ()
         if "secret" in table.data and "secret_file" in table.data:
             table.fail("secret", "both secret and secret_file are set", "keep one of them")
         if "secret_file" in table.data:
@@ -465,7 +477,7 @@ def _secrets(loader: _Loader, root: _Table) -> list[_Secret]:
                 f"the secret is shorter than {MIN_PSK} bytes, a guessable PSK",
                 "use 20 or more random characters, e.g. from openssl rand -base64 24",
             )
-        out.append(_Secret(name, ids, value))
+        out.append(_Secret(name, ids, value, eap_ids))
     return out
 
 
@@ -473,6 +485,8 @@ def _psk(table: _Table, secrets: list[_Secret], local: Identity, remote: Identit
     """Like swanctl: the secret whose ids name both ends (a secret without ids matches any)."""
     wanted = [local] + ([remote] if remote is not None else [])
     for secret in secrets:
+        if secret.eap_ids:
+            continue
         if not secret.ids or all(w in secret.ids for w in wanted):
             return secret.secret
     table.fail("auth", "psk, but no [secrets.*] entry lists these ids", "add a [secrets.NAME] "
@@ -490,10 +504,52 @@ def _certificates(loader: _Loader, key: str, path: str) -> tuple[bytes, ...]:
         raise AssertionError from None
 
 
+def _eap_id(table: _Table) -> bytes | None:
+    text = table.get("eap_id", str, None, '"carol"')
+    if text is not None and not text:
+        table.fail("eap_id", "is empty", 'write e.g. eap_id = "carol" (or "%any" on remote)')
+    return text.encode() if text is not None else None
+
+
+def _eap_client(table: _Table, secrets: list[_Secret], auth: str, local: Identity) -> Credentials:
+    """A road warrior's EAP (RFC 7296 §2.16): our EAP identity (eap_id, else the IKE ID's
+    data) and the password of the secrets.eap* entry that lists it."""
+    eap_id = _eap_id(table)
+    if eap_id == b"%any":
+        table.fail("eap_id", "%any is for remote.eap_id", 'write our user name, e.g. "carol"')
+    user = eap_id if eap_id is not None else local.data
+    for secret in secrets:
+        if user in secret.eap_ids:
+            return Credentials(AuthMethodName.EAP, eap_types=EAP_AUTHS[auth], eap_id=eap_id,
+                               eap_secret=secret.secret)  # fmt: skip
+    shown = user.decode("utf-8", "replace")
+    table.fail("auth", f"{auth}, but no [secrets.eap*] entry lists {shown!r}",
+               f'add [secrets.eap-{shown}] with ids = ["{shown}"] and secret = ...')  # fmt: skip
+    raise AssertionError
+
+
+def _eap_gateway(table: _Table, secrets: list[_Secret], auth: str) -> Credentials:
+    """A gateway's EAP: the method it asks for, its users from every secrets.eap* entry, and
+    eap_id (absent: the IKE ID is the EAP identity; "%any": ask with EAP-Identity first)."""
+    if auth == "eap":
+        table.fail("auth", "a gateway names the EAP method", 'write "eap-mschapv2" or "eap-md5"')
+    users = tuple((user, s.secret) for s in secrets for user in s.eap_ids)
+    if not users:
+        table.fail("auth", f"{auth}, but no [secrets.eap*] entry lists a user",
+                   'add [secrets.eap-carol] with ids = ["carol"] and secret = ...')  # fmt: skip
+    return Credentials(AuthMethodName.EAP, eap_types=EAP_AUTHS[auth], eap_id=_eap_id(table),
+                       eap_users=users)  # fmt: skip
+
+
 def _local_credentials(
     loader: _Loader, table: _Table, secrets: list[_Secret], local: Identity, remote: Identity | None
 ) -> Credentials:
-    method = AuthMethodName(table.choice("auth", AUTH_METHODS, "psk"))
+    auth = table.choice("auth", AUTH_METHODS, "psk")
+    if auth in EAP_AUTHS:
+        return _eap_client(table, secrets, auth, local)
+    if "eap_id" in table.data:
+        table.fail("eap_id", f"auth = {auth} runs no EAP", 'remove it or use auth = "eap-..."')
+    method = AuthMethodName(auth)
     if method is AuthMethodName.PSK:
         return Credentials(method, psk=_psk(table, secrets, local, remote))
     certs: list[bytes] = []
@@ -512,8 +568,15 @@ def _local_credentials(
     return Credentials(method, certs=tuple(certs), private_key=key)
 
 
-def _remote_credentials(loader: _Loader, table: _Table, local: Credentials) -> Credentials:
-    method = AuthMethodName(table.choice("auth", AUTH_METHODS, "psk"))
+def _remote_credentials(
+    loader: _Loader, table: _Table, local: Credentials, secrets: list[_Secret]
+) -> Credentials:
+    auth = table.choice("auth", AUTH_METHODS, "psk")
+    if auth in EAP_AUTHS:
+        return _eap_gateway(table, secrets, auth)
+    if "eap_id" in table.data:
+        table.fail("eap_id", f"auth = {auth} runs no EAP", 'remove it or use auth = "eap-..."')
+    method = AuthMethodName(auth)
     if method is AuthMethodName.PSK:
         if local.psk is None:
             table.fail("auth", "remote psk needs a local psk", "use auth = psk on both ends")
@@ -583,7 +646,7 @@ def _connection(
         remote_t.fail("id", str(exc), 'write e.g. "sun.example" or "%any"')
         raise AssertionError from None
     local_auth = _local_credentials(loader, local_t, secrets, local_id, remote_id)
-    remote_auth = _remote_credentials(loader, remote_t, local_auth)
+    remote_auth = _remote_credentials(loader, remote_t, local_auth, secrets)
     base = Timers()
     ike_rekey = table.duration("rekey_time", base.ike_rekey_time)
     reauth = table.duration("reauth_time", base.reauth_time)  # RFC 7296 §2.8.3; 0 = off

@@ -57,6 +57,7 @@ def _identity_text(identity: Identity) -> str:
 class AuthMethodName(enum.StrEnum):
     PSK = "psk"
     PUBKEY = "pubkey"
+    EAP = "eap"  # RFC 7296 §2.16; the method(s) are Credentials.eap_types
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,12 @@ class Credentials:
     psk: the shared secret. certs: our certificate chain (end entity first), DER. private_key: a
     `cryptography` private key object. trust_anchors: CA certificates (DER) a peer chain must
     reach. None of these appear in repr.
+
+    EAP (method EAP, RFC 7296 §2.16): eap_types are the EAP method types (engine/eap) we run,
+    in preference order. Our side (a client): eap_id is our EAP identity (None: the IKE ID's
+    data) and eap_secret our password. The peer's side (a gateway): eap_users holds
+    (identity, secret) pairs; eap_id None takes the IKE ID as the EAP identity, b"%any" asks
+    for it with EAP-Identity first (swanctl's remote.eap_id = %any).
     """
 
     method: AuthMethodName
@@ -73,6 +80,17 @@ class Credentials:
     certs: tuple[bytes, ...] = field(default=(), repr=False)
     private_key: Any = field(default=None, repr=False)
     trust_anchors: tuple[bytes, ...] = field(default=(), repr=False)
+    eap_types: tuple[int, ...] = ()
+    eap_id: bytes | None = None
+    eap_secret: bytes | None = field(default=None, repr=False)
+    eap_users: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+
+    def eap_user_secret(self, identity: bytes) -> bytes | None:
+        """The secret of EAP user `identity` (gateway side), None if unknown."""
+        for name, secret in self.eap_users:
+            if name == identity:
+                return secret
+        return None
 
 
 class Mode(enum.StrEnum):

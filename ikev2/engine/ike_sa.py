@@ -149,6 +149,7 @@ class IkeSa:
         "cookie",
         "created_at",
         "dpd_due",
+        "eap",
         "env",
         "established_at",
         "expire_at",
@@ -277,6 +278,7 @@ class IkeSa:
         self.reauth_at: float | None = None
         self.reauth_by: IkeSa | None = None
         self.reauth_of: int | None = None
+        self.eap: Any = None  # tasks/eap.py: the responder's EAP rounds (RFC 7296 §2.16)
 
     # --- identity and roles
     @property

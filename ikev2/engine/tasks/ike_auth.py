@@ -43,7 +43,7 @@ from ..credentials import (
 from ..events import IkeSaFailed
 from ..identity import identity_matches
 from ..state import IkeInput
-from . import child_create, find_payload
+from . import child_create, eap, find_payload
 from .ike_init import certreq_payloads, suite_name
 
 if TYPE_CHECKING:
@@ -150,11 +150,14 @@ class IkeAuthExchange:
     def build_i(self, sa: IkeSa, now: float) -> list[Payload]:
         conn = sa.conn
         idi = IdiPayload(conn.local_id.id_type, conn.local_id.data)
-        auth = our_auth_payloads(sa, conn, idi)
+        use_eap = conn.local_auth.method is AuthMethodName.EAP  # §2.16: no AUTH, EAP follows
+        auth = [] if use_eap else our_auth_payloads(sa, conn, idi)
         payloads: list[Payload] = [idi, *auth[:-1], *certreq_payloads(conn)]
         if conn.remote_id is not None and conn.remote_id.id_type is not IdType.NULL:
             payloads.append(IdrPayload(conn.remote_id.id_type, conn.remote_id.data))
-        payloads.append(auth[-1])
+        payloads += auth[-1:]
+        if use_eap:
+            payloads += eap.first_request_notifies(sa)
         if conn.send_initial_contact and self.initial_contact:
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         if self.child_config is not None:
@@ -166,6 +169,9 @@ class IkeAuthExchange:
         return payloads
 
     def process_i(self, sa: IkeSa, payloads: tuple[Payload, ...], now: float) -> None:
+        if sa.conn.local_auth.method is AuthMethodName.EAP:
+            eap.first_response(sa, self, payloads, now)  # the rounds of §2.16
+            return
         has_auth = find_payload(payloads, AuthPayload) is not None
         errors = [p for p in payloads if isinstance(p, NotifyPayload) and p.notify_type < 16384]
         if not has_auth:
@@ -223,6 +229,8 @@ def respond(
     now: float,
 ) -> list[Payload]:
     """The responder's IKE_AUTH: authenticate the initiator, prove ourselves, make the child."""
+    if sa.eap is not None:  # a later round of an EAP conversation (§2.16)
+        return eap.respond_round(sa, payloads, reqid_source, now)
     conn = select_connection(sa, payloads)
     try:
         if conn is None:
@@ -230,6 +238,8 @@ def respond(
         if conn is not sa.conn:
             sa.conn = conn
             sa.log = sa.log.bind(conn=conn.name)
+        if conn.remote_auth.method is AuthMethodName.EAP:
+            return eap.respond_first(sa, conn, payloads, now)
         identity = verify_peer(sa, conn.remote_auth, conn.remote_id, payloads)
     except AuthenticationFailed as exc:
         _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)

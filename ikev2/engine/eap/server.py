@@ -1,0 +1,113 @@
+"""The authenticator's side of one EAP conversation (RFC 3748 §2, §4): identifiers, the
+EAP-Identity round when the identity is not known yet, the method, then Success or Failure.
+
+The EAP Identifier starts random and grows by one per Request (§4: it matches a Response to its
+Request). Over IKE every Response arrives in its own IKE_AUTH request, which IKE itself protects
+and orders (RFC 7296 §2.16), so a Response with the wrong Identifier, a Nak (we offer one method)
+or a malformed packet ends the conversation with EAP-Failure instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .base import EapCode, EapError, EapPacket, EapType, Outcome, ServerMethod, parse_packet
+from .identity import IdentityServer
+from .md5 import Md5Server
+from .mschapv2 import MsChapV2Server
+
+SecretLookup = Callable[[bytes], "bytes | None"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerResult:
+    packet: bytes = field(repr=False)  # what to send: the next Request, EAP-Success or -Failure
+    outcome: Outcome
+    reason: str = ""
+
+
+def make_server_method(
+    eap_type: EapType,
+    identity: bytes,
+    secret: SecretLookup,
+    server_name: bytes,
+    random: Callable[[int], bytes],
+) -> ServerMethod:
+    """The table of methods the authenticator can run."""
+    if eap_type is EapType.MD5_CHALLENGE:
+        return Md5Server(identity, secret, random)
+    if eap_type is EapType.MSCHAPV2:
+        return MsChapV2Server(server_name, secret, random)
+    raise ValueError(f"no EAP server method {eap_type!r}")
+
+
+class EapServer:
+    """One conversation. `identity` None: ask with EAP-Identity first (swanctl eap_id = %any)."""
+
+    def __init__(
+        self,
+        eap_type: EapType,
+        identity: bytes | None,
+        secret: SecretLookup,
+        server_name: bytes,
+        random: Callable[[int], bytes],
+    ) -> None:
+        self.eap_type = eap_type
+        self._secret = secret
+        self._server_name = server_name
+        self._random = random
+        self._identifier = random(1)[0]
+        self.identity = identity or b""
+        self._method: ServerMethod = (
+            IdentityServer() if identity is None else self._new_method(identity)
+        )
+        self.msk: bytes | None = None
+        self.done = False
+
+    def _new_method(self, identity: bytes) -> ServerMethod:
+        return make_server_method(
+            self.eap_type, identity, self._secret, self._server_name, self._random
+        )
+
+    def _request(self, data: bytes) -> bytes:
+        return EapPacket(EapCode.REQUEST, self._identifier, self._method.eap_type, data).encode()
+
+    def start(self) -> bytes:
+        return self._request(self._method.start(self._identifier))
+
+    def process(self, raw: bytes) -> ServerResult:
+        """A Response (from an IKE_AUTH request's EAP payload) -> what to answer."""
+        if self.done:
+            return self._failure("EAP conversation already over")
+        try:
+            packet = parse_packet(raw)
+        except EapError as exc:
+            return self._failure(exc.reason)
+        if packet.code is not EapCode.RESPONSE or packet.identifier != self._identifier:
+            return self._failure(f"expected a Response to Identifier {self._identifier}")
+        if packet.type == EapType.NAK:
+            wanted = ", ".join(str(t) for t in packet.data) or "none"
+            return self._failure(f"peer refused EAP method {self.eap_type.name} (wants {wanted})")
+        if packet.type != self._method.eap_type:
+            return self._failure(f"Response of EAP type {packet.type}, expected "
+                                 f"{self._method.eap_type.name}")  # fmt: skip
+        self._identifier = (self._identifier + 1) % 256
+        step = self._method.process(self._identifier, packet.data)
+        if step.outcome is Outcome.CONTINUE and step.data is not None:
+            return ServerResult(self._request(step.data), Outcome.CONTINUE)
+        if step.outcome is not Outcome.SUCCESS:
+            return self._failure(step.reason or "EAP method failed")
+        if isinstance(self._method, IdentityServer):  # the identity is known: the method now
+            self.identity = self._method.identity
+            self._method = self._new_method(self.identity)
+            return ServerResult(self.start(), Outcome.CONTINUE)
+        self.done = True
+        self.identity = self._method.peer_name() or self.identity
+        self.msk = self._method.msk()
+        return ServerResult(EapPacket(EapCode.SUCCESS, self._identifier).encode(), Outcome.SUCCESS)
+
+    def _failure(self, reason: str) -> ServerResult:
+        self.done = True
+        packet = EapPacket(EapCode.FAILURE, self._identifier).encode()
+        return ServerResult(packet, Outcome.FAILURE, reason)
