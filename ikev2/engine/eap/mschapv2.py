@@ -190,7 +190,8 @@ class MsChapV2Server:
             # RFC 2759 §6 / the draft §2: E=691 (authentication failure), no retry
             self._state = "failure"
             message = b"E=691 R=0 C=" + self._challenge.hex().upper().encode() + b" V=3 M=denied"
-            return Step(Outcome.CONTINUE, _packet(OP_FAILURE, self._ms_id, message))
+            reason = "no such EAP user" if password is None else "NT-Response does not verify"
+            return Step(Outcome.CONTINUE, _packet(OP_FAILURE, self._ms_id, message), reason)
         self._user = user
         self._msk = msk(password, received)
         auth = authenticator_response(password, received, peer_challenge, self._challenge, user)

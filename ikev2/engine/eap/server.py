@@ -95,7 +95,8 @@ class EapServer:
         self._identifier = (self._identifier + 1) % 256
         step = self._method.process(self._identifier, packet.data)
         if step.outcome is Outcome.CONTINUE and step.data is not None:
-            return ServerResult(self._request(step.data), Outcome.CONTINUE)
+            # a reason here: the method tells the peer it failed (MSCHAPv2's Failure request)
+            return ServerResult(self._request(step.data), Outcome.CONTINUE, step.reason)
         if step.outcome is not Outcome.SUCCESS:
             return self._failure(step.reason or "EAP method failed")
         if isinstance(self._method, IdentityServer):  # the identity is known: the method now

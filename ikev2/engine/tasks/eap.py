@@ -296,6 +296,9 @@ def respond_round(
         _fail(sa, f"EAP: {result.reason}", NotifyType.AUTHENTICATION_FAILED)
         rounds.server = None
         return [EapPayload(result.packet), NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
+    if result.reason:  # not over yet, but the peer is told it failed (MSCHAPv2 Failure)
+        sa.log.warning("EAP failing", reason=result.reason, eap_id=server.identity.decode(
+            "utf-8", "replace"))  # fmt: skip
     if result.outcome is Outcome.SUCCESS:
         rounds.succeeded = True
         rounds.identity = server.identity
