@@ -169,6 +169,33 @@ class Timers:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """An address pool for virtual IPs (swanctl.conf's pools.NAME; RFC 7296 §2.19, §3.15):
+    the addresses first..last (one family), handed out one per client identity, and the
+    attributes sent with a lease from it (DNS servers, split-tunnel subnets, DNS domains).
+    grace: how long a lease stays reserved for its client after its last IKE SA is gone."""
+
+    name: str
+    first: IPAddress
+    last: IPAddress
+    dns: tuple[IPAddress, ...] = ()
+    subnets: tuple[IPNetwork, ...] = ()
+    dns_domains: tuple[str, ...] = ()
+    grace: float = 0.0
+
+    @property
+    def version(self) -> int:
+        return self.first.version
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    def describe(self) -> str:
+        return f"{self.first}-{self.last}"
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     name: str
     local_addrs: tuple[IPAddress, ...]
@@ -189,6 +216,10 @@ class ConnectionConfig:
     # §2.8.3 reauthentication: build the new IKE SA and its children before deleting the old
     # one (strongSwan's make_before_break); False deletes the old one first
     make_before_break: bool = True
+    # remote access (RFC 7296 §2.19): as gateway, the pools (by name) leasing the peer its
+    # virtual IPs; as client, the virtual IPs to ask for (0.0.0.0 / :: for any of that family)
+    pools: tuple[str, ...] = ()
+    vips: tuple[IPAddress, ...] = ()
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:
@@ -213,6 +244,7 @@ class EngineConfig:
     # 0 in either: log every line
     drop_log_lines: int = 10
     drop_log_interval: float = 10.0
+    pools: tuple[PoolConfig, ...] = ()  # address pools connections name in `pools`
 
     def connection(self, name: str) -> ConnectionConfig:
         for conn in self.connections:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..constants import NotifyType, ProtocolId
-from .config import IPAddress, Mode, TrafficSelectorSpec
+from .config import IPAddress, IPNetwork, Mode, TrafficSelectorSpec
 
 Endpoint = tuple[IPAddress, int]
 
@@ -125,3 +125,24 @@ class ChildSaFailed(Event):
     child: str
     reason: str
     notify: NotifyType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualIpsAssigned(Event):
+    """A gateway's CFG_REPLY gave us (the client) virtual IPs (RFC 7296 §2.19, §3.15.1): the
+    service installs them on an interface and hands the DNS servers to the dns hook."""
+
+    connection: str
+    vips: tuple[IPAddress, ...]
+    dns: tuple[IPAddress, ...] = ()
+    subnets: tuple[IPNetwork, ...] = ()  # INTERNAL_IP4/6_SUBNET: what the gateway protects
+    dns_domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualIpsReleased(Event):
+    """The IKE SA that held these virtual IPs is gone (not rekeyed): remove them again."""
+
+    connection: str
+    vips: tuple[IPAddress, ...]
+    dns: tuple[IPAddress, ...] = ()

@@ -37,7 +37,9 @@ from .window import RequestWindow, ResponseWindow
 
 if TYPE_CHECKING:
     from ..crypto.dh import KeyExchange
+    from .pools import Pools
     from .proposals import NegotiatedSuite
+    from .tasks.config_payload import CpState
 
 
 NONCE_BYTES = 32
@@ -120,6 +122,8 @@ class ExchangeQueue(list["Exchange"]):
 class SaHost(Protocol):
     """What an IKE SA asks of the manager that owns it (one object for all its SAs)."""
 
+    pools: Pools  # address pools for CP (RFC 7296 §2.19)
+
     def spawn_sa(
         self,
         parent: IkeSa,
@@ -147,6 +151,7 @@ class IkeSa:
         "chosen_proposal",
         "conn",
         "cookie",
+        "cp",
         "created_at",
         "dpd_due",
         "eap",
@@ -279,6 +284,7 @@ class IkeSa:
         self.reauth_by: IkeSa | None = None
         self.reauth_of: int | None = None
         self.eap: Any = None  # tasks/eap.py: the responder's EAP rounds (RFC 7296 §2.16)
+        self.cp: CpState | None = None  # virtual IPs from CP (tasks/config_payload.py)
 
     # --- identity and roles
     @property

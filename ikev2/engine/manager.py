@@ -44,9 +44,10 @@ from .dos import DropLog, HalfOpenTable
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaFailed
 from .ike_sa import IkeSa, Outbox
+from .pools import Pools, PoolView
 from .reqids import DEFAULT_MAX_REQID, ReqidCounter
 from .state import ALLOWED_REQUESTS, IkeInput, IkeState
-from .tasks import create_child, ike_auth, ike_init, ike_rekey, informational
+from .tasks import config_payload, create_child, ike_auth, ike_init, ike_rekey, informational
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
 
@@ -86,6 +87,7 @@ class Engine:
         self._seq = itertools.count()
         self._invalid_spi_sent: dict[Endpoint, float] = {}
         self._dirty: list[IkeSa] = []  # SAs made during an input, scheduled before it returns
+        self.pools = Pools(config.pools)  # virtual IP leases (pools.py, RFC 7296 §2.19)
 
     # --- commands
     def initiate(
@@ -201,8 +203,12 @@ class Engine:
     def update_config(self, config: EngineConfig) -> None:
         """New connections apply to new IKE SAs; existing SAs keep the config they started with."""
         self.config = config
+        self.pools.update(config.pools)
 
     # --- views
+    def list_pools(self, now: float) -> list[PoolView]:
+        return self.pools.views(now)
+
     def list_sas(self) -> list[IkeSaView]:
         return [ike_sa_view(sa) for sa in self.sas.values()]
 
@@ -680,6 +686,7 @@ class Engine:
 
     def _forget(self, sa: IkeSa) -> None:
         self.sas.pop(sa.id, None)
+        config_payload.forget(sa, self.pools)
         self.peers.forget(sa)
         if self.by_spi.get(sa.local_spi) is sa:
             del self.by_spi[sa.local_spi]

@@ -43,6 +43,9 @@ class IkeSaView:
     nat_remote: bool
     established_at: float | None
     children: tuple[ChildView, ...]
+    # virtual IPs from CP (RFC 7296 §2.19): ours as a client, the peer's as a gateway
+    local_vips: tuple[str, ...] = ()
+    remote_vips: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ def ike_sa_view(sa: IkeSa) -> IkeSaView:
         nat_remote=sa.nat_remote,
         established_at=sa.established_at,
         children=child_view(sa),
+        local_vips=tuple(map(str, sa.cp.local_vips)) if sa.cp else (),
+        remote_vips=tuple(map(str, sa.cp.remote_vips)) if sa.cp else (),
     )
 
 

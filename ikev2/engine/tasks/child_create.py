@@ -34,7 +34,7 @@ from ..ike_sa import ChildSa
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..support import crypto_supports, describe_suite
 from ..ts import check_narrowed, narrow, selector_to_networks, spec_to_selector
-from . import find_payload
+from . import config_payload, find_payload
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -162,7 +162,8 @@ def respond(
         if chosen is None or len(chosen.spi) != 4:
             continue
         try:  # RFC 7296 §2.9: narrow the initiator's TSi to our remote side, TSr to our local
-            narrowed_i = narrow(tsi.selectors, [spec_to_selector(t) for t in config.remote_ts])
+            remote = config_payload.remote_ts(sa, config)  # a virtual IP narrows TSi
+            narrowed_i = narrow(tsi.selectors, [spec_to_selector(t) for t in remote])
             narrowed_r = narrow(tsr.selectors, [spec_to_selector(t) for t in config.local_ts])
         except TsUnacceptable as exc:
             refusal = exc

@@ -41,7 +41,7 @@ from ..ike_sa import ChildSa, ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..support import crypto_supports
 from ..ts import check_narrowed, narrow, spec_to_selector
-from . import as_notify_type, error_notifies, find_payload, has_notify
+from . import as_notify_type, config_payload, error_notifies, find_payload, has_notify
 from .child_create import KeyInput, ReqidSource, establish, new_spi, ts_specs, with_spi
 from .informational import DeleteChildExchange, child_deleted
 
@@ -296,7 +296,8 @@ def _respond(
         if chosen is None or len(chosen.spi) != 4:
             continue
         try:
-            narrowed_i = narrow(tsi.selectors, [spec_to_selector(t) for t in config.remote_ts])
+            remote = config_payload.remote_ts(sa, config)  # a virtual IP narrows TSi
+            narrowed_i = narrow(tsi.selectors, [spec_to_selector(t) for t in remote])
             narrowed_r = narrow(tsr.selectors, [spec_to_selector(t) for t in config.local_ts])
         except TsUnacceptable as exc:
             refusal = exc

@@ -42,7 +42,7 @@ from ...wire import (
 from ..config import ConnectionConfig, Identity
 from ..eap import EapPeer, EapServer, EapType, Outcome
 from ..identity import identity_matches
-from . import child_create, error_notifies, find_payload
+from . import child_create, config_payload, error_notifies, find_payload
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -170,6 +170,7 @@ class EapRound:
             return
         identity = Identity(IdType(self.idr.id_type), self.idr.data)
         established(sa, identity, now)
+        config_payload.process_reply(sa, payloads)  # §2.19: CP rides with the final AUTH
         if self.first.child_request is not None:
             child_create.process_i(sa, self.first.child_request, payloads, now)
         sa.schedule_dpd(now)
@@ -336,5 +337,8 @@ def _final_request(
     rounds.server, rounds.first = None, ()  # keep only the EAP identity
     identity = Identity(IdType(rounds.idi.id_type), rounds.idi.data)
     established(sa, identity, now)
-    answer += child_create.respond(sa, first, reqid_source, now)
+    cp_answer, child_allowed = config_payload.respond(sa, first, now)  # §2.19 CP(CFG_REPLY)
+    answer += cp_answer
+    if child_allowed:
+        answer += child_create.respond(sa, first, reqid_source, now)
     return answer

@@ -43,7 +43,7 @@ from ..credentials import (
 from ..events import IkeSaFailed
 from ..identity import identity_matches
 from ..state import IkeInput
-from . import child_create, eap, find_payload
+from . import child_create, config_payload, eap, find_payload
 from .ike_init import certreq_payloads, suite_name
 
 if TYPE_CHECKING:
@@ -160,6 +160,7 @@ class IkeAuthExchange:
             payloads += eap.first_request_notifies(sa)
         if conn.send_initial_contact and self.initial_contact:
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+        payloads += config_payload.request(sa)  # §2.19 CP(CFG_REQUEST) for the vips
         if self.child_config is not None:
             self.child_request, child_payloads = child_create.build_i(
                 sa, self.child_config, self.reqid
@@ -193,6 +194,7 @@ class IkeAuthExchange:
             _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
             return
         established(sa, identity, now)
+        config_payload.process_reply(sa, payloads)
         if self.child_request is not None:
             child_create.process_i(sa, self.child_request, payloads, now)
         sa.schedule_dpd(now)
@@ -247,7 +249,10 @@ def respond(
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     answer: list[Payload] = [idr, *our_auth_payloads(sa, conn, idr)]
     established(sa, identity, now)
-    answer += child_create.respond(sa, payloads, reqid_source, now)
+    cp_answer, child_allowed = config_payload.respond(sa, payloads, now)  # §2.19 CP(CFG_REPLY)
+    answer += cp_answer
+    if child_allowed:
+        answer += child_create.respond(sa, payloads, reqid_source, now)
     return answer
 
 

@@ -33,7 +33,7 @@ from ..ike_sa import ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
-from . import as_notify_type, error_notifies, find_payload
+from . import as_notify_type, config_payload, error_notifies, find_payload
 from .informational import DeleteIkeExchange
 
 if TYPE_CHECKING:
@@ -72,6 +72,7 @@ def _adopt(
     sk_r = SkCipher(encr, keys.sk_er, integ, keys.sk_ar if integ else b"")
     new.install_keys(keys, sk_i, sk_r)
     new.remote_identity = old.remote_identity
+    config_payload.adopt(old, new)  # §2.18: leases and virtual IPs go along
     new.candidates = old.candidates
     new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
     new.peer_fragmentation = old.peer_fragmentation
