@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import config_pools
 from .constants import IpProto, ProtocolId
 from .engine.config import (
     AuthMethodName,
@@ -31,7 +32,9 @@ from .engine.config import (
     EngineConfig,
     Identity,
     IPAddress,
+    IPNetwork,
     Mode,
+    PoolConfig,
     Timers,
     TrafficSelectorSpec,
 )
@@ -96,6 +99,7 @@ LIMITS: dict[str, Limit] = {
     "cookie_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 30 half-open SAs (0: always)"),
     "max_half_open": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 10000 half-open IKE SAs"),
     "block_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 5 half-open SAs per IP (0: off)"),
+    "grace": Limit(0, _TEN_YEARS, _SECONDS, 'write 0 (release at once) or e.g. "10m"'),
 }
 
 
@@ -116,6 +120,10 @@ class DaemonSettings:
         5  # half-open IKE SAs per source IP (strongSwan's charon.block_threshold)
     )
     workers: int = 1
+    # remote-access client (RFC 7296 §2.19): where virtual IPs go, and the script that gets
+    # the DNS servers (README "Remote access"); "" = no hook
+    vip_interface: str = "lo"
+    dns_hook: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +302,7 @@ class _Loader:
 
 DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
                "log_level", "cookie_threshold", "max_half_open", "block_threshold",
-               "workers")  # fmt: skip
+               "workers", "vip_interface", "dns_hook")  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -324,6 +332,8 @@ def _daemon(table: _Table) -> DaemonSettings:
         max_half_open=int(table.number("max_half_open", int, base.max_half_open, "10000")),
         block_threshold=int(table.number("block_threshold", int, base.block_threshold, "5")),
         workers=_workers(table, base.workers),
+        vip_interface=config_pools.vip_interface(table, base.vip_interface),
+        dns_hook=config_pools.dns_hook(table),
     )
 
 
@@ -374,7 +384,7 @@ def _port_range(table: _Table, name: str, text: str | None) -> tuple[int, int]:
 
 
 def _selectors(
-    table: _Table, name: str, dynamic: tuple[IPAddress, ...]
+    table: _Table, name: str, dynamic: tuple[IPNetwork, ...]
 ) -> tuple[TrafficSelectorSpec, ...]:
     out = []
     for text in table.strings(name, ("dynamic",)):
@@ -396,7 +406,7 @@ def _selectors(
         if net.lower() == "dynamic":
             if not dynamic:
                 table.fail(name, "'dynamic' needs a known address", "set the addrs or a subnet")
-            networks = [ipaddress.ip_network(a) for a in dynamic[:1]]
+            networks = list(dynamic)
         else:
             try:
                 networks = [ipaddress.ip_network(net, strict=False)]
@@ -413,7 +423,8 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
                    "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
                    "fragmentation", "send_certreq",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
-                   "retransmit_limit", "local", "remote", "children")  # fmt: skip
+                   "retransmit_limit", "local", "remote", "children", "pools",
+                   "vips")  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
@@ -598,7 +609,7 @@ def _remote_credentials(
 
 
 def _child(
-    table: _Table, name: str, local: tuple[IPAddress, ...], remote: tuple[IPAddress, ...]
+    table: _Table, name: str, local: tuple[IPNetwork, ...], remote: tuple[IPNetwork, ...]
 ) -> tuple[ChildConfig, str]:
     if "esp_proposals" in table.data and "ah_proposals" in table.data:
         table.fail("ah_proposals", "both esp_proposals and ah_proposals", "keep one of them")
@@ -629,7 +640,11 @@ def _child(
 
 
 def _connection(
-    loader: _Loader, table: _Table, name: str, secrets: list[_Secret]
+    loader: _Loader,
+    table: _Table,
+    name: str,
+    secrets: list[_Secret],
+    pools: tuple[PoolConfig, ...] = (),
 ) -> tuple[ConnectionConfig, dict[tuple[str, str], str]]:
     local_t = table.table("local", LOCAL_KEYS)
     remote_t = table.table("remote", REMOTE_KEYS)
@@ -670,9 +685,15 @@ def _connection(
     if not isinstance(children_t, dict):
         table.fail("children", "is not a table", f"write [connections.{name}.children.NAME]")
     children, actions = [], {}
+    pool_names = config_pools.connection_pools(table, pools)
+    vips = config_pools.connection_vips(table)
+    # `dynamic` selectors: our address, or anything of a virtual IP's family (the gateway
+    # narrows it); the peer's address, or the pools' addresses (narrowed to its lease)
+    local_dyn = config_pools.vip_networks(vips) or _host_networks(local_addrs)
+    remote_dyn = config_pools.pool_networks(pool_names, pools) or _host_networks(remote_addrs)
     for child_name, data in children_t.items():
         child_t = _Table(loader, table.sub(f"children.{child_name}"), data, CHILD_KEYS)
-        child, action = _child(child_t, child_name, local_addrs, remote_addrs)
+        child, action = _child(child_t, child_name, local_dyn, remote_dyn)
         children.append(child)
         actions[(name, child_name)] = action
     if any(a != "none" for a in actions.values()) and not (local_addrs and remote_addrs):
@@ -694,8 +715,14 @@ def _connection(
         fragmentation=bool(table.get("fragmentation", bool, True, "true")),
         send_certreq=bool(table.get("send_certreq", bool, True, "true")),
         make_before_break=bool(table.get("make_before_break", bool, True, "true")),
+        pools=pool_names,
+        vips=vips,
     )
     return conn, actions
+
+
+def _host_networks(addresses: tuple[IPAddress, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(a) for a in addresses[:1])
 
 
 def parse_config(text: str, path: Path) -> ServiceConfig:
@@ -706,20 +733,25 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
     except tomllib.TOMLDecodeError as exc:
         loader.fail("(syntax)", str(exc), "correct the TOML at that line")
         raise AssertionError from None
-    root = _Table(loader, "", data, ("daemon", "connections", "secrets"))
+    root = _Table(loader, "", data, ("daemon", "connections", "secrets", "pools"))
     daemon = _daemon(root.table("daemon", DAEMON_KEYS))
     secrets = _secrets(loader, root)
+    pools = config_pools.load_pools(loader, root)
     connections, actions = [], {}
     conns = root.data.get("connections", {})
     if not isinstance(conns, dict):
         loader.fail("connections", "is not a table", "write [connections.NAME]")
     for name, conn_data in conns.items():
         conn_t = _Table(loader, f"connections.{name}", conn_data, CONNECTION_KEYS)
-        conn, conn_actions = _connection(loader, conn_t, name, secrets)
+        conn, conn_actions = _connection(loader, conn_t, name, secrets, pools)
         connections.append(conn)
         actions.update(conn_actions)
+    if daemon.workers > 1 and any(c.pools for c in connections):
+        problem = "address pools need one process (each worker would lease the same addresses)"
+        loader.fail("daemon.workers", problem, "set workers = 1 on a gateway with pools")
     engine = EngineConfig(
         tuple(connections),
+        pools=pools,
         cookie_threshold=daemon.cookie_threshold,
         max_half_open=daemon.max_half_open,
         block_threshold=daemon.block_threshold,
