@@ -3,6 +3,7 @@
 ikev2 daemon --config FILE [--control PATH] [--log-format console|json] [--log-level LEVEL]
              [--key-log FILE] [--kernel auto|xfrm|memory] [--workers N]
 ikev2 up NAME | down NAME|ID | rekey ID [--child SPI|--reauth] | list-sas [--json] | reload
+      | list-pools [--json]
       (each with [--control PATH])
 ikev2 decode FILE [--keys TABLE]
 ikev2 demo
@@ -127,6 +128,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pools(args: argparse.Namespace) -> int:
+    from .service.driver import format_pools
+
+    answer = _ask(args, {"cmd": "list-pools"})
+    if not answer.get("ok"):
+        return _fail(answer)
+    pools = answer.get("pools", [])
+    print(json.dumps(pools) if args.json else format_pools(pools))
+    return 0
+
+
 def _cmd_reload(args: argparse.Namespace) -> int:
     answer = _ask(args, {"cmd": "reload"})
     if not answer.get("ok"):
@@ -236,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     list_sas.add_argument("--json", action="store_true", help="one JSON list")
     _with_control(list_sas)
     list_sas.set_defaults(handler=_cmd_list)
+    list_pools = sub.add_parser("list-pools", help="show the address pools and their leases")
+    list_pools.add_argument("--json", action="store_true", help="one JSON list")
+    _with_control(list_pools)
+    list_pools.set_defaults(handler=_cmd_pools)
 
     reload = sub.add_parser("reload", help="re-read the configuration (as SIGHUP)")
     _with_control(reload)

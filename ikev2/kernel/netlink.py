@@ -123,9 +123,12 @@ class NetlinkSocket:
                 if msg.seq == seq:
                     yield msg
 
-    def request(self, op: str, msg_type: int, body: bytes, detail: str = "") -> list[bytes]:
-        """Send with NLM_F_ACK; return the payloads of data replies; raise on a non-zero error."""
-        seq = self._send(op, msg_type, s.NLM_F_REQUEST | s.NLM_F_ACK, body)
+    def request(
+        self, op: str, msg_type: int, body: bytes, detail: str = "", *, extra_flags: int = 0
+    ) -> list[bytes]:
+        """Send with NLM_F_ACK (and `extra_flags`, e.g. NLM_F_CREATE); return the payloads of
+        data replies; raise on a non-zero error."""
+        seq = self._send(op, msg_type, s.NLM_F_REQUEST | s.NLM_F_ACK | extra_flags, body)
         data: list[bytes] = []
         for msg in self._replies(op, seq):
             if msg.type == s.NLMSG_ERROR:

@@ -8,6 +8,7 @@ always with "ok" (and "error" when not ok). Commands:
   {"cmd": "rekey", "id": ID, "child": SPI?, "reauth": bool?}   rekey an IKE SA or a child, or
                                                reauthenticate the IKE SA
   {"cmd": "list-sas"}                          {"ok": true, "sas": [...]} (see driver.view_to_json)
+  {"cmd": "list-pools"}                        {"ok": true, "pools": [...]} (driver.pool_to_json)
   {"cmd": "reload"}                            re-read the config file (as SIGHUP)
   {"cmd": "stats"}                             counters
 

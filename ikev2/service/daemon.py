@@ -48,6 +48,7 @@ from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
 from .systemd import Notifier
 from .udp import UdpTransport
+from .vips import make_virtual_ips
 
 log = get_logger("ikev2.daemon")
 SHUTDOWN_WAIT = 2.0
@@ -129,7 +130,8 @@ class Daemon:
                 self.config.engine, Env(spi_bytes=spis), max_reqid=(TRAP_BASE - 1) // role.workers
             )
             applier = KernelApplier(kernel, reqid_stride=role.workers, reqid_offset=role.index)
-        self.driver = Driver(engine, kernel, self.transport, loop, self.key_log, applier)
+        vips = make_virtual_ips(self.choice.name, settings.vip_interface, settings.dns_hook, loop)
+        self.driver = Driver(engine, kernel, self.transport, loop, self.key_log, applier, vips)
         try:
             self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel,
                                 reuse_port=role is not None)  # fmt: skip
@@ -253,6 +255,9 @@ class Daemon:
         left = await self.delete_all()
         sas, policies = self.driver.applier.remove_all()
         log.info("kernel state removed", sas=sas, policies=policies, ike_sas_left=left)
+        if self.driver.vips is not None:
+            self.driver.vips.remove_all()
+            await self.driver.vips.close()
         await self._close()
 
     async def _close(self) -> None:
@@ -330,6 +335,7 @@ class Daemon:
             "down": self._cmd_down,
             "rekey": self._cmd_rekey,
             "list-sas": self._cmd_list,
+            "list-pools": self._cmd_pools,
             "reload": self._cmd_reload,
             "stats": self._cmd_stats,
         }
@@ -398,6 +404,10 @@ class Daemon:
     async def _cmd_list(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.driver is not None
         return {"ok": True, "sas": self.driver.list_sas()}
+
+    async def _cmd_pools(self, request: dict[str, Any]) -> dict[str, Any]:
+        assert self.driver is not None
+        return {"ok": True, "pools": self.driver.list_pools()}
 
     async def _cmd_reload(self, request: dict[str, Any]) -> dict[str, Any]:
         return await self.reload()

@@ -27,13 +27,17 @@ from ..engine.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    VirtualIpsAssigned,
+    VirtualIpsReleased,
 )
+from ..engine.pools import PoolView
 from ..engine.views import IkeSaView
 from ..kernel import Acquire, Expire, Kernel, KernelError, KernelEvent, Mapping
 from ..log import get_logger
 from .kernel_apply import KernelApplier
 from .keylog import KeyLog, UnknownToWireshark
 from .udp import UdpTransport
+from .vips import VirtualIps
 
 log = get_logger("ikev2.service")
 KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §2.3 recommends 20 s
@@ -60,6 +64,8 @@ def view_to_json(view: IkeSaView) -> dict[str, Any]:
         "suite": view.suite,
         "nat_local": view.nat_local,
         "nat_remote": view.nat_remote,
+        "local_vips": list(view.local_vips),
+        "remote_vips": list(view.remote_vips),
         "children": [
             {
                 "name": c.name,
@@ -90,12 +96,59 @@ def format_sas(sas: list[dict[str, Any]]) -> str:
             f"[{sa['local_id']}]...{sa['remote']}[{sa['remote_id']}] ({role}{nat})"
         )
         lines.append(f"  {sa['spi_i']}_i {sa['spi_r']}_r  {sa['suite']}")
+        for side in ("local", "remote"):
+            if sa.get(f"{side}_vips"):
+                lines.append(f"  {side} vips: {' '.join(sa[f'{side}_vips'])}")
         for c in sa["children"]:
             lines.append(
                 f"  {c['name']}{{{c['reqid']}}}: {c['mode'].upper()} {c['protocol']} "
                 f"SPIs {c['spi_in']}_i {c['spi_out']}_o  {c['suite']}"
             )
             lines.append(f"    {' '.join(c['local_ts'])} === {' '.join(c['remote_ts'])}")
+    return "\n".join(lines)
+
+
+def pool_to_json(pool: PoolView, now: float) -> dict[str, Any]:
+    """The `list-pools --json` object of one pool (the CLI contract)."""
+    return {
+        "name": pool.name,
+        "addresses": pool.addresses,
+        "size": pool.size,
+        "online": pool.online,
+        "offline": pool.offline,
+        "leases": [
+            {
+                "address": lease.address,
+                "identity": lease.identity,
+                "online": lease.online,
+                "ike_sas": list(lease.holders),
+                # offline within its grace period: seconds it stays reserved for its identity
+                "reserved_for": (
+                    None if lease.reserved_until is None else max(0.0, lease.reserved_until - now)
+                ),
+            }
+            for lease in pool.leases
+        ],
+    }
+
+
+def format_pools(pools: list[dict[str, Any]]) -> str:
+    """list-pools in words: one line per pool, one indented line per lease."""
+    if not pools:
+        return "no pools"
+    lines = []
+    for pool in pools:
+        lines.append(
+            f"{pool['name']}: {pool['addresses']}  {pool['online']}/{pool['size']} online, "
+            f"{pool['offline']} offline"
+        )
+        for lease in pool["leases"]:
+            state = "online" if lease["online"] else "offline"
+            if lease["reserved_for"] is not None:
+                state += f" (reserved {lease['reserved_for']:.0f} s)"
+            holders = ",".join(str(h) for h in lease["ike_sas"])
+            held = f" IKE SA {holders}" if holders else ""
+            lines.append(f"  {lease['address']}  {state}  {lease['identity']}{held}")
     return "\n".join(lines)
 
 
@@ -119,6 +172,7 @@ class Driver:
         loop: asyncio.AbstractEventLoop,
         key_log: KeyLog | None = None,
         applier: KernelApplier | None = None,
+        vips: VirtualIps | None = None,
     ) -> None:
         self.engine = engine
         self.kernel = kernel
@@ -126,6 +180,7 @@ class Driver:
         self.transport = transport
         self.loop = loop
         self.key_log = key_log
+        self.vips = vips  # a client's virtual IPs and DNS hook (vips.py)
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._waiters: list[Waiter] = []
@@ -138,6 +193,8 @@ class Driver:
             ChildSaEstablished: self._child_established,
             ChildSaDeleted: self._child_deleted,
             ChildSaFailed: self._child_failed,
+            VirtualIpsAssigned: self._vips_assigned,
+            VirtualIpsReleased: self._vips_released,
         }
 
     # --- inputs
@@ -231,6 +288,10 @@ class Driver:
     def list_sas(self) -> list[dict[str, Any]]:
         return [view_to_json(v) for v in self.engine.list_sas()]
 
+    def list_pools(self) -> list[dict[str, Any]]:
+        now = self.loop.time()
+        return [pool_to_json(p, now) for p in self.engine.list_pools(now)]
+
     # --- events
     def apply(self, events: list[Event]) -> None:
         queue = list(events)
@@ -290,6 +351,14 @@ class Driver:
 
     def _child_deleted(self, event: ChildSaDeleted) -> None:
         self.applier.child_deleted(event)
+
+    def _vips_assigned(self, event: VirtualIpsAssigned) -> None:
+        if self.vips is not None:
+            self.vips.assigned(event)
+
+    def _vips_released(self, event: VirtualIpsReleased) -> None:
+        if self.vips is not None:
+            self.vips.released(event)
 
     def _child_failed(self, event: ChildSaFailed) -> None:
         self._note_failure(event.ike_sa_id, f"child {event.child}: {event.reason}")
