@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
+import pytest
+
 from ikev2.constants import CfgAttr, CfgType, NotifyType
 from ikev2.engine.config import ConnectionConfig, EngineConfig, PoolConfig, TrafficSelectorSpec
 from ikev2.engine.events import (
@@ -246,3 +248,52 @@ def test_malformed_reply_attributes_are_ignored() -> None:
     config_payload.process_reply(sa, [CpPayload(CfgType.CFG_REPLY, tuple(bad))])
     assert sa.cp is not None and sa.cp.local_vips == ()
     assert not any(isinstance(e, VirtualIpsAssigned) for e in sa.outbox.events)
+
+
+def test_child_rekey_and_reauthentication_keep_the_virtual_ip() -> None:
+    """§2.8: a rekeyed child (the client proposes 0.0.0.0/0 again) is narrowed to the lease
+    again; §2.8.3: a reauthentication's new IKE SA gets the same lease, which outlives the
+    old IKE SA's deletion, and the client never loses its address."""
+    client, gateway, engine_r = remote_access()
+    pair = Pair(client, gateway, engine_r=engine_r)
+    sa_id = connect(pair)
+    (child,) = pair.i.engine.sas[sa_id].children
+    pair.i.events += pair.i.engine.rekey_child(sa_id, child.spi_in, pair.now)
+    pair.run(until=pair.now + 10)
+    rekeyed = pair.r.of(ChildSaEstablished)
+    assert len(rekeyed) == 2
+    assert [str(t.network) for t in rekeyed[1].remote_ts] == ["10.3.0.1/32", "fd03::1/128"]
+    pair.i.events += pair.i.engine.reauthenticate(sa_id, pair.now)
+    pair.run(until=pair.now + 10)
+    assert [e.vips for e in pair.i.of(VirtualIpsAssigned)] == [
+        (ip("10.3.0.1"), ip("fd03::1")),
+        (ip("10.3.0.1"), ip("fd03::1")),
+    ]
+    (new_r,) = pair.r.engine.sas  # the old IKE SA is gone
+    assert sorted(map(str, pair.r.engine.pools.holdings(new_r))) == ["10.3.0.1", "fd03::1"]
+    (view,) = pair.r.engine.list_pools(pair.now)[:1]
+    assert view.online == 1 and view.leases[0].holders == (new_r,)
+    # the client was told the old IKE SA's addresses are released; the new one holds them
+    assert len(pair.i.of(VirtualIpsReleased)) == 1
+    (view_i,) = pair.i.engine.list_sas()
+    assert view_i.local_vips == ("10.3.0.1", "fd03::1")
+
+
+def test_garbage_cp_request_attributes_never_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Malformed INTERNAL_IP4/6_ADDRESS values in a CFG_REQUEST count as 'any address'; an
+    unknown attribute type is ignored (strict engines re-raise our own bugs)."""
+    client, gateway, engine_r = remote_access()
+    pair = Pair(with_(client, vips=()), gateway, engine_r=engine_r)
+    garbage = CpPayload(
+        CfgType.CFG_REQUEST,
+        (
+            CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, b"\x01\x02\x03"),
+            CfgAttribute(CfgAttr.INTERNAL_IP6_ADDRESS, b"\xff" * 40),
+            CfgAttribute(0x7ABC, b"whatever"),
+            CfgAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, b"\x0a\x03\x00\x05"),  # a second one
+        ),
+    )
+    monkeypatch.setattr(config_payload, "request", lambda sa: [garbage])
+    connect(pair)
+    (child_r,) = pair.r.of(ChildSaEstablished)
+    assert [str(t.network) for t in child_r.remote_ts] == ["10.3.0.1/32", "fd03::1/128"]
