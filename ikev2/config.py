@@ -124,6 +124,8 @@ class DaemonSettings:
     # the DNS servers (README "Remote access"); "" = no hook
     vip_interface: str = "lo"
     dns_hook: str = ""
+    # Prometheus endpoint (service/metrics.py): (host, port), or None (off, the default)
+    metrics: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +304,7 @@ class _Loader:
 
 DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
                "log_level", "cookie_threshold", "max_half_open", "block_threshold",
-               "workers", "vip_interface", "dns_hook")  # fmt: skip
+               "workers", "vip_interface", "dns_hook", "metrics")  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -334,7 +336,25 @@ def _daemon(table: _Table) -> DaemonSettings:
         workers=_workers(table, base.workers),
         vip_interface=config_pools.vip_interface(table, base.vip_interface),
         dns_hook=config_pools.dns_hook(table),
+        metrics=_metrics(table),
     )
+
+
+def _metrics(table: _Table) -> tuple[str, int] | None:
+    """`metrics = "127.0.0.1:9507"` (or "[::1]:9507"): where to serve Prometheus; "" = off."""
+    text = str(table.get("metrics", str, "", '"127.0.0.1:9507"')).strip()
+    if not text:
+        return None
+    host, _, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        fix = 'write e.g. "127.0.0.1:9507" or "[::1]:9507" (an IP address, not a name)'
+        table.fail("metrics", f"{text!r} is not ADDRESS:PORT", fix)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        table.fail("metrics", f"{text!r} has no port 1..65535", 'write e.g. "127.0.0.1:9507"')
+    return host, int(port)
 
 
 MAX_WORKERS = 256  # an SPI's first octet names its worker (service/handoff.py)

@@ -46,6 +46,7 @@ from .handoff import TaggedSpis, WorkerRole
 from .kernel_apply import TRAP_BASE, KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
+from .metrics import Meter, MeteredDriver, MeteredTransport, MetricsServer, snapshot, to_json
 from .systemd import Notifier
 from .udp import UdpTransport
 from .vips import make_virtual_ips
@@ -100,6 +101,9 @@ class Daemon:
         self.key_log: KeyLog | None = None
         # sd_notify to systemd (Type=notify): the one process it watches, never a worker
         self.notifier = Notifier() if role is None else Notifier({})
+        # [daemon] metrics: counted in every process; served here only without workers
+        self.meter = Meter() if config.daemon.metrics is not None else None
+        self.metrics: MetricsServer | None = None
 
     # --- lifecycle
     async def run(self) -> int:
@@ -118,7 +122,8 @@ class Daemon:
             self.key_log = KeyLog(self.options.key_log)
             log.warning("key log is ON: every SA's keys are written in clear",
                         file=self.options.key_log)  # fmt: skip
-        self.transport = UdpTransport(loop, self._on_datagram, self._on_batch)
+        transport_class = UdpTransport if self.meter is None else MeteredTransport
+        self.transport = transport_class(loop, self._on_datagram, self._on_batch)
         if role is None:
             engine = Engine(self.config.engine)
             applier = KernelApplier(kernel)
@@ -131,13 +136,22 @@ class Daemon:
             )
             applier = KernelApplier(kernel, reqid_stride=role.workers, reqid_offset=role.index)
         vips = make_virtual_ips(self.choice.name, settings.vip_interface, settings.dns_hook, loop)
-        self.driver = Driver(engine, kernel, self.transport, loop, self.key_log, applier, vips)
+        driver_class = Driver if self.meter is None else MeteredDriver
+        self.driver = driver_class(
+            engine, kernel, self.transport, loop, self.key_log, applier, vips
+        )
+        if self.meter is not None:
+            self.transport.meter = self.driver.meter = self.meter  # type: ignore[attr-defined]
         try:
             self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel,
                                 reuse_port=role is not None)  # fmt: skip
             if role is None:
                 self.control = ControlServer(settings.control_socket, self._handlers(worker=False))
                 await self.control.start()
+                if settings.metrics is not None:
+                    self.metrics = MetricsServer(settings.metrics, self._snapshot,
+                                                 lambda: self.config.engine)  # fmt: skip
+                    self.metrics.start()
             else:
                 role.handoff.pin(self.config.engine.connections)
                 role.handoff.start(loop, self._take_over, self._on_batch)
@@ -264,6 +278,8 @@ class Daemon:
         loop = asyncio.get_running_loop()
         if self.driver is not None:
             self.driver.stop()
+        if self.metrics is not None:
+            self.metrics.close()
         if self.control is not None:
             await self.control.close()
         if self.channel is not None:
@@ -338,10 +354,21 @@ class Daemon:
             "list-pools": self._cmd_pools,
             "reload": self._cmd_reload,
             "stats": self._cmd_stats,
+            "metrics": self._cmd_metrics,
         }
         if worker:
             handlers["drain"] = self._cmd_drain
         return handlers
+
+    async def _snapshot(self) -> Any:
+        assert self.meter is not None and self.driver is not None and self.transport is not None
+        return snapshot(self.meter, self.driver, self.transport)
+
+    async def _cmd_metrics(self, request: dict[str, Any]) -> dict[str, Any]:
+        """This process's figures (the supervisor adds up its workers' for the endpoint)."""
+        if self.meter is None:
+            return {"ok": False, "error": "metrics are off ([daemon] metrics)"}
+        return {"ok": True, "metrics": to_json(await self._snapshot())}
 
     async def _cmd_drain(self, request: dict[str, Any]) -> dict[str, Any]:
         """The supervisor's first step of a shutdown: every worker deletes its IKE SAs while all

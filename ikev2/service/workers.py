@@ -52,6 +52,7 @@ from .control import ControlServer
 from .daemon import SHUTDOWN_WAIT, Daemon, DaemonOptions, flush_kernel, log_kernel_choice, run_loop
 from .handoff import HandOff, WorkerRole, connection_worker, make_channels
 from .kernel_choice import KernelChoice, choose_kernel
+from .metrics import MetricsServer, Snapshot, from_json, merge
 from .systemd import Notifier
 
 log = get_logger("ikev2.workers")
@@ -145,6 +146,7 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.pidfds: dict[int, int] = {}  # pid -> pidfd, while the worker lives
         self.notifier = Notifier()  # systemd watches the supervisor (the main PID)
+        self.metrics: MetricsServer | None = None
         self.listening = "?"
 
     # --- lifecycle
@@ -182,6 +184,10 @@ class Supervisor:
         try:
             self.control = ControlServer(settings.control_socket, self._handlers())
             await self.control.start()
+            if settings.metrics is not None:  # one endpoint: the workers' figures added up
+                self.metrics = MetricsServer(settings.metrics, self._metrics,
+                                             lambda: self.config.engine)  # fmt: skip
+                self.metrics.start()
         except OSError as exc:
             log.error("startup failed", error=str(exc))
             self.code = 1
@@ -259,6 +265,8 @@ class Supervisor:
             self.code = 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.all_exited.wait(), 2.0)
+        if self.metrics is not None:
+            self.metrics.close()
         if self.control is not None:
             await self.control.close()
         self.notifier.close()
@@ -357,6 +365,13 @@ class Supervisor:
             log.warning("supervisor kept its configuration: `up` routes by the old one",
                         error=str(exc))  # fmt: skip
         return {**first, "deleted_sas": sum(a.get("deleted_sas", 0) for a in answers)}
+
+    async def _metrics(self) -> Snapshot:
+        """Every live worker's snapshot over its channel, added up (service/metrics.py)."""
+        answers = await asyncio.gather(
+            *(link.call({"cmd": "metrics"}) for link in self.links if link.alive)
+        )
+        return merge(from_json(a["metrics"]) for a in answers if a.get("ok"))
 
     async def _cmd_stats(self, request: dict[str, Any]) -> dict[str, Any]:
         answers = await self._all(request)
