@@ -107,6 +107,12 @@ class KeyExchange(ABC):
         """Responder side: the shared secret from the initiator's KE data."""
         return self.compute(peer_public)
 
+    @property
+    def is_kem(self) -> bool:
+        """A KEM (ML-KEM): the two sides' KE data differ in kind and size (encapsulation key
+        one way, ciphertext the other), so the roles may never be swapped."""
+        return self.suite.kind == "mlkem"
+
     def _check_length(self, peer_public: bytes, expected: int) -> None:
         if len(peer_public) != expected:
             raise InvalidKeyExchange(
@@ -307,3 +313,15 @@ def create_key_exchange(group: int, random_bytes: RandomSource) -> KeyExchange:
     """A key exchange object for a KE transform id (UnsupportedTransform if not implemented)."""
     suite = ke_suite(group)
     return _KINDS[suite.kind](suite, random_bytes)
+
+
+def respond_key_exchange(
+    group: int, peer_public: bytes, random_bytes: RandomSource
+) -> tuple[KeyExchange, bytes]:
+    """The responder's half of any key exchange (IKE_SA_INIT, CREATE_CHILD_SA, IKE rekey,
+    IKE_INTERMEDIATE, IKE_FOLLOWUP_KE): a fresh object that answers the initiator's KE data,
+    and the shared secret. The one entry point for a responder, so a KEM method always takes
+    its encapsulation path (a responder never holds an ML-KEM key pair). Raises
+    InvalidKeyExchange for bad peer data."""
+    exchange = create_key_exchange(group, random_bytes)
+    return exchange, exchange.respond(peer_public)

@@ -425,8 +425,15 @@ class Engine:
             refusal = exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc))
             self._init_refuse(message, remote, local, refusal, now)
             return
+        except Exception:
+            self._forget(sa)  # our bug: an unanswered SA would stay without any deadline
+            raise
         sa.bind_log()
-        packet = ike_init.build_r(sa)
+        try:
+            packet = ike_init.build_r(sa)
+        except Exception:
+            self._forget(sa)
+            raise
         sa.transition(IkeInput.RESPOND_INIT)
         sa.half_open_key = (header.spi_i, remote)
         self.half_open[sa.half_open_key] = sa

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...constants import ExchangeType, NotifyType, ProtocolId
-from ...crypto.dh import KeyExchange, create_key_exchange
+from ...crypto.dh import KeyExchange, create_key_exchange, respond_key_exchange
 from ...errors import (
     ChildSaNotFound,
     CryptoError,
@@ -312,9 +312,8 @@ def _respond(
                     f"KE group {getattr(ke, 'group', None)}, chose {suite.ke}",
                     struct.pack("!H", suite.ke),
                 )
-            exchange = create_key_exchange(suite.ke, sa.random_bytes)
             try:
-                shared = exchange.respond(ke.data)
+                exchange, shared = respond_key_exchange(suite.ke, ke.data, sa.random_bytes)
             except CryptoError as exc:
                 raise ProtocolError(f"bad KE data: {exc}") from None
             ke_reply = [KePayload(suite.ke, exchange.public_bytes)]

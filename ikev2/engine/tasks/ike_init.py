@@ -20,7 +20,7 @@ from ...constants import (
     NotifyType,
     ProtocolId,
 )
-from ...crypto.dh import create_key_exchange
+from ...crypto.dh import create_key_exchange, respond_key_exchange
 from ...crypto.keymat import derive_ike_keys
 from ...crypto.sk import SkCipher
 from ...crypto.suites import encr_suite, integ_suite
@@ -271,8 +271,9 @@ def process_r(sa: IkeSa, raw: bytes, message: Message) -> None:
             f"KE in group {ke.group}, proposal chose {suite.ke}", struct.pack("!H", suite.ke)
         )
     sa.ke_group = suite.ke
-    sa.ke = create_key_exchange(suite.ke, sa.random_bytes)
-    shared = sa.ke.compute(ke.data)
+    # the responder's path for every method: ML-KEM encapsulates to KEi (never compute(),
+    # which would decapsulate with a key pair a responder does not have)
+    sa.ke, shared = respond_key_exchange(suite.ke, ke.data, sa.random_bytes)
     sa.nonce_i = nonce.data
     sa.nonce_r = sa.new_nonce()
     sa.suite = suite

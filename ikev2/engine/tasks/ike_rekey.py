@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ...constants import ExchangeType, NotifyType, ProtocolId
-from ...crypto.dh import KeyExchange, create_key_exchange
+from ...crypto.dh import KeyExchange, create_key_exchange, respond_key_exchange
 from ...crypto.keymat import derive_rekeyed_ike_keys
 from ...crypto.sk import SkCipher
 from ...crypto.suites import encr_suite, integ_suite
@@ -265,9 +265,8 @@ def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload
         raise InvalidKePayload(
             f"KE group {ke.group}, chose {suite.ke}", struct.pack("!H", suite.ke)
         )
-    exchange = create_key_exchange(suite.ke, sa.random_bytes)
     try:
-        shared = exchange.respond(ke.data)
+        exchange, shared = respond_key_exchange(suite.ke, ke.data, sa.random_bytes)
     except CryptoError as exc:
         raise ProtocolError(f"bad KE data: {exc}") from None
     nonce_r = sa.new_nonce()
