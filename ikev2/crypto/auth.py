@@ -51,6 +51,21 @@ def signed_octets(
     return message_bytes + peer_nonce + prf.compute(id_payload_body)
 
 
+def intermediate_auth(prf: Prf, previous: bytes, authenticated: bytes, plaintext: bytes) -> bytes:
+    """IntAuth_[i|r](n) = prf(SK_p[i|r], IntAuth_[i|r](n-1) | IntAuth_[i|r](n)A | ...P)
+    (RFC 9242 §3.3.2): `authenticated` is the IKE header and the Encrypted payload header as if
+    the payload held `plaintext` (its inner payloads) in the clear; `previous` is empty for the
+    first IKE_INTERMEDIATE message. prf is keyed with the SK_pi/SK_pr of the keys that protect
+    the message."""
+    return prf.compute_parts(previous, authenticated, plaintext)
+
+
+def intermediate_octets(int_auth_i: bytes, int_auth_r: bytes, ike_auth_mid: int) -> bytes:
+    """IntAuth = IntAuth_iN | IntAuth_rN | IKE_AUTH_MID (RFC 9242 §3.3.2), appended to both
+    sides' signed octets; the message ID of the first IKE_AUTH request, 32 bits."""
+    return int_auth_i + int_auth_r + ike_auth_mid.to_bytes(4, "big")
+
+
 def psk_auth_data(prf_id: int, psk: bytes, octets: bytes) -> bytes:
     """AUTH = prf( prf(Shared Secret, "Key Pad for IKEv2"), <SignedOctets>) (RFC 7296 §2.15)."""
     return _padded_psk_prf(prf_id, psk).compute(octets)

@@ -25,7 +25,9 @@ class ProposalSpec:
     """One proposal as we offer or accept it (RFC 7296 §3.3): alternatives per transform type.
 
     encr holds (ENCR id, key bits or None) pairs. An AEAD proposal has no integ. ke is empty for a
-    child without PFS. Order is preference order.
+    child without PFS. addke[n-1] holds the alternatives for ADDKEn (RFC 9370 §2.2.1; KeId.NONE
+    among them makes that exchange optional, an empty or missing entry means NONE only). Order is
+    preference order.
     """
 
     protocol: ProtocolId
@@ -34,6 +36,7 @@ class ProposalSpec:
     integ: tuple[int, ...] = ()
     ke: tuple[int, ...] = ()
     esn: tuple[int, ...] = ()
+    addke: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -145,6 +145,9 @@ class Reassembler:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.last_drop: str | None = None
+        # (first inner payload type, joined plaintext) of the last set completed: what RFC 9242
+        # §3.3.2 authenticates of a fragmented IKE_INTERMEDIATE message
+        self.completed: tuple[int, bytes] | None = None
         self._set: _FragmentSet | None = None
         self._floor: int | None = None  # the newest message ID seen with a valid ICV
 
@@ -287,4 +290,5 @@ class Reassembler:
         # RFC 7383 §2.6: all fragments are in; join them in order and decode the inner chain
         self._set = None
         data = b"".join(current.parts[index] for index in range(1, total + 1))
+        self.completed = (current.first_type, data)
         return decode_payloads(current.first_type, data, is_response=header.is_response)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .pools import Pools
     from .proposals import NegotiatedSuite
     from .tasks.config_payload import CpState
+    from .tasks.intermediate import IntermediateState
 
 
 NONCE_BYTES = 32
@@ -167,6 +168,7 @@ class IkeSa:
         "init_response",
         "init_retries",
         "initiator",
+        "intermediate",
         "ke",
         "ke_group",
         "keys",
@@ -250,6 +252,8 @@ class IkeSa:
         self.init_request = b""
         self.init_response = b""
         self.init_retries = 0
+        # RFC 9242/9370: the IKE_INTERMEDIATE rounds before IKE_AUTH (tasks/intermediate.py)
+        self.intermediate: IntermediateState | None = None
         self.chosen_proposal: Proposal | None = None
         self.suite: NegotiatedSuite | None = None
         self.keys: IkeKeys | None = None
@@ -375,7 +379,11 @@ class IkeSa:
         if isinstance(last, SkfPayload):
             assert self.sk_in is not None
             reassembler = self.fragments_in.setdefault(message.header.is_response, Reassembler())
-            return reassembler.add(raw, message, self.sk_in, now)
+            payloads = reassembler.add(raw, message, self.sk_in, now)
+            if payloads is not None and self.intermediate is not None:
+                assert reassembler.completed is not None
+                self.intermediate.received(message.header, *reassembler.completed)
+            return payloads
         return self.unprotect(raw, message)
 
     def unprotect(self, raw: bytes, message: Message) -> tuple[Payload, ...]:
@@ -388,6 +396,8 @@ class IkeSa:
             raise DecodeError("message has no SK payload as its last payload", len(raw))
         aad = raw[: len(raw) - len(sk.body)]
         plain = self.sk_in.unprotect(aad, sk.body)
+        if self.intermediate is not None:  # RFC 9242 §3.3.2 authenticates this plaintext
+            self.intermediate.received(message.header, sk.inner_next_payload, plain)
         return decode_payloads(sk.inner_next_payload, plain, len(aad))
 
     # --- sending
@@ -481,6 +491,7 @@ class IkeSa:
         messages AUTH signs; the DH private key, which also holds OpenSSL memory)."""
         self.init_request = self.init_response = self.cookie = b""
         self.ke = None
+        self.intermediate = None
         self.chosen_proposal = None
 
     def new_nonce(self) -> bytes:

@@ -47,7 +47,15 @@ from .ike_sa import IkeSa, Outbox
 from .pools import Pools, PoolView
 from .reqids import DEFAULT_MAX_REQID, ReqidCounter
 from .state import ALLOWED_REQUESTS, IkeInput, IkeState
-from .tasks import config_payload, create_child, ike_auth, ike_init, ike_rekey, informational
+from .tasks import (
+    config_payload,
+    create_child,
+    ike_auth,
+    ike_init,
+    ike_rekey,
+    informational,
+    intermediate,
+)
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
 
@@ -525,6 +533,8 @@ class Engine:
             return
         answer = self._respond(sa, header.exchange, inner, now)
         sa.respond(header.exchange, header.message_id, answer)
+        if header.exchange == ExchangeType.IKE_INTERMEDIATE:
+            intermediate.responded(sa)  # new keys once the answer is out (RFC 9370 §2.2.2)
         if sa.pending_close:
             informational.ike_deleted(sa, sa.pending_close)
         else:
@@ -543,6 +553,8 @@ class Engine:
             return answer
         if exchange == ExchangeType.INFORMATIONAL:
             return informational.respond(sa, inner)
+        if exchange == ExchangeType.IKE_INTERMEDIATE:
+            return intermediate.respond(sa, inner, now)
         # CREATE_CHILD_SA: an IKE SA proposal means an IKE rekey (§1.3.2), else a child (§1.3.1)
         sa_payload = next((p for p in inner if isinstance(p, SaPayload)), None)
         if sa_payload and sa_payload.proposals and sa_payload.proposals[0].protocol == 1:

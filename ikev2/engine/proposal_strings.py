@@ -7,7 +7,9 @@ As strongSwan does:
 - integrity algorithms are dropped from a proposal whose ciphers are all AEAD (after that
   derivation), so "aes256gcm16-sha256-ecp256" is "aes256gcm16-prfsha256-ecp256";
 - an ESP/AH proposal without esn/noesn means noesn;
-- "default" expands to our default proposals for the protocol.
+- "default" expands to our default proposals for the protocol;
+- "keN_<method>" (N 1..7) adds <method> to ADDKEN, RFC 9370's additional key exchanges
+  ("x25519-ke1_mlkem768"); "keN_none" makes that exchange optional.
 format_proposal writes canonical keywords (x25519, x448, ...), leaving out a PRF list that equals
 the derived one and a lone noesn, so parse_proposals(format_proposal(spec)) == (spec,).
 """
@@ -192,10 +194,50 @@ def _unknown(token: str, text: str, protocol: ProtocolId) -> ProposalSyntaxError
     )
 
 
+MAX_ADDKE = 7  # RFC 9370 §2.2.1: ADDKE1..ADDKE7
+ADDKE_NONE_KEYWORD = "none"
+
+
+def _addke_token(token: str) -> tuple[int, str] | None:
+    """("ke3_mlkem768") -> (3, "mlkem768"); None when the token is not of that form."""
+    head, sep, method = token.partition("_")
+    if not sep or len(head) != 3 or not head.startswith("ke") or not head[2].isdigit():
+        return None
+    return int(head[2]), method
+
+
+def _parse_addke(token: str, text: str, protocol: ProtocolId) -> tuple[int, int] | None:
+    """(ADDKE index 0..6, method id) of a keN_ token, or None if it is no such token."""
+    parsed = _addke_token(token)
+    if parsed is None:
+        return None
+    number, method = parsed
+    if not 1 <= number <= MAX_ADDKE:
+        raise ProposalSyntaxError(
+            f"{token!r}: additional key exchanges are ke1_ to ke{MAX_ADDKE}_ in {text!r}", token
+        )
+    if method == ADDKE_NONE_KEYWORD:
+        return number - 1, KeId.NONE
+    if method not in KE_KEYWORDS:
+        close = difflib.get_close_matches(method, list(KE_KEYWORDS), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(f'ke{number}_{c}' for c in close)}?" if close else ""
+        raise ProposalSyntaxError(
+            f"unknown key exchange {method!r} in {token!r} of {protocol.name} proposal "
+            f"{text!r}{hint}",
+            token,
+        )
+    return number - 1, KE_KEYWORDS[method]
+
+
 def _parse_one(text: str, protocol: ProtocolId) -> ProposalSpec:
     encr_found: list[tuple[int, int | None]] = []
     ids_found: dict[str, list[int]] = {group: [] for group in KEYWORD_GROUPS}
+    addke_found: list[list[int]] = [[] for _ in range(MAX_ADDKE)]
     for token in text.lower().split("-"):
+        additional = _parse_addke(token, text, protocol)
+        if additional is not None:
+            addke_found[additional[0]].append(additional[1])
+            continue
         group = next((g for g, table in KEYWORD_GROUPS.items() if token in table), None)
         if group is None:
             raise _unknown(token, text, protocol)
@@ -231,7 +273,12 @@ def _parse_one(text: str, protocol: ProtocolId) -> ProposalSpec:
         integ = ()
     if protocol != ProtocolId.IKE and not esn:
         esn = (EsnId.NO_ESN,)
-    return ProposalSpec(protocol, encr, prf, integ, ke, esn)
+    addke = tuple(_dedupe(found) for found in addke_found)
+    while addke and not addke[-1]:
+        addke = addke[:-1]
+    if addke:
+        need(bool(ke), "a key exchange method (KE) before additional ones (keN_)")
+    return ProposalSpec(protocol, encr, prf, integ, ke, esn, addke)
 
 
 def parse_proposals(text: str, protocol: ProtocolId) -> tuple[ProposalSpec, ...]:
@@ -264,6 +311,10 @@ def format_proposal(spec: ProposalSpec) -> str:
     if spec.prf != derived:
         tokens += [name("prf", p) for p in spec.prf]
     tokens += [name("ke", k) for k in spec.ke]
+    for number, choices in enumerate(spec.addke, 1):
+        tokens += [
+            f"ke{number}_{ADDKE_NONE_KEYWORD if k == KeId.NONE else name('ke', k)}" for k in choices
+        ]
     if spec.esn != (EsnId.NO_ESN,):
         tokens += [name("esn", e) for e in spec.esn]
     return "-".join(tokens)

@@ -65,7 +65,13 @@ REQUIRED_TYPES: dict[int, frozenset[int]] = {
 }
 
 # Transform ids that are "absence of an algorithm"; the crypto layer is not asked about them.
-NONE_IDS: dict[int, int] = {TransformType.INTEG: IntegId.NONE, TransformType.KE: KeId.NONE}
+NONE_IDS: dict[int, int] = {
+    TransformType.INTEG: IntegId.NONE,
+    TransformType.KE: KeId.NONE,
+    **{t: KeId.NONE for t in ADDKE_TYPES},
+}
+# ADDKE transforms carry key exchange method ids: the crypto layer is asked about them as KE.
+_ASK_AS: dict[int, int] = {t: TransformType.KE for t in ADDKE_TYPES}
 
 
 def is_aead(encr_id: int) -> bool:
@@ -118,10 +124,12 @@ def _split_aead(spec: ProposalSpec) -> Iterator[ProposalSpec]:
     aead = tuple(e for e in spec.encr if is_aead(e[0]))
     classic = tuple(e for e in spec.encr if not is_aead(e[0]))
     if aead and classic:
-        yield ProposalSpec(spec.protocol, aead, spec.prf, (), spec.ke, spec.esn)
-        yield ProposalSpec(spec.protocol, classic, spec.prf, spec.integ, spec.ke, spec.esn)
+        yield ProposalSpec(spec.protocol, aead, spec.prf, (), spec.ke, spec.esn, spec.addke)
+        yield ProposalSpec(
+            spec.protocol, classic, spec.prf, spec.integ, spec.ke, spec.esn, spec.addke
+        )
     elif aead:
-        yield ProposalSpec(spec.protocol, aead, spec.prf, (), spec.ke, spec.esn)
+        yield ProposalSpec(spec.protocol, aead, spec.prf, (), spec.ke, spec.esn, spec.addke)
     else:
         yield spec
 
@@ -132,12 +140,18 @@ def _spec_esn(spec: ProposalSpec) -> tuple[int, ...]:
 
 
 def spec_to_proposals(
-    specs: Sequence[ProposalSpec], spi: bytes, *, include_ke: bool = True
+    specs: Sequence[ProposalSpec],
+    spi: bytes,
+    *,
+    include_ke: bool = True,
+    include_addke: bool = True,
 ) -> tuple[Proposal, ...]:
     """Our SA payload's proposals, numbered from 1 (RFC 7296 §3.3.1).
 
-    Transform order: ENCR (KEY_LENGTH attribute when key bits are given), PRF, INTEG, KE, ESN.
-    include_ke=False leaves KE out, for the child SA of IKE_AUTH (RFC 7296 §1.2).
+    Transform order: ENCR (KEY_LENGTH attribute when key bits are given), PRF, INTEG, KE,
+    ADDKE1..7 (RFC 9370 §2.2.1), ESN. include_ke=False leaves KE and ADDKE out, for the child SA
+    of IKE_AUTH (RFC 7296 §1.2); include_addke=False leaves only ADDKE out (an exchange that
+    cannot run the follow-up key exchanges).
     """
     proposals: list[Proposal] = []
     for spec in (part for s in specs for part in _split_aead(s)):
@@ -149,6 +163,12 @@ def spec_to_proposals(
         transforms += [Transform(TransformType.INTEG, integ_id) for integ_id in spec.integ]
         if include_ke:
             transforms += [Transform(TransformType.KE, ke_id) for ke_id in spec.ke]
+        if include_ke and include_addke:
+            transforms += [
+                Transform(ADDKE_TYPES[index], ke_id)
+                for index, choices in enumerate(spec.addke)
+                for ke_id in choices
+            ]
         if spec.protocol != ProtocolId.IKE:
             transforms += [Transform(TransformType.ESN, esn) for esn in _spec_esn(spec)]
         proposals.append(Proposal(len(proposals) + 1, spec.protocol, spi, tuple(transforms)))
@@ -178,9 +198,24 @@ def _first_acceptable(
             continue
         if NONE_IDS.get(transform.type) == transform.id or transform.type == TransformType.ESN:
             return transform
-        if supported(transform.type, transform.id, None):
+        if supported(_ASK_AS.get(transform.type, transform.type), transform.id, None):
             return transform
     return None
+
+
+def _addke_choices(spec: ProposalSpec, additional_ke: bool) -> dict[int, tuple[int, ...]]:
+    """Our alternatives for ADDKE1..7 (RFC 9370 §2.2.1): an absent or empty entry means NONE
+    only; additional_ke=False (the exchange cannot run them) allows NONE alone everywhere."""
+    no_ke: tuple[int, ...] = (KeId.NONE,)
+    choices: dict[int, tuple[int, ...]] = {}
+    for index, transform_type in enumerate(ADDKE_TYPES):
+        ours = spec.addke[index] if index < len(spec.addke) else ()
+        if not ours:
+            ours = no_ke
+        elif not additional_ke:
+            ours = no_ke if KeId.NONE in ours else ()  # () : this spec cannot fit
+        choices[transform_type] = ours
+    return choices
 
 
 def _match_spec(
@@ -188,28 +223,36 @@ def _match_spec(
     spec: ProposalSpec,
     supported: Supported,
     skip_ke: bool,
+    additional_ke: bool = True,
 ) -> list[Transform] | None:
     """One transform per offered type, all allowed by `spec`; None when the spec does not fit."""
     protocol = spec.protocol
     no_ke: tuple[int, ...] = (KeId.NONE,)
     # Our alternatives per type, for the types other than ENCR. KE: for a child an empty spec
     # means no PFS, so only NONE (or an absent KE) fits; IKE always needs a real key exchange.
-    # ADDKE: we have no policy for additional key exchanges, only NONE fits.
     ke_choices = spec.ke
     if protocol == ProtocolId.IKE:
         ke_choices = tuple(k for k in spec.ke if k != KeId.NONE)
     elif skip_ke or not spec.ke:
         ke_choices = no_ke
+    # the child of IKE_AUTH (skip_ke): no key exchange of any kind (RFC 7296 §1.2)
+    addke = {t: no_ke for t in ADDKE_TYPES} if skip_ke else _addke_choices(spec, additional_ke)
+    if any(not choices for choices in addke.values()):
+        return None  # an additional key exchange we require cannot run here
     ours: dict[int, tuple[int, ...]] = {
         TransformType.PRF: spec.prf,
         TransformType.KE: ke_choices,
         TransformType.ESN: _spec_esn(spec),
-        **{t: no_ke for t in ADDKE_TYPES},
+        **addke,
     }
     if skip_ke:
-        grouped = {t: ts for t, ts in grouped.items() if t != TransformType.KE}
+        grouped = {
+            t: ts for t, ts in grouped.items() if t != TransformType.KE and t not in ADDKE_TYPES
+        }
     elif TransformType.KE not in grouped and KeId.NONE not in ours[TransformType.KE]:
         return None  # IKE always, or a child with PFS required: the peer omits the key exchange
+    if any(t not in grouped and KeId.NONE not in addke[t] for t in ADDKE_TYPES):
+        return None  # RFC 9370 §2.2.1: an ADDKE we require, absent from the offer
     esn_absent = protocol != ProtocolId.IKE and TransformType.ESN not in grouped
     if esn_absent and EsnId.NO_ESN not in ours[TransformType.ESN]:
         return None  # an absent ESN transform means NO_ESN
@@ -249,12 +292,19 @@ def _pick_each(
     ours: dict[int, tuple[int, ...]],
     supported: Supported,
 ) -> list[Transform] | None:
-    """For each type, the peer's first transform we accept; None if some type has none."""
+    """For each type, the peer's first transform we accept; None if some type has none.
+    RFC 9370 §2.2.1: the ADDKE choices never repeat a method (NONE aside); ADDKE1 picks first."""
     chosen: list[Transform] = []
-    for transform_type, candidates in grouped.items():
-        pick = _first_acceptable(candidates, ours[transform_type], supported)
+    used_addke: set[int] = set()
+    for transform_type, candidates in sorted(grouped.items()):
+        allowed = ours[transform_type]
+        if transform_type in ADDKE_TYPES:
+            allowed = tuple(k for k in allowed if k == KeId.NONE or k not in used_addke)
+        pick = _first_acceptable(candidates, allowed, supported)
         if pick is None:
             return None
+        if transform_type in ADDKE_TYPES and pick.id != KeId.NONE:
+            used_addke.add(pick.id)
         chosen.append(pick)
     return chosen
 
@@ -266,6 +316,7 @@ def select_proposal(
     supported: Supported,
     *,
     skip_ke: bool = False,
+    additional_ke: bool = True,
 ) -> Proposal | None:
     """The responder's choice (RFC 7296 §2.7): the peer's first proposal that one of our specs fits.
 
@@ -273,11 +324,13 @@ def select_proposal(
     result holds exactly one transform of each type the peer's proposal has, with the peer's
     proposal number and SPI. A proposal with a transform type we do not recognise for `protocol`
     is rejected whole (§3.3.6); unknown transform ids and transforms with unknown attributes are
-    skipped. skip_ke=True ignores KE transforms (the child SA of IKE_AUTH, RFC 7296 §1.2).
+    skipped. skip_ke=True ignores KE and ADDKE transforms (the child SA of IKE_AUTH, RFC 7296
+    §1.2). additional_ke=False accepts only NONE for ADDKE1..7 (RFC 9370 §2.2.1: an initiator
+    that did not announce IKE_INTERMEDIATE, or an exchange without the follow-up exchanges).
     """
     offer = tuple((p.protocol, p.transforms) for p in offered)
     choose = _choose if _cacheable(offered) else _choose_uncached
-    found = choose(offer, tuple(ours), protocol, supported, skip_ke)
+    found = choose(offer, tuple(ours), protocol, supported, skip_ke, additional_ke)
     if found is None:
         return None
     index, chosen = found
@@ -306,6 +359,7 @@ def _choose_uncached(
     protocol: ProtocolId,
     supported: Supported,
     skip_ke: bool,
+    additional_ke: bool = True,
 ) -> tuple[int, tuple[Transform, ...]] | None:
     """(index of the proposal chosen, its chosen transforms): a pure function of the offer's
     transforms and our specs, so cached; peers of one connection send the same few offers."""
@@ -320,7 +374,7 @@ def _choose_uncached(
         if not REQUIRED_TYPES[protocol] - {TransformType.KE} <= set(grouped):
             continue
         for spec in specs:
-            chosen = _match_spec(grouped, spec, supported, skip_ke)
+            chosen = _match_spec(grouped, spec, supported, skip_ke, additional_ke)
             if chosen is not None:
                 return index, tuple(chosen)
     return None
@@ -336,9 +390,12 @@ def select_or_raise(
     supported: Supported,
     *,
     skip_ke: bool = False,
+    additional_ke: bool = True,
 ) -> Proposal:
     """select_proposal, raising NoProposalChosen (RFC 7296 §2.21) when nothing fits."""
-    chosen = select_proposal(offered, ours, protocol, supported, skip_ke=skip_ke)
+    chosen = select_proposal(
+        offered, ours, protocol, supported, skip_ke=skip_ke, additional_ke=additional_ke
+    )
     if chosen is None:
         raise NoProposalChosen(f"none of {len(offered)} {protocol.name} proposals is acceptable")
     return chosen
@@ -384,3 +441,6 @@ def check_selected(response: Proposal, offered: Sequence[Proposal]) -> None:
     missing = set(offered_by_type) - set(chosen_by_type)
     if missing:
         raise InvalidSyntax(f"responder's proposal lacks transform types {sorted(missing)}")
+    methods = [t.id for t in response.transforms if t.type in ADDKE_TYPES and t.id != KeId.NONE]
+    if len(methods) != len(set(methods)):  # RFC 9370 §2.2.1
+        raise NoProposalChosen("responder chose one additional key exchange method twice")

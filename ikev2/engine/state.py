@@ -71,7 +71,8 @@ def can(state: IkeState, event: IkeInput) -> bool:
 
 # Which requests each state of an IKE SA accepts (RFC 7296 §1.2: IKE_AUTH first, then the rest).
 ALLOWED_REQUESTS: dict[IkeState, frozenset[int]] = {
-    IkeState.INIT_DONE: frozenset({ExchangeType.IKE_AUTH}),
+    # RFC 9242 §3: IKE_INTERMEDIATE rounds come between IKE_SA_INIT and IKE_AUTH
+    IkeState.INIT_DONE: frozenset({ExchangeType.IKE_INTERMEDIATE, ExchangeType.IKE_AUTH}),
     IkeState.ESTABLISHED: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
     IkeState.DELETING: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
 }

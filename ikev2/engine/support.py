@@ -41,7 +41,15 @@ def crypto_supports(transform_type: int, transform_id: int, key_bits: int | None
 
 def describe_suite(suite: NegotiatedSuite) -> str:
     """The suite as strongSwan logs it, e.g. AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE_25519."""
-    return _describe(suite.encr, suite.encr_key_bits, suite.integ, suite.prf, suite.ke, suite.esn)
+    return _describe(
+        suite.encr,
+        suite.encr_key_bits,
+        suite.integ,
+        suite.prf,
+        suite.ke,
+        suite.esn,
+        suite.additional_ke,
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -52,6 +60,7 @@ def _describe(
     prf: int | None,
     ke: int | None,
     esn: bool,
+    additional_ke: tuple[int, ...] = (),
 ) -> str:
     parts: list[str] = []
     if encr is not None:
@@ -63,6 +72,8 @@ def _describe(
         parts.append("PRF_" + enum_name(PrfId, prf))
     if ke is not None:
         parts.append(enum_name(KeId, ke))
+    # RFC 9370 additional key exchanges, as strongSwan 6 names them (KE1_ML_KEM_768, ...)
+    parts += [f"KE{n}_{enum_name(KeId, k)}" for n, k in enumerate(additional_ke, 1)]
     if esn:
         parts.append(enum_name(EsnId, EsnId.ESN))
     return "/".join(parts)

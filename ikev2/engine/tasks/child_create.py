@@ -48,6 +48,7 @@ ReqidSource = Callable[[ChildConfig, TsSpecs, TsSpecs], int]
 # RFC 7296 §1.2: the KE of a child created in IKE_AUTH comes from IKE_SA_INIT, so KE
 # transforms are left out of (and ignored in) IKE_AUTH child proposals.
 KE_TRANSFORM = 4
+KE_TRANSFORMS = frozenset({KE_TRANSFORM, *range(6, 13)})  # KE and ADDKE1..7 (RFC 9370 §2.2.1)
 
 
 def new_spi(sa: IkeSa) -> int:
@@ -62,13 +63,17 @@ def new_spi(sa: IkeSa) -> int:
 def _without_ke(specs: tuple[ProposalSpec, ...]) -> tuple[ProposalSpec, ...]:
     """Our child proposals without PFS, for the child of IKE_AUTH (RFC 7296 §1.2); cached, as
     dataclasses.replace costs ~7 µs a call."""
-    return tuple(replace(s, ke=()) for s in specs)
+    return tuple(replace(s, ke=(), addke=()) for s in specs)
 
 
 def _strip_ke(proposals: Sequence[Proposal]) -> tuple[Proposal, ...]:
+    """The offer without KE and ADDKE1..7 (RFC 9370 §2.2.3: none of them apply in IKE_AUTH)."""
     return tuple(
         Proposal(
-            p.number, p.protocol, p.spi, tuple(t for t in p.transforms if t.type != KE_TRANSFORM)
+            p.number,
+            p.protocol,
+            p.spi,
+            tuple(t for t in p.transforms if t.type not in KE_TRANSFORMS),
         )
         for p in proposals
     )

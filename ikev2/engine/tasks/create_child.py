@@ -81,8 +81,9 @@ class CreateChildExchange:
             old.state = ChildState.REKEYING
         protocol = ProtocolId(self.config.proposals[0].protocol)
         self.child = ChildSa(self.config, self.reqid, protocol, new_spi(sa), mode=self.config.mode)
+        # ADDKE in child proposals needs IKE_FOLLOWUP_KE (RFC 9370 §2.2.4): not offered here
         self.proposals = spec_to_proposals(
-            self.config.proposals, struct.pack("!I", self.child.spi_in)
+            self.config.proposals, struct.pack("!I", self.child.spi_in), include_addke=False
         )
         self.nonce = sa.new_nonce()
         payloads: list[Payload] = []
@@ -292,7 +293,9 @@ def _respond(
     refusal: ProtocolError = NoProposalChosen("no child config accepts the proposals")
     for config in configs:
         protocol = config.proposals[0].protocol
-        chosen = select_proposal(sa_payload.proposals, config.proposals, protocol, crypto_supports)
+        chosen = select_proposal(
+            sa_payload.proposals, config.proposals, protocol, crypto_supports, additional_ke=False
+        )
         if chosen is None or len(chosen.spi) != 4:
             continue
         try:

@@ -42,7 +42,7 @@ from ...wire import (
 from ..config import ConnectionConfig, Identity
 from ..eap import EapPeer, EapServer, EapType, Outcome
 from ..identity import identity_matches
-from . import child_create, config_payload, error_notifies, find_payload
+from . import child_create, config_payload, error_notifies, find_payload, intermediate
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -63,13 +63,13 @@ def _id_body(payload: IdPayload) -> bytes:
 
 
 def _initiator_auth(sa: IkeSa, idi: IdPayload, secret: bytes, prf: Prf) -> bytes:
-    return eap_auth(sa.prf_id, secret, signed_octets(sa.init_request, sa.nonce_r, prf,
-                                                     _id_body(idi)))  # fmt: skip
+    octets = signed_octets(sa.init_request, sa.nonce_r, prf, _id_body(idi))
+    return eap_auth(sa.prf_id, secret, octets + intermediate.auth_octets(sa))  # RFC 9242 §3.3.2
 
 
 def _responder_auth(sa: IkeSa, idr: IdPayload, secret: bytes, prf: Prf) -> bytes:
-    return eap_auth(sa.prf_id, secret, signed_octets(sa.init_response, sa.nonce_i, prf,
-                                                     _id_body(idr)))  # fmt: skip
+    octets = signed_octets(sa.init_response, sa.nonce_i, prf, _id_body(idr))
+    return eap_auth(sa.prf_id, secret, octets + intermediate.auth_octets(sa))  # RFC 9242 §3.3.2
 
 
 def _shared_keys(sa: IkeSa, msk: bytes | None) -> tuple[bytes, bytes]:

@@ -43,7 +43,7 @@ from ..credentials import (
 from ..events import IkeSaFailed
 from ..identity import identity_matches
 from ..state import IkeInput
-from . import child_create, config_payload, eap, find_payload
+from . import child_create, config_payload, eap, find_payload, intermediate
 from .ike_init import certreq_payloads, suite_name
 
 if TYPE_CHECKING:
@@ -56,13 +56,16 @@ def id_body(payload: IdPayload) -> bytes:
 
 
 def _our_octets(sa: IkeSa, id_payload: IdPayload) -> bytes:
+    """RFC 7296 §2.15, and RFC 9242 §3.3.2: IntAuth appended after IKE_INTERMEDIATE rounds."""
     message = sa.init_request if sa.initiator else sa.init_response
-    return signed_octets(message, sa.nonce_remote, sa.prf_local(), id_body(id_payload))
+    octets = signed_octets(message, sa.nonce_remote, sa.prf_local(), id_body(id_payload))
+    return octets + intermediate.auth_octets(sa)
 
 
 def _peer_octets(sa: IkeSa, id_payload: IdPayload) -> bytes:
     message = sa.init_response if sa.initiator else sa.init_request
-    return signed_octets(message, sa.nonce_local, sa.prf_remote(), id_body(id_payload))
+    octets = signed_octets(message, sa.nonce_local, sa.prf_remote(), id_body(id_payload))
+    return octets + intermediate.auth_octets(sa)
 
 
 def our_auth_payloads(sa: IkeSa, conn: ConnectionConfig, id_payload: IdPayload) -> list[Payload]:
@@ -233,6 +236,9 @@ def respond(
     """The responder's IKE_AUTH: authenticate the initiator, prove ourselves, make the child."""
     if sa.eap is not None:  # a later round of an EAP conversation (§2.16)
         return eap.respond_round(sa, payloads, reqid_source, now)
+    if intermediate.missing(sa):  # RFC 9370 §2.2.2: every additional key exchange first
+        _fail(sa, "IKE_AUTH before the additional key exchanges", NotifyType.INVALID_SYNTAX)
+        return [NotifyPayload(NotifyType.INVALID_SYNTAX)]
     conn = select_connection(sa, payloads)
     try:
         if conn is None:

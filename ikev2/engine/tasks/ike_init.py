@@ -21,9 +21,9 @@ from ...constants import (
     ProtocolId,
 )
 from ...crypto.dh import create_key_exchange, respond_key_exchange
-from ...crypto.keymat import derive_ike_keys
+from ...crypto.keymat import IkeKeys, derive_ike_keys
 from ...crypto.sk import SkCipher
-from ...crypto.suites import encr_suite, integ_suite
+from ...crypto.suites import EncrSuite, IntegSuite, encr_suite, integ_suite
 from ...errors import InvalidKePayload, NoProposalChosen, ProtocolError
 from ...wire import (
     CertReqPayload,
@@ -42,6 +42,7 @@ from ..events import Endpoint, IkeSaFailed
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
+from . import intermediate
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -126,6 +127,12 @@ def install_ike_keys(sa: IkeSa, suite: NegotiatedSuite, shared_secret: bytes) ->
     _skeyseed, keys = derive_ike_keys(
         suite.prf, encr, integ, sa.nonce_i, sa.nonce_r, shared_secret, sa.spi_i, sa.spi_r
     )
+    set_ike_keys(sa, encr, integ, keys)
+
+
+def set_ike_keys(sa: IkeSa, encr: EncrSuite, integ: IntegSuite | None, keys: IkeKeys) -> None:
+    """The SK_* in place, with the SK ciphers of both directions (also after each additional
+    key exchange, RFC 9370 §2.2.2)."""
     sk_i = SkCipher(encr, keys.sk_ei, integ, keys.sk_ai if integ else b"")
     sk_r = SkCipher(encr, keys.sk_er, integ, keys.sk_ar if integ else b"")
     sa.install_keys(keys, sk_i, sk_r)
@@ -156,6 +163,8 @@ def build_i(sa: IkeSa, now: float) -> None:
         *natd_payloads(sa.spi_i, bytes(8), sa.local, sa.remote),
         *capability_payloads(conn),
     ]
+    if intermediate.wanted(conn):  # RFC 9242 §3.1, for the additional key exchanges we offer
+        payloads.append(intermediate.supported_notify())
     packet = encode_message(Message(_header(sa, False, bytes(8)), tuple(payloads)))
     sa.init_request = packet
     if sa.state is IkeState.CREATED:
@@ -170,6 +179,9 @@ def build_i(sa: IkeSa, now: float) -> None:
 
 def process_i(sa: IkeSa, raw: bytes, message: Message, now: float) -> bool:
     """Handle the IKE_SA_INIT response. True when keys are in place and IKE_AUTH may start."""
+    if sa.keys is not None:  # a copy, while IKE_INTERMEDIATE rounds keep us in INIT_SENT
+        sa.log.info("IKE_SA_INIT response dropped", reason="already processed")
+        return False
     cookie = message.notify(NotifyType.COOKIE)
     invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
     if cookie is not None or invalid_ke is not None:
@@ -220,12 +232,21 @@ def process_i(sa: IkeSa, raw: bytes, message: Message, now: float) -> bool:
     sa.suite = suite
     sa.init_response = raw
     sa.bind_log()
+    if suite.additional_ke and not _announces_intermediate(message):
+        fail(sa, "responder chose additional key exchanges without IKE_INTERMEDIATE", None)
+        return False
     install_ike_keys(sa, suite, shared)
     detect_nat(sa, message)
     record_capabilities(sa, message)
     sa.requests.done()
     sa.transition(IkeInput.RECV_INIT_RESPONSE)
+    if suite.additional_ke:  # RFC 9370 §2.2.2: one IKE_INTERMEDIATE each, before IKE_AUTH
+        intermediate.start(sa, suite.additional_ke)
     return True
+
+
+def _announces_intermediate(message: Message) -> bool:
+    return message.notify(NotifyType.INTERMEDIATE_EXCHANGE_SUPPORTED) is not None
 
 
 def fail(sa: IkeSa, reason: str, notify: NotifyType | None) -> None:
@@ -258,8 +279,14 @@ def process_r(sa: IkeSa, raw: bytes, message: Message) -> None:
     nonce = message.find(NoncePayload)
     if sa_payload is None or ke is None or nonce is None:
         raise ProtocolError("IKE_SA_INIT request lacks SA, KE or Nonce")
+    # RFC 9370 §2.2.1: additional key exchanges only with a peer announcing IKE_INTERMEDIATE
+    announced = _announces_intermediate(message)
     chosen = select_proposal(
-        sa_payload.proposals, conn.ike_proposals, ProtocolId.IKE, crypto_supports
+        sa_payload.proposals,
+        conn.ike_proposals,
+        ProtocolId.IKE,
+        crypto_supports,
+        additional_ke=announced,
     )
     if chosen is None:
         raise NoProposalChosen("no acceptable IKE proposal")
@@ -279,6 +306,8 @@ def process_r(sa: IkeSa, raw: bytes, message: Message) -> None:
     sa.suite = suite
     sa.chosen_proposal = chosen
     sa.init_request = raw
+    if announced:  # RFC 9242 §3.1: we support it too (used when ADDKEs were chosen)
+        sa.intermediate = intermediate.IntermediateState(suite.additional_ke)
     install_ike_keys(sa, suite, shared)
     detect_nat(sa, message)
     record_capabilities(sa, message)
@@ -294,6 +323,8 @@ def build_r(sa: IkeSa) -> bytes:
         *certreq_payloads(sa.conn),
         *capability_payloads(sa.conn),
     ]
+    if sa.intermediate is not None:
+        payloads.append(intermediate.supported_notify())
     packet = encode_message(Message(_header(sa, True, sa.spi_r), tuple(payloads)))
     sa.init_response = packet
     return packet

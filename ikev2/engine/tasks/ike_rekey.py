@@ -136,7 +136,8 @@ class IkeRekeyExchange:
         if not self.ke_group:
             self.ke_group = sa.ke_group if sa.ke_group in groups else groups[0]
         self.ke = create_key_exchange(self.ke_group, sa.random_bytes)
-        self.proposals = spec_to_proposals(sa.conn.ike_proposals, self.spi)
+        # ADDKE needs IKE_FOLLOWUP_KE in a rekey (RFC 9370 §2.2.4): not offered here
+        self.proposals = spec_to_proposals(sa.conn.ike_proposals, self.spi, include_addke=False)
         return [
             SaPayload(self.proposals),
             NoncePayload(self.nonce),
@@ -254,7 +255,11 @@ def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload
     if sa_payload is None or nonce is None or ke is None:
         raise ProtocolError("IKE rekey request lacks SA, Nonce or KE")
     chosen = select_proposal(
-        sa_payload.proposals, sa.conn.ike_proposals, ProtocolId.IKE, crypto_supports
+        sa_payload.proposals,
+        sa.conn.ike_proposals,
+        ProtocolId.IKE,
+        crypto_supports,
+        additional_ke=False,
     )
     if chosen is None or len(chosen.spi) != 8 or chosen.spi == bytes(8):
         raise NoProposalChosen("no acceptable IKE proposal for the rekey")
