@@ -429,3 +429,22 @@ def test_int_auth_is_rfc_9242s_computation_over_the_request() -> None:
     assert state.int_auth_i == expected
     pair.run(until=5)
     established(pair)
+
+
+@pytest.mark.parametrize("auth", ["ecdsa-certificates", "eap-mschapv2"])
+def test_signatures_and_eap_cover_the_intermediate_exchanges(auth: str) -> None:
+    """IntAuth ends the signed octets of every AUTH method: certificates (RFC 7427) and the
+    MSK-keyed AUTH after EAP (RFC 7296 §2.16), where IKE_AUTH_MID is the first IKE_AUTH's."""
+    from .pairing import cert_connections
+    from .test_eap_auth import eap_connections
+
+    conn_i, conn_r = cert_connections("ecdsa") if auth.startswith("ecdsa") else eap_connections()
+    proposals = psk_connections(HYBRID)[0].ike_proposals
+    pair = Pair(replace(conn_i, ike_proposals=proposals), replace(conn_r, ike_proposals=proposals))
+    tap = Tap(pair)
+    pair.initiate()
+    pair.run(until=5)
+    ei, _er = established(pair)
+    assert ei.suite.endswith("KE1_ML_KEM_768")
+    auth_ids = sorted({m.header.message_id for m in tap.headers(True, ExchangeType.IKE_AUTH)})
+    assert auth_ids[0] == 2 and auth_ids == list(range(2, 2 + len(auth_ids)))
