@@ -37,6 +37,7 @@ from .engine.config import (
     PoolConfig,
     Timers,
     TrafficSelectorSpec,
+    Unique,
 )
 from .engine.credentials import load_certificate, load_certificates, load_private_key
 from .engine.eap import METHODS as EAP_METHODS
@@ -441,7 +442,7 @@ def _selectors(
 
 CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
                    "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
-                   "fragmentation", "send_certreq",
+                   "fragmentation", "send_certreq", "unique",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
                    "vips")  # fmt: skip
@@ -455,6 +456,7 @@ SECRET_KEYS = ("ids", "secret", "secret_file")
 EAP_AUTHS: dict[str, tuple[int, ...]] = {f"eap-{n}": (int(t),) for n, t in EAP_METHODS.items()}
 EAP_AUTHS["eap"] = tuple(int(t) for t in EAP_METHODS.values())
 AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
+UNIQUE_POLICIES = tuple(u.value for u in Unique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -737,6 +739,8 @@ def _connection(
         make_before_break=bool(table.get("make_before_break", bool, True, "true")),
         pools=pool_names,
         vips=vips,
+        # swanctl.conf's uniqueness policy per peer identity (engine/unique.py), default no
+        unique=Unique(table.choice("unique", UNIQUE_POLICIES, Unique.NO.value)),
     )
     return conn, actions
 

@@ -96,6 +96,15 @@ class Credentials:
         return None
 
 
+class Unique(enum.StrEnum):
+    """strongSwan's connection uniqueness policy (swanctl.conf `unique`, engine/unique.py)."""
+
+    NO = "no"  # keep duplicates; INITIAL_CONTACT still replaces them
+    NEVER = "never"  # keep duplicates, ignore INITIAL_CONTACT, never send it
+    REPLACE = "replace"  # a new IKE SA of the same identities deletes the old ones
+    KEEP = "keep"  # a new IKE SA of the same identities is refused
+
+
 class Mode(enum.StrEnum):
     TUNNEL = "tunnel"
     TRANSPORT = "transport"
@@ -223,6 +232,7 @@ class ConnectionConfig:
     # virtual IPs; as client, the virtual IPs to ask for (0.0.0.0 / :: for any of that family)
     pools: tuple[str, ...] = ()
     vips: tuple[IPAddress, ...] = ()
+    unique: Unique = Unique.NO  # swanctl.conf's default (engine/unique.py)
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:

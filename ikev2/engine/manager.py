@@ -37,7 +37,7 @@ from ..wire import (
     decode_message,
     validate_payloads,
 )
-from . import kernel_events, reauth, timers
+from . import kernel_events, reauth, timers, unique
 from .config import ChildConfig, ConnectionConfig, EngineConfig, IPAddress
 from .cookies import CookieGate
 from .dos import DropLog, HalfOpenTable
@@ -107,6 +107,7 @@ class Engine:
         conn = self.config.connection(name)
         if children is None:
             children = conn.children
+        contact = unique.send_initial_contact(self.sas.values(), conn)
         sa = self._new_sa(
             conn,
             initiator=True,
@@ -118,7 +119,7 @@ class Engine:
         )
         first_child = children[0] if children else None
         reqid = next(self._reqids) if first_child else 0
-        sa.queue.append(ike_auth.IkeAuthExchange(first_child, reqid))
+        sa.queue.append(ike_auth.IkeAuthExchange(first_child, reqid, initial_contact=contact))
         for child in children[1:]:
             sa.queue.append(create_child.CreateChildExchange(child, next(self._reqids)))
         ike_init.build_i(sa, now)
@@ -545,7 +546,10 @@ class Engine:
     ) -> list[Payload]:
         reqids = functools.partial(self.peers.reqid_for, sa, self._reqids)
         if exchange == ExchangeType.IKE_AUTH:
-            answer = ike_auth.respond(sa, inner, reqids, now)
+            chosen = ike_auth.select_connection(sa, inner)
+            refused = unique.refuse_duplicate(self.sas.values(), sa, chosen, inner)
+            answer = refused or ike_auth.respond(sa, inner, reqids, now)
+            self._dirty += unique.enforce(self.sas.values(), sa, inner, now)  # INITIAL_CONTACT
             if sa.half_open_key is not None:
                 self.half_open.pop(sa.half_open_key, None)
                 sa.half_open_key = None
