@@ -10,6 +10,7 @@ ikev2 demo
 ikev2 check-config FILE                       validate without starting (exit 0, or 1 and why)
 ikev2 list-conns [--config FILE] [--json] | list-certs [--config FILE] [--json]
 ikev2 systemd-unit [--config FILE] [--exec PATH]   print the systemd unit file
+ikev2 import-swanctl swanctl.conf [--secrets FILE ...] > ikev2.toml
 """
 
 from __future__ import annotations
@@ -184,6 +185,17 @@ def _cmd_listing(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_swanctl(args: argparse.Namespace) -> int:
+    from .tools.import_swanctl import run_import
+
+    return run_import(
+        args.file,
+        args.secrets or [],
+        lambda text: print(text, end=""),
+        lambda line: print(line, file=sys.stderr),
+    )
+
+
 def _cmd_systemd_unit(args: argparse.Namespace) -> int:
     from .service.systemd import unit_text
 
@@ -277,6 +289,17 @@ def build_parser() -> argparse.ArgumentParser:
         listing.add_argument("--config", default="/etc/ikev2/ikev2.toml", metavar="FILE")
         listing.add_argument("--json", action="store_true", help="one JSON list")
         listing.set_defaults(handler=_cmd_listing)
+
+    swanctl = sub.add_parser(
+        "import-swanctl",
+        help="translate strongSwan's swanctl.conf into our TOML (stdout); what cannot be "
+        "carried over is named on stderr",
+    )
+    swanctl.add_argument("file", metavar="swanctl.conf")
+    swanctl.add_argument(
+        "--secrets", action="append", metavar="FILE", help="more files with secrets { } sections"
+    )
+    swanctl.set_defaults(handler=_cmd_import_swanctl)
 
     unit = sub.add_parser("systemd-unit", help="print the systemd unit file (Type=notify)")
     unit.add_argument("--config", default="/etc/ikev2/ikev2.toml", metavar="FILE")
