@@ -8,7 +8,8 @@
   subject DN or one subjectAltName of its own type; KEY_ID matches the subjectKeyIdentifier or
   the SHA-1 of the public key. Strict: an FQDN is not looked up in the subject's CN.
 - auth_method_for_key: what we sign with (RFC 7296 §3.8, RFC 4754, RFC 7427, RFC 8420).
-- certreq_authority_hash / select_chain_for_certreq: RFC 7296 §3.7 CERTREQ handling.
+- certreq_authority_hash / requested_authorities / select_chain_for_certreq: RFC 7296 §3.7
+  CERTREQ handling: the chain we send stops below the CA the peer asked for.
 No file IO and no clock: callers pass bytes and `now`.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from ipaddress import IPv4Address, IPv6Address
 
@@ -27,8 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtensionOID
 
-from ..constants import AuthMethod, HashAlgorithm, IdType
+from ..constants import AuthMethod, CertEncoding, HashAlgorithm, IdType
 from ..errors import AuthenticationFailed, UsageError
+from ..wire import CertReqPayload
 from .config import Identity
 from .identity import dn_matches, identity_matches
 
@@ -385,12 +387,38 @@ def split_certreq_hashes(data: bytes) -> tuple[bytes, ...]:
     return tuple(data[i : i + 20] for i in range(0, len(data) - len(data) % 20, 20))
 
 
+def requested_authorities(payloads: Iterable[object]) -> tuple[bytes, ...]:
+    """The CA hashes of every X.509 CERTREQ payload among `payloads` (RFC 7296 §3.7); an
+    empty tuple when there is none, or none names a CA."""
+    hashes: list[bytes] = []
+    for p in payloads:
+        if isinstance(p, CertReqPayload) and p.encoding == CertEncoding.X509_SIGNATURE:
+            hashes += split_certreq_hashes(p.data)
+    return tuple(hashes)
+
+
+def _self_signed(der: bytes) -> bool:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return cert.subject == cert.issuer and _signed_by(cert, cert)
+    except ValueError:
+        return False
+
+
 def select_chain_for_certreq(
     chain: Sequence[bytes], requested: Collection[bytes]
 ) -> tuple[bytes, ...]:
-    """Our chain (end entity first) cut after the first certificate whose issuer the peer asked
-    for by CERTREQ hash: the peer already holds that CA. Without a hit, the whole chain."""
-    for i in range(len(chain) - 1):
-        if certreq_authority_hash(chain[i + 1]) in requested:
-            return tuple(chain[: i + 1])
-    return tuple(chain)
+    """What we send as CERT payloads (RFC 7296 §3.6-3.7): our chain (end entity first) up to,
+    and without, the first CA the peer asked for by CERTREQ hash; it holds that CA. Without a
+    hit (or without a CERTREQ) every intermediate. A self-signed root is never sent (the peer
+    must hold it as a trust anchor anyway). strongSwan's build_trustchain does the same: it
+    walks up from the end entity, stops at a CA of the peer's CERTREQ or at a self-signed one,
+    and sends what lies below (ike_cert_post add_im_certs)."""
+    if not chain:
+        return ()
+    selected = [chain[0]]
+    for der in chain[1:]:
+        if certreq_authority_hash(der) in requested or _self_signed(der):
+            break
+        selected.append(der)
+    return tuple(selected)

@@ -267,7 +267,7 @@ class IkeSa:
         # made when the first fragment arrives (most IKE SAs never see one)
         self.fragments_in: dict[bool, Reassembler] = {}
         self.peer_hash_algorithms: tuple[int, ...] = ()
-        self.peer_certreq = False
+        self.peer_certreq: tuple[bytes, ...] = ()  # CA hashes of the peer's CERTREQs (§3.7)
         self.remote_identity: Identity | None = None
         self.candidates: tuple[ConnectionConfig, ...] = (conn,)
         self.half_open_key: tuple[bytes, Endpoint] | None = None

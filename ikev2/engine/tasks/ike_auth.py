@@ -38,6 +38,8 @@ from ..credentials import (
     CertificateError,
     auth_method_for_key,
     identity_matches_certificate,
+    requested_authorities,
+    select_chain_for_certreq,
     verify_chain,
 )
 from ..events import IkeSaFailed
@@ -76,7 +78,9 @@ def our_auth_payloads(sa: IkeSa, conn: ConnectionConfig, id_payload: IdPayload) 
         assert creds.psk is not None
         return [AuthPayload(AuthMethod.PSK, psk_auth_data(sa.prf_id, creds.psk, octets))]
     method, hash_alg = auth_method_for_key(creds.private_key, sa.peer_hash_algorithms)
-    certs: list[Payload] = [CertPayload(CertEncoding.X509_SIGNATURE, der) for der in creds.certs]
+    # §3.7: the chain up to the CA the peer's CERTREQ names (credentials.py)
+    chain = select_chain_for_certreq(creds.certs, sa.peer_certreq)
+    certs: list[Payload] = [CertPayload(CertEncoding.X509_SIGNATURE, der) for der in chain]
     signature = sign_auth(method, creds.private_key, octets, hash_alg)
     return [*certs, AuthPayload(method, signature)]
 
@@ -239,6 +243,7 @@ def respond(
     if intermediate.missing(sa):  # RFC 9370 §2.2.2: every additional key exchange first
         _fail(sa, "IKE_AUTH before the additional key exchanges", NotifyType.INVALID_SYNTAX)
         return [NotifyPayload(NotifyType.INVALID_SYNTAX)]
+    sa.peer_certreq = requested_authorities(payloads)  # §1.2: IKE_AUTH request's CERTREQs
     conn = select_connection(sa, payloads)
     try:
         if conn is None:

@@ -37,7 +37,7 @@ from ...wire import (
     encode_message,
 )
 from ..config import AuthMethodName, ConnectionConfig
-from ..credentials import certreq_authority_hash
+from ..credentials import certreq_authority_hash, requested_authorities
 from ..events import Endpoint, IkeSaFailed
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
@@ -106,7 +106,7 @@ def record_capabilities(sa: IkeSa, message: Message) -> None:
         sa.peer_hash_algorithms = tuple(
             struct.unpack("!H", data[i : i + 2])[0] for i in range(0, len(data), 2)
         )
-    sa.peer_certreq = any(isinstance(p, CertReqPayload) for p in message.payloads)
+    sa.peer_certreq = requested_authorities(message.payloads)  # §3.7, for ike_auth's CERTs
 
 
 def certreq_payloads(conn: ConnectionConfig) -> list[Payload]:
