@@ -58,6 +58,8 @@ SCRAPE_WAIT = 5.0
 REQUEST_CACHE = 65536  # IKE SAs whose last request we remember for retransmit detection
 _HEADER = struct.Struct("!8s8sBBBBII")  # RFC 7296 §3.1
 _RESPONSE = 0x20
+# how each process's figures add up (the default is the sum): every worker has the whole pool
+MERGE_MAX = frozenset({"pool_size"})
 COOKIE = struct.pack("!H", NotifyType.COOKIE)  # the first notify's type, at offset 34 (§3.10)
 
 Labels = tuple[str, ...]
@@ -90,6 +92,9 @@ METRICS: dict[str, tuple[str, str, Labels]] = {
                     ("connection", "child", "spi_in", "direction")),
     "child_packets": ("counter", "Packets through a child SA (kernel counters)",
                       ("connection", "child", "spi_in", "direction")),
+    "pool_size": ("gauge", "Addresses in a virtual IP pool", ("pool",)),
+    "pool_leases": ("gauge", "Leases of a pool: online (its client is connected) or offline "
+                    "(reserved for its client during the grace time)", ("pool", "state")),
 }  # fmt: skip
 
 
@@ -252,6 +257,11 @@ def snapshot(meter: Meter, driver: Driver, transport: UdpTransport) -> Snapshot:
                 ckey = (view.connection, child.name)
                 out["child_sas"][ckey] = out["child_sas"].get(ckey, 0) + 1
         _traffic(out, driver.kernel, view)
+    out["pool_size"], out["pool_leases"] = {}, {}
+    for pool in driver.engine.list_pools(driver.loop.time()):
+        out["pool_size"][(pool.name,)] = float(pool.size)
+        out["pool_leases"][(pool.name, "online")] = float(pool.online)
+        out["pool_leases"][(pool.name, "offline")] = float(pool.offline)
     udp = out["udp_datagrams"] = {}
     for sock in transport.sockets:
         where = f"{sock.address or '*'}:{sock.port}"
@@ -276,7 +286,10 @@ def merge(snaps: Iterable[Snapshot]) -> Snapshot:
         for name, table in snap.items():
             into = total.setdefault(name, {})
             for labels, value in table.items():
-                into[labels] = into.get(labels, 0) + value
+                if name in MERGE_MAX:
+                    into[labels] = max(into.get(labels, value), value)
+                else:
+                    into[labels] = into.get(labels, 0) + value
     return total
 
 

@@ -27,7 +27,8 @@ from ikev2.service.control import request
 from ikev2.service.metrics import Meter, failure_reason, from_json, merge, to_json
 from ikev2.service.udp import free_port_pair
 
-from .daemons import MOON, SUN, Daemon, side_config, wait_until
+from .daemons import MOON, PSK, SUN, Daemon, side_config, wait_until
+from .test_remote_access import CLIENT, GATEWAY
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -231,6 +232,38 @@ async def test_workers_add_up_on_one_endpoint() -> None:
             sock.close()
 
 
+async def test_pool_usage_on_a_gateway(tmp_path: Path) -> None:
+    port = free_port_pair((MOON, SUN))
+    metrics = free_tcp_port()
+    values = {"moon": MOON, "sun": SUN, "port": port, "nat": port + 1, "psk": PSK, "hook": ""}
+    gw_conf, rw_conf = tmp_path / "gw.toml", tmp_path / "rw.toml"
+    gateway_text = GATEWAY.format(control=tmp_path / "gw.sock", **values)
+    gw_conf.write_text(
+        gateway_text.replace("[daemon]\n", f'[daemon]\nmetrics = "127.0.0.1:{metrics}"\n')
+    )
+    rw_conf.write_text(CLIENT.format(control=tmp_path / "rw.sock", **values))
+    gateway = Daemon("gw", gw_conf, str(tmp_path / "gw.sock"), tmp_path / "gw.log")
+    client = Daemon("rw", rw_conf, str(tmp_path / "rw.sock"), tmp_path / "rw.log")
+    try:
+        await gateway.start()
+        before = scrape(metrics)
+        assert value(before, "ikev2_pool_size", pool="rw-v4") == 254
+        assert value(before, "ikev2_pool_size", pool="rw-v6") == 255
+        assert value(before, "ikev2_pool_leases", pool="rw-v4", state="online") == 0
+        await client.start()
+        code, text, err = await client.cli("up", "rw")
+        assert code == 0, err + text
+        during = scrape(metrics)
+        for pool in ("rw-v4", "rw-v6"):
+            assert value(during, "ikev2_pool_leases", pool=pool, state="online") == 1
+        assert value(during, "ikev2_connection_up", connection="rw") == 1
+    finally:
+        for daemon in (client, gateway):
+            with contextlib.suppress(Exception):
+                await daemon.stop(5)
+            daemon.kill()
+
+
 def test_metrics_setting_is_checked() -> None:
     base = "[daemon]\nmetrics = {}\n"
     path = Path("/x/ikev2.toml")
@@ -260,3 +293,7 @@ def test_reasons_snapshots_and_merge() -> None:
     two.add("dpd_sent")
     merged = merge(from_json(to_json(m.counters)) for m in (one, two))
     assert merged["retransmits"] == {("ike_auth",): 3} and merged["dpd_sent"] == {(): 1}
+    # every worker has the whole pool: its size is not added up, its leases are
+    pools = merge([{"pool_size": {("p",): 254}, "pool_leases": {("p", "online"): 2}},
+                   {"pool_size": {("p",): 254}, "pool_leases": {("p", "online"): 3}}])  # fmt: skip
+    assert pools == {"pool_size": {("p",): 254}, "pool_leases": {("p", "online"): 5}}
