@@ -19,16 +19,13 @@ import structlog
 
 from ..constants import ExchangeType, NotifyType
 from ..errors import (
-    CryptoError,
     DecodeError,
     IntegrityError,
-    NoProposalChosen,
     ProtocolError,
     UsageError,
 )
 from ..wire import (
     Message,
-    NoncePayload,
     NotifyPayload,
     Payload,
     SaPayload,
@@ -37,7 +34,7 @@ from ..wire import (
     decode_message,
     validate_payloads,
 )
-from . import kernel_events, reauth, timers, unique
+from . import gate, kernel_events, reauth, timers, unique
 from .config import ChildConfig, ConnectionConfig, EngineConfig, IPAddress
 from .cookies import CookieGate
 from .dos import DropLog, HalfOpenTable
@@ -60,7 +57,6 @@ from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
 
 log = structlog.get_logger("ikev2.engine")
-INVALID_IKE_SPI_INTERVAL = 1.0  # rate limit of unprotected INVALID_IKE_SPI answers (§2.21.4)
 
 
 def _fmt(endpoint: Endpoint) -> str:
@@ -318,7 +314,7 @@ class Engine:
         header = message.header
         if header.exchange == ExchangeType.IKE_SA_INIT:
             if not header.is_response and header.is_initiator and header.spi_r == bytes(8):
-                self._init_request(data, message, remote, local, now)
+                gate.init_request(self, data, message, remote, local, now)
                 return
             if header.is_response and not header.is_initiator:
                 sa = self.by_spi.get(header.spi_i)
@@ -330,7 +326,7 @@ class Engine:
         our_spi = header.spi_r if header.is_initiator else header.spi_i
         sa = self.by_spi.get(our_spi)
         if sa is None or sa.spi_i != header.spi_i or sa.initiator == header.is_initiator:
-            self._unknown_spi(message, remote, local, now)
+            gate.unknown_spi(self, message, remote, local, now)
             return
         if sa.keys is None or sa.state is IkeState.CLOSED:
             self._gate_info(now, "IKE SA has no keys yet", "message dropped", sa.log)
@@ -354,118 +350,6 @@ class Engine:
         string, never peer data): a flood of datagrams must not become a flood of log lines."""
         self._drops.reconfigure(self.config.drop_log_lines, self.config.drop_log_interval)
         self._drops.info(now, reason, event, logger, **fields)
-
-    def _init_request(
-        self, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
-    ) -> None:
-        self._drops.flush(now)  # summaries of ended intervals, whatever this request's fate
-        header = message.header
-        existing = self.half_open.get((header.spi_i, remote))
-        if existing is not None:
-            if raw == existing.init_request and existing.init_response:
-                existing.log.debug("IKE_SA_INIT retransmit answered from cache")
-                existing.send(existing.init_response)
-            else:
-                self._gate_info(
-                    now, "SPI already in use by peer", "IKE_SA_INIT dropped", peer=_fmt(remote)
-                )
-            return
-        try:
-            validate_payloads(header.exchange, False, message.payloads, inner=False)
-        except ProtocolError as exc:
-            self._init_refuse(message, remote, local, exc, now)
-            return
-        nonce = message.find(NoncePayload)
-        if nonce is None:  # the rules table should have refused it
-            self._init_refuse(message, remote, local, ProtocolError("no Nonce"), now)
-            return
-        # a source that already holds block_threshold half-open IKE SAs (strongSwan's
-        # charon.block_threshold) gets nothing, not even a COOKIE (§2.6): answering COOKIEs
-        # is cheap for it, and without this cap one source fills max_half_open
-        # (charon.init_limit_half_open) and locks every other peer out
-        limit = self.config.block_threshold
-        if limit > 0 and self.half_open.count(remote[0]) >= limit:
-            self._gate_info(
-                now, "per-source half-open limit reached", "IKE_SA_INIT dropped", peer=_fmt(remote)
-            )
-            return
-        if len(self.half_open) >= self.config.cookie_threshold:
-            cookie = message.notify(NotifyType.COOKIE)
-            if cookie is None or not self.cookies.verify(
-                cookie.data, nonce.data, remote[0], header.spi_i, now
-            ):
-                fresh = self.cookies.make(nonce.data, remote[0], header.spi_i, now)
-                self._gate_info(
-                    now,
-                    "half-open COOKIE threshold reached",
-                    "COOKIE demanded",
-                    peer=_fmt(remote),
-                    half_open=len(self.half_open),
-                )
-                self._send_plain(
-                    ike_init.error_response(message, NotifyType.COOKIE, fresh), remote, local
-                )
-                return
-        if len(self.half_open) >= self.config.max_half_open:
-            self._gate_info(
-                now, "half-open limit reached", "IKE_SA_INIT dropped", peer=_fmt(remote)
-            )
-            return
-        candidates = tuple(self._connections_for(local, remote))
-        if not candidates:
-            self._init_refuse(
-                message, remote, local, NoProposalChosen("no connection for these addresses"), now
-            )
-            return
-        sa = self._new_sa(
-            candidates[0],
-            initiator=False,
-            local=local,
-            remote=remote,
-            spi_i=header.spi_i,
-            spi_r=self.new_ike_spi(),
-            now=now,
-        )
-        sa.candidates = candidates
-        try:
-            ike_init.process_r(sa, raw, message)
-        except (ProtocolError, CryptoError) as exc:
-            self._forget(sa)
-            refusal = exc if isinstance(exc, ProtocolError) else ProtocolError(str(exc))
-            self._init_refuse(message, remote, local, refusal, now)
-            return
-        except Exception:
-            self._forget(sa)  # our bug: an unanswered SA would stay without any deadline
-            raise
-        sa.bind_log()
-        try:
-            packet = ike_init.build_r(sa)
-        except Exception:
-            self._forget(sa)
-            raise
-        sa.transition(IkeInput.RESPOND_INIT)
-        sa.half_open_key = (header.spi_i, remote)
-        self.half_open[sa.half_open_key] = sa
-        sa.responses.answered(0, (packet,))
-        sa.send(packet)
-        sa.log.info("IKE_SA_INIT answered", suite=ike_init.suite_name(sa))
-        self._after(sa)
-
-    def _init_refuse(
-        self, message: Message, remote: Endpoint, local: Endpoint, exc: ProtocolError, now: float
-    ) -> None:
-        notify = getattr(exc.notify, "name", None)
-        self._gate_info(
-            now,
-            "IKE_SA_INIT refused",  # exc.reason may carry peer data: not a limiter key
-            "IKE_SA_INIT refused",
-            detail=exc.reason,
-            notify=notify,
-            peer=_fmt(remote),
-        )
-        if exc.notify is not None:
-            packet = ike_init.error_response(message, exc.notify, exc.notify_data)
-            self._send_plain(packet, remote, local)
 
     def _init_response(self, sa: IkeSa, raw: bytes, message: Message, now: float) -> None:
         if message.header.message_id != 0:
@@ -613,22 +497,6 @@ class Engine:
         exchange.process_i(sa, inner, now)
         if sa.state is not IkeState.CLOSED:
             sa.pump(now)
-
-    def _unknown_spi(self, message: Message, remote: Endpoint, local: Endpoint, now: float) -> None:
-        """§2.21.4: a request outside any IKE SA may get an unprotected INVALID_IKE_SPI."""
-        header = message.header
-        self._gate_info(
-            now, "unknown IKE SPI", "datagram dropped", peer=_fmt(remote), exchange=header.exchange
-        )
-        if (
-            header.is_response
-            or now - self._invalid_spi_sent.get(remote, -1e9) < INVALID_IKE_SPI_INTERVAL
-        ):
-            return
-        if len(self._invalid_spi_sent) > 1024:
-            self._invalid_spi_sent.clear()
-        self._invalid_spi_sent[remote] = now
-        self._send_plain(informational.invalid_ike_spi_answer(header), remote, local)
 
     # --- ike_sa.SaHost: what our IKE SAs ask of us
     def touch_sa(self, sa: IkeSa) -> None:
