@@ -24,7 +24,7 @@ from ikev2.engine import Engine
 from ikev2.engine.events import IkeSaEstablished
 from ikev2.errors import ConfigError
 from ikev2.service.control import request
-from ikev2.service.metrics import Meter, failure_reason, from_json, merge, to_json
+from ikev2.service.metrics import METRICS, Meter, failure_reason, from_json, merge, to_json
 from ikev2.service.udp import free_port_pair
 
 from .daemons import MOON, PSK, SUN, Daemon, side_config, wait_until
@@ -297,3 +297,12 @@ def test_reasons_snapshots_and_merge() -> None:
     pools = merge([{"pool_size": {("p",): 254}, "pool_leases": {("p", "online"): 2}},
                    {"pool_size": {("p",): 254}, "pool_leases": {("p", "online"): 3}}])  # fmt: skip
     assert pools == {"pool_size": {("p",): 254}, "pool_leases": {("p", "online"): 5}}
+
+
+def test_every_metric_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for name, (kind, _help, labels) in METRICS.items():
+        exposed = f"ikev2_{name}" + ("_total" if kind == "counter" else "")
+        row = next((line for line in doc.splitlines() if line.startswith(f"| `{exposed}` |")), None)
+        assert row is not None, f"{exposed} is not in docs/operations.md"
+        assert f"| {kind} | {', '.join(labels) or '-'} |" in row, row
