@@ -325,6 +325,8 @@ class Fuzzer:
 
     def _settle(self) -> None:
         """Let both engines finish what the input started (timers included, 1 s of clock)."""
+        for side in (self.pair.i, self.pair.r):
+            side.events.clear()  # the harness's own record; would grow with the run
         try:
             self.pair.run(until=self.pair.now + 1, max_steps=2000)
         except Exception:
