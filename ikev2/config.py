@@ -682,6 +682,11 @@ def _connection(
     except ValueError as exc:
         remote_t.fail("id", str(exc), 'write e.g. "sun.example" or "%any"')
         raise AssertionError from None
+    auths = (str(local_t.data.get("auth", "")), str(remote_t.data.get("auth", "")))
+    if all(a.startswith("eap") for a in auths):
+        # a gateway proving itself by EAP alone (RFC 5998) needs a mutual method (§4)
+        problem = "EAP-only authentication needs a mutual EAP method; eap-md5/mschapv2 are not"
+        local_t.fail("auth", problem, 'use auth = "pubkey" with our certificate')
     local_auth = _local_credentials(loader, local_t, secrets, local_id, remote_id)
     remote_auth = _remote_credentials(loader, remote_t, local_auth, secrets)
     base = Timers()

@@ -131,6 +131,8 @@ RULES: Final[dict[tuple[int, bool], ExchangeRule]] = {
                 _CHILD_SA_GROUP,
             ),
             _shape("EAP round", {_T.EAP: _ONE}),
+            # RFC 5998 §3: EAP-only, the responder proves itself only through the EAP method
+            _shape("EAP-only first answer", {_T.IDr: _ONE, _T.CERT: _ANY, _T.EAP: _ONE}),
             _shape(
                 "final EAP AUTH",
                 {_T.AUTH: _ONE, _T.CP: _OPT, _T.SA: _OPT, _T.TSi: _OPT, _T.TSr: _OPT},

@@ -9,10 +9,12 @@ import pytest
 
 from ikev2.constants import ExchangeType, NotifyType
 from ikev2.engine.config import AuthMethodName, ConnectionConfig, Credentials, Timers
-from ikev2.engine.eap import EapType
+from ikev2.engine.eap import EapType, mschapv2
 from ikev2.engine.events import ChildSaEstablished, IkeSaEstablished, IkeSaFailed
 from ikev2.engine.identity import parse_identity
-from ikev2.wire import decode_message
+from ikev2.engine.tasks import eap as eap_task
+from ikev2.engine.tasks import has_notify
+from ikev2.wire import AuthPayload, decode_message
 
 from .pairing import Pair, cert_connections, settle
 from .test_handshake import assert_child_pair
@@ -198,3 +200,66 @@ def test_duplicated_eap_response_is_answered_from_cache_not_reprocessed() -> Non
     pair.r.events += pair.r.engine.receive_datagram(d, ("192.0.2.1", 500), ("192.0.2.2", 500),
                                                     pair.now)  # fmt: skip
     assert len(pair.r.events) == before and sa_r.responses.last_id == 4
+
+
+# --- RFC 5998 EAP-only ------------------------------------------------------------------------
+
+
+def eap_only_connections() -> tuple[ConnectionConfig, ConnectionConfig]:
+    """The gateway's own side is EAP too: no certificate, no key, it proves itself through
+    the method alone (RFC 5998)."""
+    conn_i, conn_r = eap_connections("mschapv2")
+    return conn_i, replace(conn_r, local_auth=Credentials(AuthMethodName.EAP, eap_types=(26,)))
+
+
+def test_eap_only_with_a_mutual_method_establishes_on_the_msk_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # none of our methods is mutual (RFC 5998 §4); pretend MSCHAPv2 were, to run the path a
+    # mutual method (EAP-TLS) would take: no responder AUTH until the MSK-keyed final one
+    monkeypatch.setattr(mschapv2.MsChapV2Peer, "mutual", True)
+    pair = Pair(*eap_only_connections())
+    run(pair)
+    (ei,) = pair.i.of(IkeSaEstablished)
+    assert ei.remote_id == "sun.ikev2.test" and pair.r.of(IkeSaEstablished)
+    assert_child_pair(pair)
+
+
+def test_eap_only_with_a_method_that_is_not_mutual_is_refused() -> None:
+    pair = Pair(*eap_only_connections())
+    run(pair)
+    (fi,) = pair.i.of(IkeSaFailed)
+    assert fi.notify is NotifyType.AUTHENTICATION_FAILED
+    assert "needs a mutual method" in fi.reason and "MSCHAPV2" in fi.reason
+    assert not pair.i.of(IkeSaEstablished) and not pair.r.of(IkeSaEstablished)
+    assert not pair.i.of(ChildSaEstablished) and not pair.r.of(ChildSaEstablished)
+
+
+def test_eap_only_gateway_refuses_a_client_that_did_not_announce_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(eap_task, "first_request_notifies", lambda sa: [])
+    pair = Pair(*eap_only_connections())
+    run(pair)
+    (fr,) = pair.r.of(IkeSaFailed)
+    assert fr.notify is NotifyType.AUTHENTICATION_FAILED and "did not announce" in fr.reason
+    assert pair.i.of(IkeSaFailed) and not pair.i.engine.sas and not pair.r.engine.sas
+
+
+def test_client_announces_eap_only_and_a_certificate_gateway_still_sends_auth() -> None:
+    pair = Pair(*eap_connections())
+    seen: list[bool] = []
+    original = eap_task.respond_first
+
+    def spy(sa, conn, payloads, now):  # type: ignore[no-untyped-def]
+        seen.append(has_notify(payloads, NotifyType.EAP_ONLY_AUTHENTICATION))
+        answer = original(sa, conn, payloads, now)
+        seen.append(any(isinstance(p, AuthPayload) for p in answer))
+        return answer
+
+    eap_task.respond_first = spy  # type: ignore[assignment]
+    try:
+        run(pair)
+    finally:
+        eap_task.respond_first = original  # type: ignore[assignment]
+    assert seen == [True, True] and pair.i.of(IkeSaEstablished)

@@ -255,3 +255,29 @@ def test_eap_wrong_password(
     run.ss.wait_for(lambda sas: not [s for s in sas if s.state == "ESTABLISHED"], timeout=10)
     # no password (ours or theirs) in our log
     assert PASSWORD not in run.ours.log() and "not carol's password" not in run.ours.log()
+
+
+@pytest.mark.parametrize("role", [pytest.param(OURS_INITIATOR, id=OURS_INITIATOR)])
+def test_eap_only_not_mutual_is_refused(
+    role: str, pair: Topology, runs: list[EapRun], tmp_path: Path
+) -> None:
+    """A strongSwan gateway whose own side is EAP (local.auth = eap-mschapv2) answers our
+    N(EAP_ONLY_AUTHENTICATION) without AUTH (RFC 5998 §3); we parse that answer, run the
+    method, and refuse it: MSCHAPv2 does not authenticate the gateway well enough (§4)."""
+    run = EapRun(pair, role, "mschapv2", tmp_path / "run")
+    conf = run.ss.swanctl_dir / "swanctl.conf"
+    local = "local {\n      id = sun.ikev2.test\n      auth = pubkey\n      certs = sun.crt\n"
+    text = conf.read_text()
+    assert local in text
+    conf.write_text(text.replace(local, "local {\n      id = sun.ikev2.test\n"
+                                        "      auth = eap-mschapv2\n"))  # fmt: skip
+    _start(runs, run)
+    ok, output = run.initiate(timeout=15)
+    assert not ok, f"EAP-only with MSCHAPv2 established:\n{output}"
+    log = run.ss.log()
+    assert re.search(r"parsed IKE_AUTH request 1 \[.*N\(EAP_ONLY\)", log), run.logs()
+    assert re.search(r"generating IKE_AUTH response 1 \[ IDr EAP/REQ/ID \]", log), run.logs()
+    failed = [e for e in run.ours.log_events() if e.get("event") == "IKE_AUTH failed"]
+    assert failed and "needs a mutual method" in failed[-1]["reason"], run.logs()
+    assert failed[-1]["notify"] == "AUTHENTICATION_FAILED"
+    run.ours.wait_for(lambda sas: not sas, timeout=10)

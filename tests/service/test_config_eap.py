@@ -112,6 +112,7 @@ def test_client_without_eap_id_uses_its_ike_id_and_eap_allows_every_method(
         ("client", 'eap_id = "carol"', 'eap_id = "%any"', "local.eap_id", "remote.eap_id"),
         ("client", 'eap_id = "carol"', 'eap_id = ""', "local.eap_id", "empty"),
         ("gateway", '"eap-mschapv2"', '"eap"', "remote.auth", "names the EAP method"),
+        ("gateway", 'auth = "pubkey"', 'auth = "eap-mschapv2"', "local.auth", "mutual EAP"),
         ("gateway", 'ids = ["carol"]', "", "secrets.eap-carol.ids", "names its users"),
         ("gateway", '"eap-mschapv2"\n', '"pubkey"\n', "remote.eap_id", "runs no EAP"),
     ],

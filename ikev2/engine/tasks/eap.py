@@ -14,10 +14,13 @@ first round; a method without an MSK (EAP-MD5) uses SK_pi / SK_pr instead (§2.1
 ends the IKE SA with AUTHENTICATION_FAILED and nothing installed: the child SA of the first
 round is only created once the final AUTH verified.
 
-RFC 5998 (EAP-only): the initiator always announces N(EAP_ONLY_AUTHENTICATION); a responder
-that answers without its own AUTH is accepted only when the method that runs authenticates it
-(a mutual, key-generating method, §4). None of ours is (MD5, MSCHAPv2: RFC 5998 §4 and
-strongSwan agree), so such an answer is refused.
+RFC 5998 (EAP-only): the initiator always announces N(EAP_ONLY_AUTHENTICATION). A responder
+whose own side is EAP (local_auth EAP) sends no certificate AUTH, only when the initiator
+announced it (else AUTHENTICATION_FAILED). An initiator accepts an answer without AUTH only
+when the method that runs authenticates the responder (a mutual, key-generating one, §4),
+checked when the method succeeds; it then proves the responder through the MSK-keyed final
+AUTH alone. Neither MD5 nor MSCHAPv2 counts as mutual (RFC 5998 §4 lists neither; strongSwan's
+is_mutual() agrees), so with today's methods both sides refuse EAP-only.
 """
 
 from __future__ import annotations
@@ -39,10 +42,17 @@ from ...wire import (
     NotifyPayload,
     Payload,
 )
-from ..config import ConnectionConfig, Identity
+from ..config import AuthMethodName, ConnectionConfig, Identity
 from ..eap import EapPeer, EapServer, EapType, Outcome
 from ..identity import identity_matches
-from . import child_create, config_payload, error_notifies, find_payload, intermediate
+from . import (
+    child_create,
+    config_payload,
+    error_notifies,
+    find_payload,
+    has_notify,
+    intermediate,
+)
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -110,12 +120,18 @@ class EapRound:
     exchange_type = ExchangeType.IKE_AUTH
 
     def __init__(
-        self, first: IkeAuthExchange, peer: EapPeer, idi: IdPayload, idr: IdPayload
+        self,
+        first: IkeAuthExchange,
+        peer: EapPeer,
+        idi: IdPayload,
+        idr: IdPayload,
+        eap_only: bool = False,
     ) -> None:
         self.first = first
         self.peer = peer
         self.idi = idi
         self.idr = idr
+        self.eap_only = eap_only  # RFC 5998: the responder sent no AUTH of its own
         self.final = False
 
     def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
@@ -148,8 +164,15 @@ class EapRound:
             _fail(sa, f"EAP: {result.reason}", NotifyType.AUTHENTICATION_FAILED)
             return
         method = self.peer.method
+        if self.eap_only and (method is None or not method.mutual or not self.peer.msk):
+            # RFC 5998 §4: only a mutual, key-generating method may stand in for its AUTH
+            _tell_peer(sa)
+            name = method.eap_type.name if method else "no method"
+            _fail(sa, f"EAP-only authentication needs a mutual method that derives an MSK; "
+                  f"{name} is not", NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
+            return
         sa.log.info("EAP succeeded", method=method.eap_type.name if method else None,
-                    msk=self.peer.msk is not None)  # fmt: skip
+                    msk=self.peer.msk is not None, eap_only=self.eap_only)  # fmt: skip
         secret_i, _ = _shared_keys(sa, self.peer.msk)
         auth = _initiator_auth(sa, self.idi, secret_i, sa.prf_local())
         self.final = True
@@ -188,13 +211,18 @@ def first_response(
     if data is None or idr is None:
         _refused(sa, payloads, "peer did not start EAP")
         return
-    if find_payload(payloads, AuthPayload) is None:
-        _tell_peer(sa)
-        _fail(sa, "peer wants EAP-only authentication (RFC 5998), but no method we run is "
-              "mutual", NotifyType.AUTHENTICATION_FAILED)  # fmt: skip
-        return
+    eap_only = find_payload(payloads, AuthPayload) is None
     try:
-        verify_peer(sa, sa.conn.remote_auth, sa.conn.remote_id, payloads)
+        if eap_only:  # RFC 5998: its identity now, its proof from the method (advance)
+            try:
+                peer_id = Identity(IdType(idr.id_type), idr.data)
+            except ValueError:
+                raise AuthenticationFailed(f"unsupported ID type {idr.id_type}") from None
+            if not identity_matches(sa.conn.remote_id, peer_id):
+                raise AuthenticationFailed(f"peer ID {peer_id} does not match")
+            sa.log.info("peer uses EAP-only authentication (RFC 5998)")
+        else:
+            verify_peer(sa, sa.conn.remote_auth, sa.conn.remote_id, payloads)
     except AuthenticationFailed as exc:
         _tell_peer(sa)
         _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
@@ -206,7 +234,7 @@ def first_response(
         sa.random_bytes,
     )  # fmt: skip
     idi = IdiPayload(sa.conn.local_id.id_type, sa.conn.local_id.data)
-    EapRound(exchange, peer, idi, idr).advance(sa, data, now)
+    EapRound(exchange, peer, idi, idr, eap_only).advance(sa, data, now)
 
 
 def _refused(sa: IkeSa, payloads: Sequence[Payload], reason: str) -> None:
@@ -262,14 +290,20 @@ def respond_first(
     assert idi is not None  # select_connection found one
     if not identity_matches(conn.remote_id, Identity(IdType(idi.id_type), idi.data)):
         raise AuthenticationFailed("peer ID does not match")
+    eap_only = conn.local_auth.method is AuthMethodName.EAP
+    if eap_only and not has_notify(payloads, NotifyType.EAP_ONLY_AUTHENTICATION):
+        raise AuthenticationFailed("EAP-only authentication configured, but the peer did not "
+                                   "announce it (RFC 5998 §3)")  # fmt: skip
     eap_id = None if creds.eap_id == ASK_IDENTITY else (creds.eap_id or idi.data)
     server = EapServer(
         EapType(creds.eap_types[0]), eap_id, creds.eap_user_secret, SERVER_NAME, sa.random_bytes
     )
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     sa.eap = ServerRounds(server, payloads, idr)
-    sa.log.info("EAP started", method=server.eap_type.name, ask_identity=eap_id is None)
-    return [idr, *our_auth_payloads(sa, conn, idr), EapPayload(server.start())]
+    sa.log.info("EAP started", method=server.eap_type.name, ask_identity=eap_id is None,
+                eap_only=eap_only)  # fmt: skip
+    ours = [] if eap_only else our_auth_payloads(sa, conn, idr)  # §2.16 / RFC 5998 §3
+    return [idr, *ours, EapPayload(server.start())]
 
 
 def respond_round(
