@@ -63,6 +63,8 @@ def connection_json(config: ServiceConfig, conn: ConnectionConfig) -> dict[str, 
         "rekey_time": conn.timers.ike_rekey_time,
         "reauth_time": conn.timers.reauth_time,
         "dpd_delay": conn.timers.dpd_delay,
+        "pools": list(conn.pools),
+        "vips": [str(v) for v in conn.vips],
         "children": [
             _child(c, config.start_actions.get((conn.name, c.name), "none")) for c in conn.children
         ],
@@ -85,6 +87,10 @@ def format_conns(conns: list[dict[str, Any]]) -> str:
         lines.append(f"  proposals: {', '.join(c['proposals'])}")
         lines.append(f"  local:  {c['local_auth']} authentication, id {c['local_id']}")
         lines.append(f"  remote: {c['remote_auth']} authentication, id {c['remote_id']}")
+        if c["pools"]:
+            lines.append(f"  pools: {', '.join(c['pools'])}")
+        if c["vips"]:
+            lines.append(f"  vips: {', '.join(c['vips'])}")
         for child in c["children"]:
             lines.append(
                 f"  {child['name']}: {child['mode'].upper()}, start_action {child['start_action']}"

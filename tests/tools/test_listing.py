@@ -113,6 +113,37 @@ def test_list_conns_selectors_and_start_actions(tmp_path: Path) -> None:
     assert web["local_ts"] == ["10.1.0.0/24[tcp/443]"] and web["remote_ts"] == ["192.0.2.2/32"]
     assert web["start_action"] == "trap"
     assert backup["remote_addrs"] == ["%any"] and backup["children"] == []
+    assert (rw["pools"], rw["vips"]) == ([], [])
+
+
+def test_list_conns_shows_pools_and_vips(tmp_path: Path) -> None:
+    path = tmp_path / "ra.toml"
+    path.write_text("""
+[pools.office]
+addrs = "10.3.0.0/24"
+[connections.gw]
+local_addrs = ["192.0.2.1"]
+pools = ["office"]
+[connections.gw.local]
+id = "gw.example"
+[connections.gw.children.rw]
+local_ts = ["10.2.0.0/24"]
+[connections.client]
+local_addrs = ["192.0.2.9"]
+remote_addrs = ["192.0.2.1"]
+vips = ["0.0.0.0"]
+[connections.client.local]
+id = "alice.example"
+[secrets.s]
+secret = "a long enough test secret"
+""")
+    done = ikev2("list-conns", "--config", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    gw, client = json.loads(done.stdout)
+    assert gw["pools"] == ["office"] and client["vips"] == ["0.0.0.0"]
+    assert gw["children"][0]["remote_ts"] == ["10.3.0.0/24"]  # dynamic: the pool
+    text = ikev2("list-conns", "--config", str(path)).stdout
+    assert "  pools: office" in text and "  vips: 0.0.0.0" in text
 
 
 def test_list_certs_once_each_with_users(tmp_path: Path) -> None:
