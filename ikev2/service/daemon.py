@@ -183,6 +183,7 @@ class Daemon:
             print(ready, file=sys.stderr, flush=True)
         self.notifier.ready(self.status())
         self.notifier.start_watchdog()
+        self.notifier.start_status(self.status)
         for name in self.config.connections_to_start():
             if self.initiates(name):
                 self._start(name)

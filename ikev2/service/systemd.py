@@ -11,6 +11,8 @@ becomes NUL). We send:
   STOPPING=1                 SIGTERM: deleting IKE SAs, then exit
   WATCHDOG=1                 every WATCHDOG_USEC / 2 from the event loop, when WatchdogSec= is set
                              (and WATCHDOG_PID, if given, is us)
+  STATUS=...                 again whenever it changed (checked every STATUS_INTERVAL), so
+                             `systemctl status` shows the IKE SAs up now, not at start
 
 Without $NOTIFY_SOCKET every call is a no-op, so the daemon runs unchanged outside systemd.
 Sending never raises: a service manager that went away must not stop the daemon.
@@ -23,7 +25,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from ..log import get_logger
 
 log = get_logger("ikev2.systemd")
 UNIT_NAME = "ikev2.service"
+STATUS_INTERVAL = 5.0  # seconds between checks whether the STATUS= line changed
 DEFAULT_CONFIG = "/etc/ikev2/ikev2.toml"
 
 
@@ -67,6 +70,7 @@ class Notifier:
         self.interval = watchdog_interval(env, os.getpid()) if self.address else None
         self._sock: socket.socket | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._status: asyncio.Task[None] | None = None
         if self.address is not None:
             try:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -103,6 +107,25 @@ class Notifier:
     def stopping(self) -> bool:
         return self.send(stopping=1, status="stopping: deleting IKE SAs with their peers")
 
+    def start_status(self, source: Callable[[], str], interval: float = STATUS_INTERVAL) -> None:
+        """Send STATUS=source() whenever it differs from the last one sent."""
+        if self.enabled and self._status is None:
+            loop = asyncio.get_running_loop()
+            self._status = loop.create_task(self._statuses(source, interval))
+
+    async def _statuses(self, source: Callable[[], str], interval: float) -> None:
+        last = source()
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                now = source()
+            except Exception as exc:  # a status line must never stop the daemon
+                log.debug("status line failed", error=type(exc).__name__)
+                continue
+            if now != last:
+                self.status(now)
+                last = now
+
     def start_watchdog(self) -> None:
         """Ping from the event loop itself: a loop that hangs stops the pings, and systemd
         restarts us (WatchdogSec=, Restart=on-failure)."""
@@ -116,9 +139,10 @@ class Notifier:
             await asyncio.sleep(interval)
 
     def close(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
+        for task in (self._watchdog, self._status):
+            if task is not None:
+                task.cancel()
+        self._watchdog = self._status = None
         if self._sock is not None:
             with contextlib.suppress(OSError):
                 self._sock.close()

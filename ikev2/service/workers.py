@@ -203,6 +203,7 @@ class Supervisor:
         self.listening = listening
         self.notifier.ready(self.status())
         self.notifier.start_watchdog()
+        self.notifier.start_status(self.status)
         await self.stopping.wait()
         self.notifier.stopping()
 

@@ -25,10 +25,17 @@ import pytest
 from ikev2.config import load_config
 from ikev2.engine import Engine
 from ikev2.service.control import request
-from ikev2.service.systemd import Notifier, notify_address, unit_text, watchdog_interval
+from ikev2.service.systemd import (
+    STATUS_INTERVAL,
+    Notifier,
+    notify_address,
+    unit_text,
+    watchdog_interval,
+)
 from ikev2.service.udp import free_port_pair
 
 from .daemons import MOON, SUN, side_config
+from .test_metrics import ike_sa_from
 
 IKE_SA_INIT = 34
 RESPONSE_FLAG = 0x20
@@ -142,6 +149,14 @@ async def test_ready_after_the_port_answers_then_reload_and_stop() -> None:
             assert ready["STATUS"].startswith(f"listening on {SUN}:{sun.port}")
             assert "1 connections" in ready["STATUS"]
             assert not any("READY" in m for m in sd.messages[:-1])
+
+            # an IKE SA comes up: the STATUS= line follows within STATUS_INTERVAL
+            _engine, sock = await asyncio.to_thread(ike_sa_from, sun.moon_config, MOON)
+            deadline = time.monotonic() + STATUS_INTERVAL + 5
+            status = ""
+            while "1 IKE SAs established" not in status:
+                status = (await sd.next("STATUS", deadline - time.monotonic()))["STATUS"]
+            sock.close()
 
             sun.process.send_signal(signal.SIGHUP)
             reloading = await sd.next("RELOADING")
