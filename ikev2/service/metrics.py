@@ -228,35 +228,41 @@ class MeteredDriver(Driver):
 # --------------------------------------------------------------------------- snapshots
 
 
-def _traffic(out: Snapshot, kernel: Kernel, view: IkeSaView) -> None:
-    for child in view.children:
-        proto = IpProto.ESP if child.protocol == "ESP" else IpProto.AH
-        for direction, dst, spi in (
-            ("in", view.local[0], child.spi_in),
-            ("out", view.remote[0], child.spi_out),
-        ):
-            try:
-                counters = kernel.get_sa_counters(dst, spi, proto)
-            except (KernelError, KeyError, OSError, NotImplementedError):
-                continue  # not installed (yet), or the adapter keeps no counters
-            labels = (view.connection, child.name, f"{child.spi_in:08x}", direction)
-            out["child_bytes"][labels] = float(counters.bytes)
-            out["child_packets"][labels] = float(counters.packets)
+def child_traffic(kernel: Kernel, views: Iterable[IkeSaView]) -> Snapshot:
+    """child_bytes and child_packets of every child SA direction the kernel has, by
+    (connection, child, inbound SPI, "in"/"out"); SAs it does not know (yet) are left out."""
+    nbytes: dict[Labels, float] = {}
+    packets: dict[Labels, float] = {}
+    for view in views:
+        for child in view.children:
+            proto = IpProto.ESP if child.protocol == "ESP" else IpProto.AH
+            for direction, dst, spi in (
+                ("in", view.local[0], child.spi_in),
+                ("out", view.remote[0], child.spi_out),
+            ):
+                try:
+                    counters = kernel.get_sa_counters(dst, spi, proto)
+                except (KernelError, KeyError, OSError, NotImplementedError):
+                    continue  # not installed (yet), or the adapter keeps no counters
+                labels = (view.connection, child.name, f"{child.spi_in:08x}", direction)
+                nbytes[labels] = float(counters.bytes)
+                packets[labels] = float(counters.packets)
+    return {"child_bytes": nbytes, "child_packets": packets}
 
 
 def snapshot(meter: Meter, driver: Driver, transport: UdpTransport) -> Snapshot:
     """This process's figures now: the meter's counters plus gauges from engine views."""
     out: Snapshot = {name: dict(table) for name, table in meter.counters.items()}
-    for name in ("ike_sas", "child_sas", "child_bytes", "child_packets"):
-        out[name] = {}
-    for view in driver.engine.list_sas():
+    out["ike_sas"], out["child_sas"] = {}, {}
+    views = driver.engine.list_sas()
+    for view in views:
         key = (view.connection, view.state)
         out["ike_sas"][key] = out["ike_sas"].get(key, 0) + 1
         if view.state == "established":
             for child in view.children:
                 ckey = (view.connection, child.name)
                 out["child_sas"][ckey] = out["child_sas"].get(ckey, 0) + 1
-        _traffic(out, driver.kernel, view)
+    out.update(child_traffic(driver.kernel, views))
     out["pool_size"], out["pool_leases"] = {}, {}
     for pool in driver.engine.list_pools(driver.loop.time()):
         out["pool_size"][(pool.name,)] = float(pool.size)

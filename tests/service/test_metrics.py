@@ -19,12 +19,22 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from ikev2.config import load_config, parse_config
-from ikev2.constants import NotifyType
+from ikev2.constants import IpProto, NotifyType
 from ikev2.engine import Engine
-from ikev2.engine.events import IkeSaEstablished
+from ikev2.engine.events import ChildSaEstablished, IkeSaEstablished
 from ikev2.errors import ConfigError
+from ikev2.kernel.memory import InMemoryKernel
 from ikev2.service.control import request
-from ikev2.service.metrics import METRICS, Meter, failure_reason, from_json, merge, to_json
+from ikev2.service.kernel_apply import KernelApplier
+from ikev2.service.metrics import (
+    METRICS,
+    Meter,
+    child_traffic,
+    failure_reason,
+    from_json,
+    merge,
+    to_json,
+)
 from ikev2.service.udp import free_port_pair
 
 from .daemons import MOON, PSK, SUN, Daemon, side_config, wait_until
@@ -306,3 +316,39 @@ def test_every_metric_is_documented() -> None:
         row = next((line for line in doc.splitlines() if line.startswith(f"| `{exposed}` |")), None)
         assert row is not None, f"{exposed} is not in docs/operations.md"
         assert f"| {kind} | {', '.join(labels) or '-'} |" in row, row
+
+
+def test_child_traffic_from_the_kernel_counters() -> None:
+    """Two engines back to back, the responder's child installed in an in-memory kernel that
+    then carries traffic: the figures are the kernel's, per direction."""
+    moon_cfg = parse_config(side_config("moon", 500, "/x.sock"), Path("/x/moon.toml")).engine
+    sun_cfg = parse_config(side_config("sun", 500, "/x.sock"), Path("/x/sun.toml")).engine
+    moon, sun = Engine(moon_cfg), Engine(sun_cfg)
+    kernel = InMemoryKernel()
+    applier = KernelApplier(kernel)
+    moon.initiate("net", 0.0)
+    for _ in range(4):
+        for src, dst in ((moon, sun), (sun, moon)):
+            for d in src.datagrams_to_send():
+                for event in dst.receive_datagram(d.data, d.local, d.remote, 0.0):
+                    if dst is sun and isinstance(event, ChildSaEstablished):
+                        applier.child_established(event)
+    [view] = sun.list_sas()
+    [child] = view.children
+    kernel.add_traffic(view.local[0], child.spi_in, IpProto.ESP, 1400)
+    kernel.add_traffic(view.local[0], child.spi_in, IpProto.ESP, 600)
+    kernel.add_traffic(view.remote[0], child.spi_out, IpProto.ESP, 100)
+    figures = child_traffic(kernel, [view])
+    labels = ("net", "net", f"{child.spi_in:08x}")
+    assert figures["child_bytes"] == {(*labels, "in"): 2000, (*labels, "out"): 100}
+    assert figures["child_packets"] == {(*labels, "in"): 2, (*labels, "out"): 1}
+    # seen from moon, the same two kernel SAs with in and out swapped
+    [moon_view] = moon.list_sas()
+    mirrored = ("net", "net", f"{moon_view.children[0].spi_in:08x}")
+    assert child_traffic(kernel, [moon_view])["child_bytes"] == {
+        (*mirrored, "in"): 100,
+        (*mirrored, "out"): 2000,
+    }
+    # a kernel that never had the SAs: no figures rather than zeros
+    empty = child_traffic(InMemoryKernel(), [view])
+    assert empty == {"child_bytes": {}, "child_packets": {}}
