@@ -451,10 +451,11 @@ REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window")  # fmt: skip
 SECRET_KEYS = ("ids", "secret", "secret_file")
-# swanctl's auth values: psk, pubkey, eap-METHOD (RFC 7296 §2.16); "eap" alone (ours only)
-# lets a client run whichever of our methods the gateway asks for
+# swanctl's auth values: psk, pubkey, eap-METHOD (RFC 7296 §2.16); "eap" alone lets a client
+# run whichever of our methods the gateway asks for, and makes a gateway offer MSCHAPv2 first
+# and MD5 to a client that Naks it (strongSwan's eap-dynamic)
 EAP_AUTHS: dict[str, tuple[int, ...]] = {f"eap-{n}": (int(t),) for n, t in EAP_METHODS.items()}
-EAP_AUTHS["eap"] = tuple(int(t) for t in EAP_METHODS.values())
+EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_METHODS.values()), reverse=True))
 AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
 UNIQUE_POLICIES = tuple(u.value for u in Unique)
 
@@ -564,8 +565,6 @@ def _eap_client(table: _Table, secrets: list[_Secret], auth: str, local: Identit
 def _eap_gateway(table: _Table, secrets: list[_Secret], auth: str) -> Credentials:
     """A gateway's EAP: the method it asks for, its users from every secrets.eap* entry, and
     eap_id (absent: the IKE ID is the EAP identity; "%any": ask with EAP-Identity first)."""
-    if auth == "eap":
-        table.fail("auth", "a gateway names the EAP method", 'write "eap-mschapv2" or "eap-md5"')
     users = tuple((user, s.secret) for s in secrets for user in s.eap_ids)
     if not users:
         table.fail("auth", f"{auth}, but no [secrets.eap*] entry lists a user",

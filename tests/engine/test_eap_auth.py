@@ -263,3 +263,17 @@ def test_client_announces_eap_only_and_a_certificate_gateway_still_sends_auth() 
     finally:
         eap_task.respond_first = original  # type: ignore[assignment]
     assert seen == [True, True] and pair.i.of(IkeSaEstablished)
+
+
+def test_gateway_offering_two_methods_follows_the_clients_nak() -> None:
+    """remote.auth = "eap" (strongSwan's eap-dynamic): MSCHAPv2 is offered, an MD5-only
+    client Naks it, and MD5 runs instead (RFC 3748 §5.3.1)."""
+    conn_i, _ = eap_connections("md5")
+    _, conn_r = eap_connections("mschapv2")
+    remote = replace(conn_r.remote_auth, eap_types=(EapType.MSCHAPV2, EapType.MD5_CHALLENGE))
+    pair = Pair(conn_i, replace(conn_r, remote_auth=remote))
+    ids = record_auth_message_ids(pair)
+    run(pair)
+    assert pair.i.of(IkeSaEstablished) and pair.r.of(IkeSaEstablished)
+    assert_child_pair(pair)
+    assert ids == [1, 2, 3, 4]  # first, the Nak, the MD5 response, the final AUTH

@@ -43,7 +43,8 @@ class EapRun:
     the right (the left initiates)."""
 
     def __init__(self, topo: Topology, role: str, method: str, workdir: Path,
-                 ss_password: str = PASSWORD, ours_password: str = PASSWORD) -> None:  # fmt: skip
+                 ss_password: str = PASSWORD, ours_password: str = PASSWORD,
+                 ours_gateway_auth: str | None = None) -> None:  # fmt: skip
         self.role = role
         self.method = method
         ours_gateway = role == OURS_RESPONDER
@@ -57,9 +58,10 @@ class EapRun:
         key.chmod(0o600)
         ecdsa = PKI / "ecdsa"
         if ours_gateway:
-            self.ours.configure(
-                _ours_gateway(gateway.addr, client.addr, method, key, ours_password)
-            )
+            tree = _ours_gateway(gateway.addr, client.addr, method, key, ours_password)
+            if ours_gateway_auth is not None:
+                tree["connections"]["rw"]["remote"]["auth"] = ours_gateway_auth
+            self.ours.configure(tree)
             conf = _ss_client(client.addr, gateway.addr, method, ss_password)
             self.ss.configure(conf, cacerts=[ecdsa / "ca.crt"])
         else:
@@ -281,3 +283,20 @@ def test_eap_only_not_mutual_is_refused(
     assert failed and "needs a mutual method" in failed[-1]["reason"], run.logs()
     assert failed[-1]["notify"] == "AUTHENTICATION_FAILED"
     run.ours.wait_for(lambda sas: not sas, timeout=10)
+
+
+@pytest.mark.parametrize("role", [pytest.param(OURS_RESPONDER, id=OURS_RESPONDER)])
+def test_eap_dynamic_gateway_follows_the_nak(
+    role: str, pair: Topology, runs: list[EapRun], tmp_path: Path
+) -> None:
+    """Our gateway with remote.auth = "eap" offers MSCHAPv2; a strongSwan road warrior that
+    runs only EAP-MD5 Naks it and MD5 runs instead (RFC 3748 §5.3.1)."""
+    run = _start(runs, EapRun(pair, role, "md5", tmp_path / "run", ours_gateway_auth="eap"))
+    ok, output = run.initiate()
+    assert ok, f"establishing failed:\n{output}\n{run.logs()}"
+    log = run.ss.log()
+    assert "server requested EAP_MSCHAPV2 authentication" in log, run.logs()
+    assert "requesting EAP_MD5 authentication, sending EAP_NAK" in log, run.logs()
+    assert re.search(r"EAP method EAP_MD5 succeeded, no MSK established", log), run.logs()
+    run.ss.wait_for(lambda sas: any(s.installed_children for s in sas))
+    run.ours.wait_for(lambda sas: any(s.get("children") for s in sas))

@@ -86,6 +86,12 @@ def test_gateway_users_come_from_the_eap_secrets(tmp_path: Path) -> None:
     assert "password" not in repr(remote) and "password" not in repr(conn)
 
 
+def test_gateway_with_plain_eap_offers_mschapv2_then_md5(tmp_path: Path) -> None:
+    text = GATEWAY.replace('auth = "eap-mschapv2"', 'auth = "eap"')
+    [conn] = load_config(write(tmp_path, text)).engine.connections
+    assert conn.remote_auth.eap_types == (EapType.MSCHAPV2, EapType.MD5_CHALLENGE)
+
+
 def test_client_takes_its_password_by_eap_id(tmp_path: Path) -> None:
     [conn] = load_config(write(tmp_path, CLIENT)).engine.connections
     local = conn.local_auth
@@ -111,7 +117,6 @@ def test_client_without_eap_id_uses_its_ike_id_and_eap_allows_every_method(
         ("client", '"eap-md5"', '"eap-ttls"', "local.auth", "not allowed"),
         ("client", 'eap_id = "carol"', 'eap_id = "%any"', "local.eap_id", "remote.eap_id"),
         ("client", 'eap_id = "carol"', 'eap_id = ""', "local.eap_id", "empty"),
-        ("gateway", '"eap-mschapv2"', '"eap"', "remote.auth", "names the EAP method"),
         ("gateway", 'auth = "pubkey"', 'auth = "eap-mschapv2"', "local.auth", "mutual EAP"),
         ("gateway", 'ids = ["carol"]', "", "secrets.eap-carol.ids", "names its users"),
         ("gateway", '"eap-mschapv2"\n', '"pubkey"\n', "remote.eap_id", "runs no EAP"),

@@ -43,7 +43,10 @@ def make_server_method(
 
 
 class EapServer:
-    """One conversation. `identity` None: ask with EAP-Identity first (swanctl eap_id = %any)."""
+    """One conversation. `identity` None: ask with EAP-Identity first (swanctl eap_id = %any).
+    `alternatives`: methods a peer may ask for instead with a Nak (§5.3.1; swanctl's
+    remote.auth = eap, strongSwan's eap-dynamic): the first one it names that we run is
+    offered next, once."""
 
     def __init__(
         self,
@@ -52,8 +55,10 @@ class EapServer:
         secret: SecretLookup,
         server_name: bytes,
         random: Callable[[int], bytes],
+        alternatives: tuple[EapType, ...] = (),
     ) -> None:
         self.eap_type = eap_type
+        self._alternatives = alternatives
         self._secret = secret
         self._server_name = server_name
         self._random = random
@@ -88,7 +93,15 @@ class EapServer:
             return self._failure(f"expected a Response to Identifier {self._identifier}")
         if packet.type == EapType.NAK:
             wanted = ", ".join(str(t) for t in packet.data) or "none"
-            return self._failure(f"peer refused EAP method {self.eap_type.name} (wants {wanted})")
+            choice = next((t for t in self._alternatives if t in packet.data), None)
+            if choice is None or isinstance(self._method, IdentityServer):
+                return self._failure(f"peer refused EAP method {self.eap_type.name} "
+                                     f"(wants {wanted})")  # fmt: skip
+            self._alternatives = ()  # one switch: a second Nak ends it
+            self.eap_type = choice
+            self._identifier = (self._identifier + 1) % 256
+            self._method = self._new_method(self.identity)
+            return ServerResult(self.start(), Outcome.CONTINUE)
         if packet.type != self._method.eap_type:
             return self._failure(f"Response of EAP type {packet.type}, expected "
                                  f"{self._method.eap_type.name}")  # fmt: skip

@@ -295,9 +295,9 @@ def respond_first(
         raise AuthenticationFailed("EAP-only authentication configured, but the peer did not "
                                    "announce it (RFC 5998 §3)")  # fmt: skip
     eap_id = None if creds.eap_id == ASK_IDENTITY else (creds.eap_id or idi.data)
-    server = EapServer(
-        EapType(creds.eap_types[0]), eap_id, creds.eap_user_secret, SERVER_NAME, sa.random_bytes
-    )
+    first, *others = (EapType(t) for t in creds.eap_types)
+    server = EapServer(first, eap_id, creds.eap_user_secret, SERVER_NAME, sa.random_bytes,
+                       tuple(others))  # fmt: skip
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     sa.eap = ServerRounds(server, payloads, idr)
     sa.log.info("EAP started", method=server.eap_type.name, ask_identity=eap_id is None,

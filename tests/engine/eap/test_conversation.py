@@ -89,6 +89,34 @@ def test_peer_naks_a_method_it_is_not_configured_for() -> None:
     assert result.outcome is Outcome.FAILURE and "wants 4" in result.reason
 
 
+@pytest.mark.parametrize("ask", [False, True])
+def test_server_with_alternatives_switches_to_the_method_the_peer_naks_for(ask: bool) -> None:
+    r = random.Random(3)
+    server = EapServer(EapType.MSCHAPV2, None if ask else b"carol", USERS.get, b"gw",
+                       r.randbytes, (EapType.MD5_CHALLENGE,))  # fmt: skip
+    peer = EapPeer(b"carol", USERS[b"carol"], (EapType.MD5_CHALLENGE,), r.randbytes)
+    packet, types = server.start(), []
+    for _ in range(6):
+        answer = peer.process(packet)
+        if answer.packet is None:
+            break
+        types.append(parse_packet(answer.packet).type)
+        result = server.process(answer.packet)
+        packet = result.packet
+    assert answer.outcome is Outcome.SUCCESS and server.eap_type is EapType.MD5_CHALLENGE
+    assert types == [*([EapType.IDENTITY] if ask else []), EapType.NAK, EapType.MD5_CHALLENGE]
+
+
+def test_a_nak_for_a_method_we_do_not_offer_still_fails() -> None:
+    r = random.Random(3)
+    server = EapServer(EapType.MSCHAPV2, b"carol", USERS.get, b"gw", r.randbytes,
+                       (EapType.MD5_CHALLENGE,))  # fmt: skip
+    start = parse_packet(server.start())
+    nak = EapPacket(EapCode.RESPONSE, start.identifier, EapType.NAK, bytes([13])).encode()
+    result = server.process(nak)
+    assert result.outcome is Outcome.FAILURE and "wants 13" in result.reason
+
+
 def test_peer_ignores_an_early_eap_success() -> None:
     r = random.Random(3)
     peer = EapPeer(b"carol", b"pw", (EapType.MSCHAPV2,), r.randbytes)
