@@ -154,9 +154,19 @@ KEYWORD_GROUPS: dict[str, dict[str, int] | dict[str, tuple[int, int | None]]] = 
     **ID_KEYWORDS,
 }
 
-# Our "default" proposals: strongSwan's defaults, trimmed to algorithms without known weaknesses.
+# Our "default" proposals: strongSwan's defaults, trimmed to algorithms without known weaknesses,
+# after a post-quantum hybrid first: X25519 in IKE_SA_INIT plus ML-KEM-768 as ADDKE1 in an
+# IKE_INTERMEDIATE (RFC 9370), so the IKE SA's keys stay secret if either X25519 or ML-KEM holds
+# (recorded traffic is safe from a later quantum computer). The classic proposals follow for peers
+# without RFC 9370: they reject the hybrid proposal whole (RFC 7296 §3.3.6, unknown transform
+# types) and take a classic one; a peer announcing RFC 9242 but preferring classic may too.
+DEFAULT_HYBRID = (
+    "aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305-prfsha256-prfsha384-prfsha512"
+    "-x25519-ke1_mlkem768"
+)
 DEFAULT_PROPOSALS: dict[ProtocolId, tuple[str, ...]] = {
     ProtocolId.IKE: (
+        DEFAULT_HYBRID,
         "aes128-aes192-aes256-sha256-sha384-sha512-x25519-ecp256-ecp384-ecp521-x448-modp3072"
         "-modp4096",
         "aes128gcm16-aes192gcm16-aes256gcm16-chacha20poly1305-prfsha256-prfsha384-prfsha512"

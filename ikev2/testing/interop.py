@@ -89,7 +89,9 @@ class Spec:
     auth: str = "psk"  # psk | ecdsa | rsa | ed25519 | rsa4096 (moon) ...
     sun_auth: str | None = None  # strongSwan's chain when it differs from moon's
     id_kind: str = "fqdn"  # fqdn | ip | ip6 | dn
-    ours_ike: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
+    # our side uses our default proposals (post-quantum hybrid first, issue 15) unless a row pins
+    # them: against 5.9.8 the fallback to a classic proposal is real in every such row
+    ours_ike: tuple[str, ...] = ("default",)
     ss_ike: tuple[str, ...] = ("aes256gcm16-prfsha256-x25519",)
     children: tuple[ChildSpec, ...] = (ChildSpec(),)
     ours_psk: str = PSK

@@ -448,3 +448,51 @@ def test_signatures_and_eap_cover_the_intermediate_exchanges(auth: str) -> None:
     assert ei.suite.endswith("KE1_ML_KEM_768")
     auth_ids = sorted({m.header.message_id for m in tap.headers(True, ExchangeType.IKE_AUTH)})
     assert auth_ids[0] == 2 and auth_ids == list(range(2, 2 + len(auth_ids)))
+
+
+def _defaults(ike_r: str = "default") -> Pair:
+    conn_i, conn_r = psk_connections("default", ike_r=ike_r)
+    return Pair(conn_i, conn_r)
+
+
+def test_the_default_proposals_negotiate_the_hybrid() -> None:
+    from ikev2.engine.proposal_strings import DEFAULT_PROPOSALS
+
+    assert "-x25519-ke1_mlkem768" in DEFAULT_PROPOSALS[ProtocolId.IKE][0]
+    pair = _defaults()
+    pair.initiate()
+    pair.run(until=5)
+    ei, er = established(pair)
+    assert ei.suite == er.suite == "AES_GCM_16_128/PRF_HMAC_SHA2_256/CURVE25519/KE1_ML_KEM_768"
+
+
+@pytest.mark.parametrize("classic_side", ["responder", "initiator"])
+def test_the_defaults_meet_a_classic_configuration(classic_side: str) -> None:
+    conn_i, conn_r = psk_connections("default", ike_r=CLASSIC)
+    if classic_side == "initiator":
+        conn_i, conn_r = psk_connections(CLASSIC, ike_r="default")
+    pair = Pair(conn_i, conn_r)
+    pair.initiate()
+    pair.run(until=5)
+    ei, er = established(pair)
+    assert ei.suite == er.suite == "AES_GCM_16_256/PRF_HMAC_SHA2_256/CURVE25519"
+
+
+def test_the_defaults_fall_back_against_a_peer_without_rfc_9370(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Our defaults as initiator, a responder of RFC 7296 alone with strongSwan 5.9.8's
+    defaults-like classic policy: it skips the hybrid (unknown transform types) for a classic
+    proposal of ours."""
+    from ikev2.engine import proposals
+
+    ike_types = proposals.ALLOWED_TYPES[ProtocolId.IKE] - set(proposals.ADDKE_TYPES)
+    monkeypatch.setitem(proposals.ALLOWED_TYPES, ProtocolId.IKE, ike_types)
+    monkeypatch.setattr(ike_init, "_announces_intermediate", lambda message: False)
+    proposals._choose.cache_clear()
+    pair = _defaults(ike_r="aes128-sha256-x25519,aes256gcm16-prfsha384-ecp384")
+    pair.initiate()
+    pair.run(until=5)
+    proposals._choose.cache_clear()
+    ei, er = established(pair)
+    assert ei.suite == er.suite == "AES_CBC_128/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/CURVE25519"
