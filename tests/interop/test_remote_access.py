@@ -19,23 +19,24 @@ import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ikev2.testing.daemon import OurDaemon
 from ikev2.testing.interop import OURS_INITIATOR, OURS_RESPONDER
+from ikev2.testing.remote_access import (
+    CAROL,
+    DAVE,
+    ours_client,
+    ours_gateway,
+    ss_gateway,
+    ss_road_warriors,
+    vips_of,
+)
 from ikev2.testing.strongswan import Charon, ConfValue, IkeSaInfo
 from ikev2.testing.topology import Topology
 
 pytestmark = pytest.mark.interop
-
-IKE = "aes256gcm16-prfsha256-x25519"
-ESP = "aes256gcm16"
-PSK = "remote-access interop PSK 5c1f0e9d2b"
-CAROL, DAVE = "carol@ikev2.test", "dave@ikev2.test"
-GATEWAY_ID = "gateway.ikev2.test"
-BEHIND = ["10.2.0.0/24", "fd00:20::/64"]
 
 
 class Run:
@@ -70,99 +71,8 @@ class Run:
         )
 
 
-def _ss_conn(addr: str, peer: str, local_id: str, remote_id: str, **extra: ConfValue
-             ) -> dict[str, ConfValue]:  # fmt: skip
-    child: dict[str, ConfValue] = {"esp_proposals": ESP, "rekey_time": "0", "life_time": "0",
-                                   "start_action": "none"}  # fmt: skip
-    for key in ("local_ts", "remote_ts"):
-        if key in extra:
-            child[key] = extra.pop(key)
-    return {
-        "version": 2, "local_addrs": addr, "remote_addrs": peer, "proposals": IKE,
-        "rekey_time": "0", "reauth_time": "0", "unique": "never", "dpd_delay": "0",
-        "local": {"id": local_id, "auth": "psk"}, "remote": {"id": remote_id, "auth": "psk"},
-        "children": {"net": child}, **extra,
-    }  # fmt: skip
-
-
-def _ours_gateway(run: Run, v4: str) -> dict[str, Any]:
-    return {
-        "daemon": {"addresses": [run.gateway_addr], "port": 500, "nat_port": 4500},
-        "pools": {
-            "rw-v4": {"addrs": v4, "dns": ["10.2.0.53"], "subnet": ["10.2.0.0/24"]},
-            "rw-v6": {"addrs": "fd03::/120", "dns": ["fd00:20::53"]},
-        },
-        "connections": {
-            "rw": {
-                "local_addrs": [run.gateway_addr],
-                "proposals": [IKE],
-                "dpd_delay": "0s",
-                "rekey_time": "0s",
-                "pools": ["rw-v4", "rw-v6"],
-                "local": {"id": GATEWAY_ID, "auth": "psk"},
-                "remote": {"id": "%any", "auth": "psk"},
-                "children": {
-                    "net": {"local_ts": BEHIND, "esp_proposals": [ESP], "rekey_time": "0s"}
-                },
-            }
-        },
-        "secrets": {"rw": {"ids": [GATEWAY_ID], "secret": PSK}},
-    }
-
-
-def _ss_road_warriors(run: Run) -> dict[str, ConfValue]:
-    """carol and dave, two road warriors in one charon, each asking for any v4 and v6 address."""
-    conns: dict[str, ConfValue] = {}
-    for name, ident in (("rw", CAROL), ("rw2", DAVE)):
-        conns[name] = _ss_conn(run.client_addr, run.gateway_addr, ident, GATEWAY_ID,
-                               vips="0.0.0.0,::", remote_ts=",".join(BEHIND))  # fmt: skip
-    secrets = {"ike-rw": {"id-1": CAROL, "id-2": DAVE, "id-3": GATEWAY_ID, "secret": f'"{PSK}"'}}
-    return {"connections": conns, "secrets": secrets}
-
-
-def _ours_client(run: Run, hook: Path) -> dict[str, Any]:
-    return {
-        "daemon": {
-            "addresses": [run.client_addr],
-            "port": 500,
-            "nat_port": 4500,
-            "dns_hook": str(hook),
-        },
-        "connections": {
-            "rw": {
-                "local_addrs": [run.client_addr],
-                "remote_addrs": [run.gateway_addr],
-                "proposals": [IKE],
-                "dpd_delay": "0s",
-                "rekey_time": "0s",
-                "vips": ["0.0.0.0", "::"],
-                "local": {"id": CAROL, "auth": "psk"},
-                "remote": {"id": GATEWAY_ID, "auth": "psk"},
-                "children": {
-                    "net": {"remote_ts": BEHIND, "esp_proposals": [ESP], "rekey_time": "0s"}
-                },
-            }
-        },
-        "secrets": {"rw": {"ids": [CAROL, GATEWAY_ID], "secret": PSK}},
-    }
-
-
-def _ss_gateway(run: Run) -> dict[str, ConfValue]:
-    conn = _ss_conn(run.gateway_addr, run.client_addr, GATEWAY_ID, "%any",
-                    pools="rw4,rw6", local_ts=",".join(BEHIND))  # fmt: skip
-    return {
-        "connections": {"rw": conn},
-        "pools": {
-            "rw4": {"addrs": "10.4.0.0/28", "dns": "10.2.0.53"},
-            "rw6": {"addrs": "fd04::/120", "dns": "fd00:20::53"},
-        },
-        "secrets": {"ike-rw": {"id-1": CAROL, "id-2": GATEWAY_ID, "secret": f'"{PSK}"'}},
-    }
-
-
 def _vips(sa: IkeSaInfo) -> list[str]:
-    value = sa.raw.get("local-vips") or []
-    return [value] if isinstance(value, str) else list(value)
+    return vips_of(dict(sa.raw))
 
 
 @pytest.fixture
@@ -175,8 +85,8 @@ def runs() -> Iterator[list[Run]]:
 
 def _gateway_run(pair: Topology, tmp_path: Path, runs: list[Run], v4: str) -> Run:
     run = Run(pair, tmp_path / "run", OURS_RESPONDER)
-    run.ours.configure(_ours_gateway(run, v4))
-    run.ss.configure(_ss_road_warriors(run))
+    run.ours.configure(ours_gateway(run.gateway_addr, v4))
+    run.ss.configure(ss_road_warriors(run.client_addr, run.gateway_addr))
     runs.append(run)
     return run.start()
 
@@ -251,8 +161,8 @@ def test_client_gets_strongswan_pool_addresses_and_dns(
     hook = tmp_path / "dns-hook"
     hook.write_text(HOOK.format(out=run.hook_out))
     hook.chmod(stat.S_IRWXU)
-    run.ours.configure(_ours_client(run, hook))
-    run.ss.configure(_ss_gateway(run))
+    run.ours.configure(ours_client(run.client_addr, run.gateway_addr, str(hook)))
+    run.ss.configure(ss_gateway(run.gateway_addr, run.client_addr))
     runs.append(run)
     run.start()
     done = run.ours.up("rw", timeout=20)
@@ -261,8 +171,7 @@ def test_client_gets_strongswan_pool_addresses_and_dns(
     assert ours["local_vips"] == ["10.4.0.1", "fd04::1"], ours
     assert ours["children"][0]["local_ts"] == ["10.4.0.1/32", "fd04::1/128"]
     (theirs,) = run.ss.wait_for(lambda sas: any(s.installed_children for s in sas))
-    remote_vips = theirs.raw.get("remote-vips") or []
-    assert list(remote_vips) == ["10.4.0.1", "fd04::1"], theirs.raw
+    assert vips_of(theirs.raw, "remote-vips") == ["10.4.0.1", "fd04::1"], theirs.raw
     (child,) = theirs.installed_children
     assert list(child.remote_ts) == ["10.4.0.1/32", "fd04::1/128"]
     # the DNS servers of strongSwan's pools reached our hook; nothing wrote resolv.conf

@@ -1,0 +1,66 @@
+"""Remote access with real XFRM in the QEMU guest, both roles (guest_remote_access.py runs
+inside): a road warrior gets its virtual IP, pings a host behind the gateway through the tunnel
+from it, and the kernel policies name the leased address; `down` leaves nothing behind (and,
+with ours as the client, removes the addresses it put on lo)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ikev2.testing import guest, strongswan
+from ikev2.testing.gates import is_root, need
+from ikev2.testing.interop import OURS_INITIATOR, OURS_RESPONDER
+
+pytestmark = [pytest.mark.interop, pytest.mark.guest]
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).with_name("guest_remote_access.py")
+EXPECTED = {
+    "gateway": {"established", "strongswan_got_vips", "ours_lists_remote_vips", "ping",
+                "gateway_policy_names_lease", "gateway_counters_moved", "down",
+                "zero_after_teardown"},
+    "client": {"established", "ours_got_vips", "vips_on_lo", "ping", "client_policy_from_vip",
+               "client_counters_moved", "down", "vips_removed", "zero_after_teardown"},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def guest_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[guest.GuestRun]:
+    need(is_root(), "the guest shares the host root read-only with QEMU; needs root")
+    need(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86 is not installed")
+    need(strongswan.available() is None, strongswan.available() or "")
+    try:
+        image = guest.prepare(guest.default_cache(REPO))
+    except guest.GuestError as exc:
+        pytest.fail(f"cannot prepare the QEMU guest: {exc}", pytrace=False)
+    results = tmp_path_factory.mktemp("guest-remote-access")
+    python = guest.interpreter()
+    run = guest.boot(image, [str(python), str(SCRIPT), "/results"], results, cwd=REPO, timeout=600)
+    print(f"\n[guest remote access] boot + scenarios: {run.wall_seconds:.1f} s")
+    yield run
+
+
+@pytest.mark.parametrize(
+    ("scenario", "role"),
+    [
+        pytest.param("gateway", OURS_RESPONDER, id=f"gateway-{OURS_RESPONDER}"),
+        pytest.param("client", OURS_INITIATOR, id=f"client-{OURS_INITIATOR}"),
+    ],
+)
+def test_guest_remote_access(guest_run: guest.GuestRun, scenario: str, role: str) -> None:
+    path = guest_run.results / f"{scenario}--{role}.json"
+    assert path.exists(), f"no result; console:\n{guest_run.console[-3000:]}"
+    record: dict[str, Any] = json.loads(path.read_text())
+    checks = record["checks"]
+    assert "error" not in checks, f"{checks['error']}\n{checks.get('_logs', '')}"
+    missing = EXPECTED[scenario] - set(checks)
+    assert not missing, f"checks not recorded: {missing}"
+    failed = sorted(k for k in EXPECTED[scenario] if checks[k] is not True)
+    shown = {k: v for k, v in checks.items() if k.startswith("_")}
+    assert not failed, f"failed: {failed}\n{json.dumps(shown, indent=1)[-5000:]}"
