@@ -6,6 +6,7 @@ daemon from the same scenario (ikev2.testing.interop.ours_config)."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -223,6 +224,22 @@ def _shape(conn: ConnectionConfig) -> dict[str, object]:
     }
 
 
+def _matrix_specs() -> list[Spec]:
+    """Every scenario of the interop matrix that is a module-level list (auth, proposals, IPv6)."""
+    path = ROOT / "tests" / "interop" / "test_matrix.py"
+    module_spec = importlib.util.spec_from_file_location("_interop_matrix", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    found = [getattr(module, n) for n in ("AUTH_SPECS", "PROPOSAL_SPECS", "IPV6_SPECS")]
+    assert all(found), "the interop matrix renamed its scenario lists"
+    return [spec for specs in found for spec in specs]
+
+
+BASE_SPECS = list(HARNESS_SPECS)
+HARNESS_SPECS += _matrix_specs()
+
+
 @pytest.mark.parametrize("spec", HARNESS_SPECS, ids=lambda s: s.name)
 def test_harness_swanctl_imports_to_what_the_harness_writes_for_us(
     spec: Spec, tmp_path: Path
@@ -238,7 +255,15 @@ def test_harness_swanctl_imports_to_what_the_harness_writes_for_us(
             shutil.copy(path, swanctl / sub / path.name)
             (swanctl / sub / path.name).chmod(0o600)
     (swanctl / "swanctl.conf").write_text(render_conf(files.conf) + "\n")
-    imported, _text, done = run_import(swanctl / "swanctl.conf")
+    conf = swanctl / "swanctl.conf"
+    if spec in BASE_SPECS:  # through the CLI, as a user runs it
+        imported, _text, done = run_import(conf)
+        stderr = done.stderr
+    else:  # the matrix's many scenarios in-process: the same code without a Python start each
+        imp = import_swanctl(conf)
+        (swanctl / "ikev2.toml").write_text(ours_render(imp.toml))
+        imported = load_config(swanctl / "ikev2.toml")
+        stderr = "\n".join(f"{conf}: {line}" for line in imp.dropped)
     expected_path = tmp_path / "expected.toml"
     expected_path.write_text(render_toml(ours_config(spec, *args, tmp_path / "ours")))
     expected = load_config(expected_path)
@@ -247,8 +272,8 @@ def test_harness_swanctl_imports_to_what_the_harness_writes_for_us(
     assert _shape(got) == _shape(want)
     # the harness's strongSwan-only settings are named, nothing else
     dropped = {line.split(": ", 1)[1].split(" = ")[0].rsplit(".", 1)[-1]
-               for line in done.stderr.splitlines()}  # fmt: skip
-    assert dropped <= {"unique", "dpd_action", "life_time"}, done.stderr
+               for line in stderr.splitlines()}  # fmt: skip
+    assert dropped <= {"unique", "dpd_action", "life_time"}, stderr
 
 
 def test_render_toml_round_trip() -> None:
