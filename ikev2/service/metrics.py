@@ -85,6 +85,8 @@ METRICS: dict[str, tuple[str, str, Labels]] = {
     "ike_sas_deleted": ("counter", "IKE SAs deleted (rekeyed ones apart)", ("connection",)),
     "retransmits": ("counter", "Requests sent again (RFC 7296 §2.1)", ("exchange",)),
     "dpd_sent": ("counter", "Liveness checks sent (empty INFORMATIONAL, RFC 7296 §2.4)", ()),
+    "dead_peers": ("counter", "IKE SAs deleted because the peer stopped answering (§2.4)",
+                   ("connection",)),
     "cookies_sent": ("counter", "IKE_SA_INIT answered with a COOKIE demand (RFC 7296 §2.6)", ()),
     "requests_sent": ("counter", "IKE requests sent for the first time", ("exchange",)),
     "udp_datagrams": ("counter", "UDP datagrams by socket and direction", ("socket", "direction")),
@@ -147,6 +149,8 @@ class Meter:
                 self._roles.pop(event.ike_sa_id, None)
                 if event.reason != "rekeyed":
                     self.add("ike_sas_deleted", (event.connection,))
+                if "peer dead" in event.reason or "did not answer" in event.reason:
+                    self.add("dead_peers", (event.connection,))
                 self._forget(event.ike_sa_id)
             elif isinstance(event, ChildSaEstablished):
                 live = self._live.setdefault((event.ike_sa_id, event.child), set())

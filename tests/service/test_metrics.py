@@ -107,7 +107,12 @@ async def metered_pair(sun_extra: str = "") -> AsyncIterator[tuple[Daemon, Daemo
             if sun_extra:  # responders for initiators from several addresses (workers test)
                 text = text.replace(f'remote_addrs = ["{MOON}"]', 'remote_addrs = ["%any"]')
         else:
-            text = text.replace('dpd_delay = "30s"', 'dpd_delay = "1s"')  # liveness checks
+            # liveness checks after 1 s of quiet, a dead peer declared after 2 quick retransmits
+            text = text.replace(
+                'dpd_delay = "30s"',
+                'dpd_delay = "1s"\nretransmit_timeout = '
+                '"0.3s"\nretransmit_base = 1.5\nretransmit_tries = 2',
+            )
         config = workdir / f"{side}.toml"
         config.write_text(text.replace("[daemon]\n", f"[daemon]\n{daemon_lines}", 1))
         daemons[side] = Daemon(side, config, control, workdir / f"{side}.log")
@@ -192,6 +197,23 @@ async def test_scrape_through_a_connection_lifetime() -> None:
 
         assert await wait_until(down)
         assert value(scrape(moon_port), "ikev2_ike_sas_deleted_total", connection="net") == 1
+
+
+async def test_a_dead_peer_is_counted() -> None:
+    async with metered_pair() as (moon, sun, moon_port, _sun_port, _ike):
+        code, _out, err = await moon.cli("up", "net")
+        assert code == 0, err
+        sun.kill()  # gone without a Delete: moon's liveness checks go unanswered
+
+        async def dead() -> Samples | None:
+            samples = scrape(moon_port)
+            return samples if value(samples, "ikev2_dead_peers_total", connection="net") else None
+
+        samples = await wait_until(dead, timeout=15)
+        assert samples, "no dead peer counted"
+        assert value(samples, "ikev2_connection_up", connection="net") == 0
+        assert value(samples, "ikev2_retransmits_total", exchange="informational") == 2
+        assert value(samples, "ikev2_ike_sas_deleted_total", connection="net") == 1
 
 
 def ike_sa_from(config_path: Path, source: str) -> tuple[Engine, socket.socket]:
