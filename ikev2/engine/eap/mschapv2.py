@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
@@ -62,14 +63,15 @@ def strip_domain(username: bytes) -> bytes:
     return username.rpartition(b"\\")[2]
 
 
+# each 7-bit key group shifted left, with the odd-parity bit in the low bit (RFC 2759 §8.6)
+_WITH_PARITY = bytes((v << 1) | (bin(v).count("1") % 2 == 0) for v in range(128))
+_SHIFTS_56 = (49, 42, 35, 28, 21, 14, 7, 0)
+
+
 def _des_key(seven: bytes) -> bytes:
     """RFC 2759 §8.6: 56 key bits spread over 8 octets, odd parity in the low bit."""
     bits = int.from_bytes(seven, "big")
-    out = bytearray()
-    for i in range(8):
-        byte = ((bits >> (49 - 7 * i)) & 0x7F) << 1
-        out.append(byte | (bin(byte).count("1") % 2 == 0))
-    return bytes(out)
+    return bytes(_WITH_PARITY[(bits >> shift) & 0x7F] for shift in _SHIFTS_56)
 
 
 def _des(key7: bytes, block: bytes) -> bytes:
@@ -88,8 +90,14 @@ def nt_response(
     auth_challenge: bytes, peer_challenge: bytes, username: bytes, password: bytes
 ) -> bytes:
     """RFC 2759 §8.1 GenerateNTResponse."""
+    return _nt_response(auth_challenge, peer_challenge, username, nt_password_hash(password))
+
+
+def _nt_response(
+    auth_challenge: bytes, peer_challenge: bytes, username: bytes, password_hash: bytes
+) -> bytes:
     digest = challenge_hash(peer_challenge, auth_challenge, username)
-    return challenge_response(digest, nt_password_hash(password))
+    return challenge_response(digest, password_hash)
 
 
 def authenticator_response(
@@ -101,6 +109,12 @@ def authenticator_response(
 ) -> bytes:
     """RFC 2759 §8.7 GenerateAuthenticatorResponse: b"S=" and 40 upper-case hex digits."""
     hash_hash = md4(nt_password_hash(password))
+    return _authenticator_response(hash_hash, nt_resp, peer_challenge, auth_challenge, username)
+
+
+def _authenticator_response(
+    hash_hash: bytes, nt_resp: bytes, peer_challenge: bytes, auth_challenge: bytes, username: bytes
+) -> bytes:
     digest = _sha1(hash_hash, nt_resp, _AUTH_MAGIC1)
     digest = _sha1(digest, challenge_hash(peer_challenge, auth_challenge, username), _AUTH_MAGIC2)
     return b"S=" + digest.hex().upper().encode()
@@ -108,7 +122,11 @@ def authenticator_response(
 
 def master_key(password: bytes, nt_resp: bytes) -> bytes:
     """RFC 3079 §3.4 GetMasterKey."""
-    return _sha1(md4(nt_password_hash(password)), nt_resp, _MPPE_MAGIC1)[:16]
+    return _master_key(md4(nt_password_hash(password)), nt_resp)
+
+
+def _master_key(hash_hash: bytes, nt_resp: bytes) -> bytes:
+    return _sha1(hash_hash, nt_resp, _MPPE_MAGIC1)[:16]
 
 
 def asymmetric_start_key(master: bytes, *, send: bool, server: bool) -> bytes:
@@ -119,10 +137,33 @@ def asymmetric_start_key(master: bytes, *, send: bool, server: bool) -> bytes:
 
 def msk(password: bytes, nt_resp: bytes) -> bytes:
     """The 64-octet MSK: the server's receive key, its send key, 32 zero octets."""
-    master = master_key(password, nt_resp)
+    return _msk(md4(nt_password_hash(password)), nt_resp)
+
+
+def _msk(hash_hash: bytes, nt_resp: bytes) -> bytes:
+    master = _master_key(hash_hash, nt_resp)
     receive = asymmetric_start_key(master, send=False, server=True)
     send = asymmetric_start_key(master, send=True, server=True)
     return receive + send + b"\x00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class _Exchange:
+    """One challenge's results, from the password hashed once (MD4 is pure Python here)."""
+
+    nt_response: bytes = field(repr=False)
+    authenticator_response: bytes = field(repr=False)
+    msk: bytes = field(repr=False)
+
+
+def _exchange(
+    password: bytes, auth_challenge: bytes, peer_challenge: bytes, user: bytes
+) -> _Exchange:
+    password_hash = nt_password_hash(password)
+    hash_hash = md4(password_hash)
+    nt = _nt_response(auth_challenge, peer_challenge, user, password_hash)
+    auth = _authenticator_response(hash_hash, nt, peer_challenge, auth_challenge, user)
+    return _Exchange(nt, auth, _msk(hash_hash, nt))
 
 
 def _packet(opcode: int, ms_id: int, body: bytes) -> bytes:
@@ -181,22 +222,22 @@ class MsChapV2Server:
         peer_challenge, received = body[1:17], body[25:49]
         user = body[1 + RESPONSE_VALUE_BYTES :]
         password = self._secret(user)
-        expected = (
-            nt_response(self._challenge, peer_challenge, user, password)
+        done = (
+            _exchange(password, self._challenge, peer_challenge, user)
             if password is not None
             else None
         )
-        if password is None or expected is None or not hmac.compare_digest(expected, received):
+        if done is None or not hmac.compare_digest(done.nt_response, received):
             # RFC 2759 §6 / the draft §2: E=691 (authentication failure), no retry
             self._state = "failure"
             message = b"E=691 R=0 C=" + self._challenge.hex().upper().encode() + b" V=3 M=denied"
             reason = "no such EAP user" if password is None else "NT-Response does not verify"
             return Step(Outcome.CONTINUE, _packet(OP_FAILURE, self._ms_id, message), reason)
         self._user = user
-        self._msk = msk(password, received)
-        auth = authenticator_response(password, received, peer_challenge, self._challenge, user)
+        self._msk = done.msk
         self._state = "success"
-        return Step(Outcome.CONTINUE, _packet(OP_SUCCESS, self._ms_id, auth + b" M=welcome"))
+        body = done.authenticator_response + b" M=welcome"
+        return Step(Outcome.CONTINUE, _packet(OP_SUCCESS, self._ms_id, body))
 
     def msk(self) -> bytes | None:
         return self._msk
@@ -238,11 +279,10 @@ class MsChapV2Peer:
         if len(body) < 1 + CHALLENGE_BYTES or body[0] != CHALLENGE_BYTES:
             return fail("EAP-MSCHAPv2 challenge of the wrong size")
         auth_challenge = body[1 : 1 + CHALLENGE_BYTES]
-        response = nt_response(auth_challenge, self._peer_challenge, self._user, self._password)
-        self._expected_auth = authenticator_response(
-            self._password, response, self._peer_challenge, auth_challenge, self._user
-        )
-        self._msk = msk(self._password, response)
+        done = _exchange(self._password, auth_challenge, self._peer_challenge, self._user)
+        response = done.nt_response
+        self._expected_auth = done.authenticator_response
+        self._msk = done.msk
         value = self._peer_challenge + b"\x00" * 8 + response + b"\x00"
         return Step(
             Outcome.CONTINUE,
