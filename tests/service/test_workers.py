@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,17 +102,22 @@ class Initiators:
         made = spread_sockets(INITIATORS, count)
         self.sockets = {port: sock for port, (sock, _) in made.items()}
         self.address = {port: address for port, (_, address) in made.items()}
+        # one client holding many IKE SAs under one identity: none may carry INITIAL_CONTACT,
+        # which would tell the responder to drop the others (RFC 7296 §2.4; engine/unique.py)
         conns = [
-            psk_initiator(
-                f"c{port}",
-                address,
-                RESPONDER,
-                PSK.encode(),
-                local_id=b"initiator.test",
-                child="rw",
-                local_port=port,
-                remote_port=responder_port,
-                timers=Timers(dpd_delay=0),
+            replace(
+                psk_initiator(
+                    f"c{port}",
+                    address,
+                    RESPONDER,
+                    PSK.encode(),
+                    local_id=b"initiator.test",
+                    child="rw",
+                    local_port=port,
+                    remote_port=responder_port,
+                    timers=Timers(dpd_delay=0),
+                ),
+                send_initial_contact=False,
             )
             for port, address in self.address.items()
         ]
