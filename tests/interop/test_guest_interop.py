@@ -47,7 +47,7 @@ def guest_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[guest.GuestR
         pytest.fail(f"cannot prepare the QEMU guest: {exc}", pytrace=False)
     results = tmp_path_factory.mktemp("guest-interop")
     python = guest.interpreter()
-    run = guest.boot(image, [str(python), str(SCRIPT), "/results"], results, cwd=REPO, timeout=360)
+    run = guest.boot(image, [str(python), str(SCRIPT), "/results"], results, cwd=REPO, timeout=900)
     print(f"\n[guest interop] boot + scenarios: {run.wall_seconds:.1f} s, exit {run.exit_code}")
     yield run
 
