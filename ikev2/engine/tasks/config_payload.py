@@ -24,10 +24,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...constants import CfgAttr, CfgType, NotifyType
+from ...constants import CfgAttr, CfgType, IdType, NotifyType
 from ...wire import CfgAttribute, CpPayload, NotifyPayload, Payload
-from ..config import ChildConfig, IPAddress, IPNetwork, PoolConfig, TrafficSelectorSpec
+from ..config import (
+    ChildConfig,
+    Identity,
+    IPAddress,
+    IPNetwork,
+    PoolConfig,
+    TrafficSelectorSpec,
+)
 from ..events import VirtualIpsAssigned, VirtualIpsReleased
+from ..identity import parse_identity
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -174,8 +182,9 @@ def respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> tuple[list[Pa
     if cp is None:
         sa.log.info("child refused: connection has pools, peer sent no CP request")
         return [NotifyPayload(NotifyType.FAILED_CP_REQUIRED)], False
-    assert sa.remote_identity is not None and sa.host is not None
+    assert sa.host is not None
     pools: Pools = sa.host.pools
+    holder = lease_identity(sa)
     wanted: dict[int, IPAddress | None] = {}
     for attr in cp.attributes:
         version = VERSION_OF_ADDRESS_ATTR.get(attr.attr_type)
@@ -185,7 +194,7 @@ def respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> tuple[list[Pa
         wanted[version] = None if asked is None or asked.is_unspecified else asked
     leased: list[tuple[PoolConfig, IPAddress]] = []
     for version, asked in wanted.items():
-        got = pools.acquire(conn.pools, version, sa.remote_identity, sa.id, asked, now)
+        got = pools.acquire(conn.pools, version, holder, sa.id, asked, now)
         if got is None:
             sa.log.warning("no virtual IP left", family=f"IPv{version}", pools=list(conn.pools))
         else:
@@ -208,6 +217,19 @@ def respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> tuple[list[Pa
     sa.cp = CpState((), vips, tuple(dns), tuple(subnets), tuple(domains))
     sa.log.info("virtual IPs leased", vips=[str(v) for v in vips])
     return [CpPayload(CfgType.CFG_REPLY, tuple(attrs))], True
+
+
+def lease_identity(sa: IkeSa) -> Identity:
+    """Who a lease belongs to: the EAP identity when the client authenticated with EAP (§2.16;
+    one IKE ID may stand for many EAP users, as strongSwan keys its pools), else its IDi."""
+    name = getattr(sa.eap, "identity", b"") if sa.eap is not None else b""
+    if isinstance(name, bytes) and name:
+        try:
+            return parse_identity(name.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return Identity(IdType.KEY_ID, name)
+    assert sa.remote_identity is not None
+    return sa.remote_identity
 
 
 def remote_ts(sa: IkeSa, config: ChildConfig) -> tuple[TrafficSelectorSpec, ...]:
