@@ -277,3 +277,35 @@ def test_gateway_offering_two_methods_follows_the_clients_nak() -> None:
     assert pair.i.of(IkeSaEstablished) and pair.r.of(IkeSaEstablished)
     assert_child_pair(pair)
     assert ids == [1, 2, 3, 4]  # first, the Nak, the MD5 response, the final AUTH
+
+
+# --- reauthentication (RFC 7296 §2.8.3) -------------------------------------------------------
+
+
+def test_client_reauthenticates_with_the_eap_rounds_again() -> None:
+    pair = Pair(*eap_connections())
+    run(pair)
+    (old,) = pair.i.engine.sas.values()
+    pair.i.events += pair.i.engine.reauthenticate(old.id, pair.now)
+    pair.run(until=pair.now + 5)
+    reauths = [e for e in pair.i.of(IkeSaEstablished) if e.reauth_of is not None]
+    assert len(reauths) == 1 and reauths[0].reauth_of == old.id
+    (new_r,) = pair.r.engine.sas.values()
+    assert new_r.eap.identity == b"carol@ikev2.test"  # the new SA ran EAP from the start
+    assert len(pair.r.of(IkeSaEstablished)) == 2 and not pair.r.of(IkeSaFailed)
+    assert len(pair.i.engine.sas) == 1
+
+
+def test_gateway_cannot_reauthenticate_an_eap_client_and_keeps_the_sa() -> None:
+    """The client authenticates by EAP, which only an initiator can: the gateway's attempt is
+    refused with AUTHENTICATION_FAILED (no exception out of the client's engine) and the
+    established IKE SA stays."""
+    pair = Pair(*eap_connections())
+    run(pair)
+    (old_r,) = pair.r.engine.sas.values()
+    pair.r.events += pair.r.engine.reauthenticate(old_r.id, pair.now)
+    pair.run(until=pair.now + 5)
+    (refused,) = pair.i.of(IkeSaFailed)
+    assert refused.notify is NotifyType.AUTHENTICATION_FAILED
+    assert "cannot be the responder" in refused.reason
+    assert old_r.id in pair.r.engine.sas and len(pair.i.engine.sas) == 1

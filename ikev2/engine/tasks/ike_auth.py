@@ -253,6 +253,8 @@ def respond(
             sa.log = sa.log.bind(conn=conn.name)
         if conn.remote_auth.method is AuthMethodName.EAP:
             return eap.respond_first(sa, conn, payloads, now)
+        if conn.local_auth.method is AuthMethodName.EAP:  # §2.16: EAP is the initiator's only
+            raise AuthenticationFailed("we authenticate with EAP, so we cannot be the responder")
         identity = verify_peer(sa, conn.remote_auth, conn.remote_id, payloads)
     except AuthenticationFailed as exc:
         _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
