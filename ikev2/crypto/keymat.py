@@ -2,12 +2,13 @@
 
 RFC 7296 §2.13 (prf+), §2.14 (SKEYSEED and SK_* for the IKE SA), §2.17 (Child SA KEYMAT, with
 and without PFS), §2.18 (SKEYSEED of a rekeyed IKE SA); RFC 9370 §2.2.2 (the key update after each
-additional key exchange) and §2.2.4 (child KEYMAT with several shared secrets: pass them
-concatenated in order as `shared_secret`).
+additional key exchange) and §2.2.4 (child KEYMAT and rekeyed SKEYSEED with several shared
+secrets: the additional ones follow the nonces, `additional`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from ..errors import UsageError
@@ -183,13 +184,15 @@ def derive_rekeyed_ike_keys(
     nr: bytes,
     spi_i: bytes,
     spi_r: bytes,
+    additional: Sequence[bytes] = (),
 ) -> tuple[bytes, IkeKeys]:
     """Keys of the IKE SA made by rekeying (RFC 7296 §2.18).
 
     SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr) with the old IKE SA's PRF; the SK_* then
-    come from prf+ of the new PRF with the new nonces and the new SPIs.
+    come from prf+ of the new PRF with the new nonces and the new SPIs. With RFC 9370 additional
+    key exchanges (IKE_FOLLOWUP_KE, §2.2.4): prf(SK_d (old), SK(0) | Ni | Nr | SK(1) | ... | SK(n)).
     """
-    skeyseed = Prf(old_prf_id, old_sk_d).compute_parts(shared_secret, ni, nr)
+    skeyseed = Prf(old_prf_id, old_sk_d).compute_parts(shared_secret, ni, nr, *additional)
     new_prf = Prf(new_prf_id, skeyseed)
     return skeyseed, _split_ike_keys(new_prf, encr, integ, ni + nr + spi_i + spi_r)
 
@@ -224,16 +227,18 @@ def derive_child_keys(
     ni: bytes,
     nr: bytes,
     shared_secret: bytes | None = None,
+    additional: Sequence[bytes] = (),
 ) -> ChildKeys:
     """KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr) split as RFC 7296 §2.17 says.
 
     Initiator-to-responder keys first, then responder-to-initiator; within a direction the
-    encryption key comes before the integrity key. With RFC 9370 additional key exchanges the
-    shared secret is g^ir (new) | SK(1) | ... | SK(n).
+    encryption key comes before the integrity key. With RFC 9370 additional key exchanges
+    (§2.2.4) KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1) | ... | SK(n)): `additional` holds
+    SK(1)..SK(n), after the nonces (as strongSwan 6 derives them).
     """
     integ_key = _integ_key_bytes(encr, integ)
     encr_key = encr.key_bytes if encr is not None else 0  # None: AH has no encryption key
-    seed = (shared_secret or b"") + ni + nr
+    seed = (shared_secret or b"") + ni + nr + b"".join(additional)
     keymat = prf_plus(Prf(prf_id, sk_d), seed, 2 * (encr_key + integ_key))
     mid = encr_key + integ_key
     return ChildKeys(

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from .pools import Pools
     from .proposals import NegotiatedSuite
     from .tasks.config_payload import CpState
+    from .tasks.followup_ke import Pending
     from .tasks.intermediate import IntermediateState
 
 
@@ -159,6 +160,7 @@ class IkeSa:
         "env",
         "established_at",
         "expire_at",
+        "followup",
         "fragments_in",
         "half_open_key",
         "host",
@@ -254,6 +256,8 @@ class IkeSa:
         self.init_retries = 0
         # RFC 9242/9370: the IKE_INTERMEDIATE rounds before IKE_AUTH (tasks/intermediate.py)
         self.intermediate: IntermediateState | None = None
+        # RFC 9370 §2.2.4: a peer's CREATE_CHILD_SA waiting for its IKE_FOLLOWUP_KE exchanges
+        self.followup: Pending | None = None
         self.chosen_proposal: Proposal | None = None
         self.suite: NegotiatedSuite | None = None
         self.keys: IkeKeys | None = None

@@ -47,6 +47,7 @@ from .state import ALLOWED_REQUESTS, IkeInput, IkeState
 from .tasks import (
     config_payload,
     create_child,
+    followup_ke,
     ike_auth,
     ike_init,
     ike_rekey,
@@ -443,6 +444,8 @@ class Engine:
             return informational.respond(sa, inner)
         if exchange == ExchangeType.IKE_INTERMEDIATE:
             return intermediate.respond(sa, inner, now)
+        if exchange == ExchangeType.IKE_FOLLOWUP_KE:
+            return followup_ke.respond(sa, inner, now)
         # CREATE_CHILD_SA: an IKE SA proposal means an IKE rekey (§1.3.2), else a child (§1.3.1)
         sa_payload = next((p for p in inner if isinstance(p, SaPayload)), None)
         if sa_payload and sa_payload.proposals and sa_payload.proposals[0].protocol == 1:

@@ -73,6 +73,10 @@ def can(state: IkeState, event: IkeInput) -> bool:
 ALLOWED_REQUESTS: dict[IkeState, frozenset[int]] = {
     # RFC 9242 §3: IKE_INTERMEDIATE rounds come between IKE_SA_INIT and IKE_AUTH
     IkeState.INIT_DONE: frozenset({ExchangeType.IKE_INTERMEDIATE, ExchangeType.IKE_AUTH}),
-    IkeState.ESTABLISHED: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
-    IkeState.DELETING: frozenset({ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA}),
+    IkeState.ESTABLISHED: frozenset(
+        {ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA, ExchangeType.IKE_FOLLOWUP_KE}
+    ),
+    IkeState.DELETING: frozenset(
+        {ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA, ExchangeType.IKE_FOLLOWUP_KE}
+    ),
 }

@@ -200,6 +200,7 @@ class KeyInput:
     nonce_i: bytes = field(repr=False)
     nonce_r: bytes = field(repr=False)
     shared_secret: bytes | None = field(default=None, repr=False)
+    additional: tuple[bytes, ...] = field(default=(), repr=False)  # RFC 9370 SK(1)..SK(n)
 
 
 def establish(
@@ -226,6 +227,7 @@ def establish(
         key_input.nonce_i,
         key_input.nonce_r,
         key_input.shared_secret,
+        key_input.additional,
     )
     # "i" keys protect traffic from the initiator of the exchange to its responder
     out_enc, out_auth, in_enc, in_auth = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...constants import ExchangeType, NotifyType, ProtocolId
@@ -33,6 +34,7 @@ from ...wire import (
     Payload,
     Proposal,
     SaPayload,
+    TrafficSelector,
     TsiPayload,
     TsrPayload,
 )
@@ -41,7 +43,7 @@ from ..ike_sa import ChildSa, ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..support import crypto_supports
 from ..ts import check_narrowed, narrow, spec_to_selector
-from . import as_notify_type, config_payload, error_notifies, find_payload, has_notify
+from . import as_notify_type, config_payload, error_notifies, find_payload, followup_ke, has_notify
 from .child_create import KeyInput, ReqidSource, establish, new_spi, ts_specs, with_spi
 from .informational import DeleteChildExchange, child_deleted
 
@@ -81,9 +83,9 @@ class CreateChildExchange:
             old.state = ChildState.REKEYING
         protocol = ProtocolId(self.config.proposals[0].protocol)
         self.child = ChildSa(self.config, self.reqid, protocol, new_spi(sa), mode=self.config.mode)
-        # ADDKE in child proposals needs IKE_FOLLOWUP_KE (RFC 9370 §2.2.4): not offered here
+        # ADDKE (RFC 9370 §2.2.4) is offered: followup_ke.py runs them after this exchange
         self.proposals = spec_to_proposals(
-            self.config.proposals, struct.pack("!I", self.child.spi_in), include_addke=False
+            self.config.proposals, struct.pack("!I", self.child.spi_in)
         )
         self.nonce = sa.new_nonce()
         payloads: list[Payload] = []
@@ -114,10 +116,26 @@ class CreateChildExchange:
             return
         nonce_r = find_payload(payloads, NoncePayload)
         assert nonce_r is not None
-        keys = KeyInput(self.nonce, nonce_r.data, shared)
-        establish(sa, child, suite, tsi, tsr, keys, now)
-        if self.old is not None:
-            self._rekeyed(sa, child, (self.nonce, nonce_r.data), now)
+        nonces = (self.nonce, nonce_r.data)
+
+        def finish(sa: IkeSa, additional: tuple[bytes, ...], now: float) -> None:
+            keys = KeyInput(nonces[0], nonces[1], shared, additional)
+            establish(sa, child, suite, tsi, tsr, keys, now)
+            if self.old is not None:
+                self._rekeyed(sa, child, nonces, now)
+
+        if suite.additional_ke:  # RFC 9370 §2.2.4: IKE_FOLLOWUP_KE exchanges first
+            pending = followup_ke.Pending(suite.additional_ke, finish, self._abort, for_child=True)
+            followup_ke.follow(sa, pending, payloads, now)
+            return
+        finish(sa, (), now)
+
+    def _abort(self, sa: IkeSa, reason: str, now: float) -> None:
+        """The follow-up key exchanges failed: no child; a rekeyed one stays as it was."""
+        from .child_create import _failed
+
+        self._restore_old()
+        _failed(sa, self.config, reason, None)
 
     def _accept(
         self, sa: IkeSa, payloads: tuple[Payload, ...]
@@ -233,6 +251,36 @@ class CreateChildExchange:
         ike_deleted(sa, "peer did not answer CREATE_CHILD_SA")
 
 
+@dataclass(slots=True)
+class _Made:
+    """What our answer to a CREATE_CHILD_SA agreed, made into the child at once or after the
+    IKE_FOLLOWUP_KE exchanges (RFC 9370 §2.2.4)."""
+
+    old: ChildSa | None
+    child: ChildSa
+    suite: NegotiatedSuite
+    tsi: Sequence[TrafficSelector]
+    tsr: Sequence[TrafficSelector]
+    nonces: tuple[bytes, bytes] = field(repr=False)
+    shared: bytes | None = field(repr=False)
+
+    def finish(self, sa: IkeSa, additional: tuple[bytes, ...], now: float) -> None:
+        child, old = self.child, self.old
+        child.created_by_request = sa.responses.expected_id
+        keys = KeyInput(self.nonces[0], self.nonces[1], self.shared, additional)
+        establish(sa, child, self.suite, self.tsi, self.tsr, keys, now, creator_is_us=False)
+        if old is not None and old.state is ChildState.REKEYING:
+            # §2.8.1: a collision; decided when our own rekey of `old` completes
+            sa.child_collisions[old.spi_in] = Collision(*self.nonces, child)
+        elif old is not None and old in sa.children:
+            old.state = ChildState.REKEYED  # the peer deletes it next (§1.3.3)
+            old.rekey_at = None
+
+
+def _dropped(sa: IkeSa, reason: str, now: float) -> None:
+    sa.log.info("child SA not created", reason=reason)
+
+
 def _redundant(child: ChildSa) -> None:
     """A child a rekey collision made redundant (§2.8.1): it only waits for its Delete."""
     child.state = ChildState.REKEYED
@@ -293,9 +341,7 @@ def _respond(
     refusal: ProtocolError = NoProposalChosen("no child config accepts the proposals")
     for config in configs:
         protocol = config.proposals[0].protocol
-        chosen = select_proposal(
-            sa_payload.proposals, config.proposals, protocol, crypto_supports, additional_ke=False
-        )
+        chosen = select_proposal(sa_payload.proposals, config.proposals, protocol, crypto_supports)
         if chosen is None or len(chosen.spi) != 4:
             continue
         try:
@@ -329,18 +375,16 @@ def _respond(
         )
         child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
-        child.created_by_request = sa.responses.expected_id
         child.made_by_peer = True
         nonce_r = sa.new_nonce()
-        keys = KeyInput(nonce.data, nonce_r, shared)
-        establish(sa, child, suite, narrowed_i, narrowed_r, keys, now, creator_is_us=False)
-        if old is not None and old.state is ChildState.REKEYING:
-            # §2.8.1: a collision; decided when our own rekey of `old` completes
-            sa.child_collisions[old.spi_in] = Collision(nonce.data, nonce_r, child)
-        elif old is not None:
-            old.state = ChildState.REKEYED  # the peer deletes it next (§1.3.3)
-            old.rekey_at = None
+        made = _Made(old, child, suite, narrowed_i, narrowed_r, (nonce.data, nonce_r), shared)
+        finish = made.finish
         answer: list[Payload] = []
+        if suite.additional_ke:  # RFC 9370 §2.2.4: made after the IKE_FOLLOWUP_KE exchanges
+            pending = followup_ke.Pending(suite.additional_ke, finish, _dropped, for_child=True)
+            answer.append(followup_ke.offer(sa, pending))
+        else:
+            finish(sa, (), now)
         if mode is Mode.TRANSPORT:
             answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         ours = with_spi(chosen, child.spi_in)

@@ -33,7 +33,7 @@ from ..ike_sa import ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
-from . import as_notify_type, config_payload, error_notifies, find_payload
+from . import as_notify_type, config_payload, error_notifies, find_payload, followup_ke
 from .informational import DeleteIkeExchange
 
 if TYPE_CHECKING:
@@ -56,14 +56,25 @@ def _adopt(
     shared: bytes,
     nonces: tuple[bytes, bytes],
     now: float,
+    additional: tuple[bytes, ...] = (),
 ) -> None:
-    """Key the new IKE SA (§2.18) and give it the old one's identity and addresses."""
+    """Key the new IKE SA (§2.18) and give it the old one's identity and addresses;
+    `additional`: the shared secrets of RFC 9370 IKE_FOLLOWUP_KE exchanges (§2.2.4)."""
     assert old.keys is not None and suite.encr is not None and suite.prf is not None
     encr = encr_suite(suite.encr, suite.encr_key_bits)
     integ = integ_suite(suite.integ) if suite.integ else None
     new.nonce_i, new.nonce_r = nonces
     _seed, keys = derive_rekeyed_ike_keys(
-        old.prf_id, old.keys.sk_d, suite.prf, encr, integ, shared, *nonces, new.spi_i, new.spi_r
+        old.prf_id,
+        old.keys.sk_d,
+        suite.prf,
+        encr,
+        integ,
+        shared,
+        *nonces,
+        new.spi_i,
+        new.spi_r,
+        additional,
     )
     new.prf_id = suite.prf
     new.suite = suite
@@ -136,8 +147,8 @@ class IkeRekeyExchange:
         if not self.ke_group:
             self.ke_group = sa.ke_group if sa.ke_group in groups else groups[0]
         self.ke = create_key_exchange(self.ke_group, sa.random_bytes)
-        # ADDKE needs IKE_FOLLOWUP_KE in a rekey (RFC 9370 §2.2.4): not offered here
-        self.proposals = spec_to_proposals(sa.conn.ike_proposals, self.spi, include_addke=False)
+        # ADDKE (RFC 9370 §2.2.4) is offered: followup_ke.py runs them after this exchange
+        self.proposals = spec_to_proposals(sa.conn.ike_proposals, self.spi)
         return [
             SaPayload(self.proposals),
             NoncePayload(self.nonce),
@@ -156,8 +167,40 @@ class IkeRekeyExchange:
             sa.log.warning("IKE rekey response refused", reason=getattr(exc, "reason", str(exc)))
             self._defer(sa, now)
             return
+        if suite.additional_ke:  # RFC 9370 §2.2.4: IKE_FOLLOWUP_KE exchanges first
+            sa.ike_collision = collision  # decided when they are done
+
+            def finish(sa: IkeSa, additional: tuple[bytes, ...], now: float) -> None:
+                collision, sa.ike_collision = sa.ike_collision, None
+                self._rekeyed(sa, chosen, suite, shared, nonce_r, collision, now, additional)
+
+            pending = followup_ke.Pending(suite.additional_ke, finish, self._abort)
+            followup_ke.follow(sa, pending, payloads, now)
+            return
+        self._rekeyed(sa, chosen, suite, shared, nonce_r, collision, now)
+
+    def _abort(self, sa: IkeSa, reason: str, now: float) -> None:
+        sa.log.warning("IKE rekey failed", reason=reason)
+        collision, sa.ike_collision = sa.ike_collision, None
+        if collision is not None:  # the peer's rekey went through on its side (§2.25.2)
+            move_children(sa, collision.created)
+            retire(sa, now)
+            return
+        self._defer(sa, now)
+
+    def _rekeyed(
+        self,
+        sa: IkeSa,
+        chosen: Proposal,
+        suite: NegotiatedSuite,
+        shared: bytes,
+        nonce_r: bytes,
+        collision: Collision | None,
+        now: float,
+        additional: tuple[bytes, ...] = (),
+    ) -> None:
         new = sa.spawn(True, self.spi, chosen.spi, now)
-        _adopt(sa, new, suite, shared, (self.nonce, nonce_r), now)
+        _adopt(sa, new, suite, shared, (self.nonce, nonce_r), now, additional)
         if collision is not None and min(self.nonce, nonce_r) < min(
             collision.nonce_i, collision.nonce_r
         ):
@@ -233,6 +276,8 @@ def _busy_with_children(sa: IkeSa) -> bool:
     )
     if child_exchange and not getattr(pending, "is_ike_rekey", False):
         return True
+    if getattr(pending, "for_child", False) or sa.followup is not None:
+        return True  # a child's IKE_FOLLOWUP_KE, or one the peer runs with us (RFC 9370)
     return any(c.state in (ChildState.REKEYING, ChildState.DELETING) for c in sa.children)
 
 
@@ -255,11 +300,7 @@ def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload
     if sa_payload is None or nonce is None or ke is None:
         raise ProtocolError("IKE rekey request lacks SA, Nonce or KE")
     chosen = select_proposal(
-        sa_payload.proposals,
-        sa.conn.ike_proposals,
-        ProtocolId.IKE,
-        crypto_supports,
-        additional_ke=False,
+        sa_payload.proposals, sa.conn.ike_proposals, ProtocolId.IKE, crypto_supports
     )
     if chosen is None or len(chosen.spi) != 8 or chosen.spi == bytes(8):
         raise NoProposalChosen("no acceptable IKE proposal for the rekey")
@@ -276,12 +317,30 @@ def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload
         raise ProtocolError(f"bad KE data: {exc}") from None
     nonce_r = sa.new_nonce()
     our_spi = new_ike_spi(sa)
-    new = sa.spawn(False, chosen.spi, our_spi, now)
-    _adopt(sa, new, suite, shared, (nonce.data, nonce_r), now)
-    if getattr(sa.pending, "is_ike_rekey", False):
-        sa.ike_collision = Collision(nonce.data, nonce_r, new)  # decided in process_i (§2.8.2)
-    else:
-        move_children(sa, new)
-        retire(sa, now)
+    nonces = (nonce.data, nonce_r)
+
+    def finish(sa: IkeSa, additional: tuple[bytes, ...], now: float) -> None:
+        new = sa.spawn(False, chosen.spi, our_spi, now)
+        _adopt(sa, new, suite, shared, nonces, now, additional)
+        if getattr(sa.pending, "is_ike_rekey", False):
+            sa.ike_collision = Collision(*nonces, new)  # decided in process_i (§2.8.2)
+        else:
+            move_children(sa, new)
+            retire(sa, now)
+
     answer = Proposal(chosen.number, chosen.protocol, our_spi, chosen.transforms)
-    return [SaPayload((answer,)), NoncePayload(nonce_r), KePayload(suite.ke, exchange.public_bytes)]
+    reply: list[Payload] = [
+        SaPayload((answer,)),
+        NoncePayload(nonce_r),
+        KePayload(suite.ke, exchange.public_bytes),
+    ]
+    if suite.additional_ke:  # RFC 9370 §2.2.4: made after the IKE_FOLLOWUP_KE exchanges
+        pending = followup_ke.Pending(suite.additional_ke, finish, _not_rekeyed)
+        reply.append(followup_ke.offer(sa, pending))
+    else:
+        finish(sa, (), now)
+    return reply
+
+
+def _not_rekeyed(sa: IkeSa, reason: str, now: float) -> None:
+    sa.log.info("IKE SA not rekeyed", reason=reason)
