@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ikev2.config import load_config
+from ikev2.config import load_config, parse_config
 from ikev2.engine.config import AuthMethodName
 from ikev2.engine.eap import EapType
+from ikev2.engine.events import ChildSaEstablished, IkeSaEstablished
 from ikev2.errors import ConfigError
 
 PKI = Path(__file__).resolve().parents[2] / "fixtures" / "pki" / "ecdsa"
@@ -161,3 +162,29 @@ id = "sun.ikev2.test"
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert "connections.s2s.local.auth" in str(info.value) and "no [secrets.*]" in str(info.value)
+
+
+def test_the_bundled_eap_examples_load_and_agree(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "fixtures" / "config"
+    key = tmp_path / "gateway.key"
+    key.write_bytes((PKI / "moon.key").read_bytes())
+    key.chmod(0o600)
+    text = (examples / "eap-gateway.toml").read_text().replace("/tmp/gateway.key", str(key))
+    gateway_path = examples / "eap-gateway.toml"
+    [gateway] = parse_config(text, gateway_path).engine.connections
+    [client] = load_config(examples / "eap-client.toml").engine.connections
+    assert gateway.remote_auth.eap_types == client.local_auth.eap_types == (EapType.MSCHAPV2,)
+    assert gateway.remote_auth.eap_id == b"%any" and client.local_auth.eap_id == b"carol"
+    # the client's password is the gateway's for that user, and its CA signed the gateway
+    assert gateway.remote_auth.eap_user_secret(b"carol") == client.local_auth.eap_secret
+    assert gateway.remote_auth.eap_user_secret(b"CORP\\dave") is not None
+    assert client.remote_auth.trust_anchors and gateway.local_auth.certs
+    # and they work: two engines back to back establish the IKE SA and the child
+    from tests.engine.pairing import Pair
+
+    pair = Pair(client, gateway)
+    pair.initiate("rw")
+    pair.run(until=1)
+    assert len(pair.i.of(IkeSaEstablished)) == 1 and len(pair.r.of(IkeSaEstablished)) == 1
+    (child,) = pair.i.of(ChildSaEstablished)
+    assert [str(ts.network) for ts in child.local_ts] == ["10.1.0.0/24"]
