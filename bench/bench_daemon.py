@@ -25,11 +25,8 @@ of responder RSS per IKE SA.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ipaddress
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -37,17 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from ikev2.engine import Engine
-from ikev2.engine.config import (
-    ConnectionConfig,
-    EngineConfig,
-    Timers,
-)
-from ikev2.engine.events import IkeSaEstablished, IkeSaFailed
+from loadgen import ConnFactory, Generator, _cpu_seconds, cpu_seconds, own_cpu_seconds, rss_kib
+
+from ikev2.engine.config import ConnectionConfig, Timers
 from ikev2.log import configure_logging
 from ikev2.service.control import request
 from ikev2.service.udp import free_port_pair
-from ikev2.testing.sources import psk_initiator, spread_sockets
+from ikev2.testing.sources import psk_initiator
 
 RESPONDER = "127.0.0.1"
 # the generator's source addresses: a peer's IKE SAs all go to one worker (handoff.peer_worker),
@@ -55,7 +48,6 @@ RESPONDER = "127.0.0.1"
 GENERATORS = tuple(f"127.0.0.{n}" for n in range(5, 13))
 PSK = "bench secret, loopback only 51d3c0"
 WARMUP = 200
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 RESPONDER_CONFIG = """
 [daemon]
@@ -88,96 +80,14 @@ secret = "{psk}"
 """
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    return sum(_cpu_seconds(pid) for pid in pids)
-
-
-def rss_kib(pids: list[int]) -> int:
-    return sum(_rss_kib(pid) for pid in pids)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-class Generator:
-    """Initiator engine + one UDP socket (and connection) per source port; runs handshakes until
-    `count` more are established."""
-
-    def __init__(self, responder_port: int, ports: int = 1) -> None:
-        made = spread_sockets(GENERATORS, ports, rcvbuf=8 << 20)
-        self.sockets = {port: sock for port, (sock, _) in made.items()}
-        self.address = {port: address for port, (_, address) in made.items()}
-        self.by_fd = {sock.fileno(): port for port, sock in self.sockets.items()}
-        self.names = [f"bench{port}" for port in self.sockets]
-        self.engine = Engine(
-            EngineConfig(tuple(self._conn(p, responder_port) for p in self.sockets))
-        )
-        self.established = 0
-        self.failed = 0
-
-    def _conn(self, port: int, responder_port: int) -> ConnectionConfig:
+def psk_conn(responder_port: int) -> ConnFactory:
+    def conn(name: str, address: str, port: int) -> ConnectionConfig:
         return psk_initiator(
-            f"bench{port}", self.address[port], RESPONDER, PSK.encode(),
-            local_id=b"initiator.bench", child="bench", local_port=port,
-            remote_port=responder_port, timers=Timers(dpd_delay=0),
+            name, address, RESPONDER, PSK.encode(), local_id=b"initiator.bench", child="bench",
+            local_port=port, remote_port=responder_port, timers=Timers(dpd_delay=0),
         )  # fmt: skip
 
-    def _send(self) -> None:
-        for d in self.engine.datagrams_to_send():
-            with contextlib.suppress(BlockingIOError):  # the engine retransmits
-                self.sockets[d.local[1]].sendto(d.data, (str(d.remote[0]), d.remote[1]))
-
-    def _events(self, events: list[object]) -> int:
-        finished = 0
-        for event in events:
-            if isinstance(event, IkeSaEstablished):
-                self.established += 1
-                finished += 1
-            elif isinstance(event, IkeSaFailed):
-                self.failed += 1
-                finished += 1
-        return finished
-
-    def run(self, count: int, window: int, timeout: float = 300.0) -> None:
-        started = inflight = 0
-        target = self.established + count
-        deadline = time.monotonic() + timeout
-        while self.established < target:
-            now = time.monotonic()
-            if now > deadline:
-                raise RuntimeError(f"stuck: {self.established}/{target}, failed {self.failed}")
-            while inflight < window and started < count + self.failed:
-                self.engine.initiate(self.names[started % len(self.names)], now)
-                started += 1
-                inflight += 1
-            self._send()
-            timer = self.engine.get_timer()
-            wait = 0.05 if timer is None else max(0.0, min(0.05, timer - now))
-            readable, _, _ = select.select(list(self.sockets.values()), [], [], wait)
-            for sock in readable:
-                port = self.by_fd[sock.fileno()]
-                local = (ipaddress.ip_address(self.address[port]), port)
-                for _ in range(256):
-                    try:
-                        data, addr = sock.recvfrom(65535)
-                    except BlockingIOError:
-                        break
-                    remote = (ipaddress.ip_address(addr[0]), addr[1])
-                    events = self.engine.receive_datagram(data, remote, local, now)
-                    inflight -= self._events(events)  # type: ignore[arg-type]
-            now = time.monotonic()
-            if timer is not None and timer <= now:
-                inflight -= self._events(self.engine.handle_timer(now))  # type: ignore[arg-type]
-        self._send()
+    return conn
 
 
 def main() -> None:
@@ -214,7 +124,7 @@ def main() -> None:
             if daemon.poll() is not None:
                 raise RuntimeError(log_path.read_text())
             time.sleep(0.05)
-        generator = Generator(port, args.ports)
+        generator = Generator(psk_conn(port), GENERATORS, args.ports)
         generator.run(WARMUP, args.window)
         time.sleep(0.3)
         pids = [daemon.pid] + [
@@ -223,11 +133,11 @@ def main() -> None:
         rss_before = rss_kib(pids)
         per_before = [_cpu_seconds(pid) for pid in pids]
         cpu_before = sum(per_before)
-        own_before = sum(os.times()[:2])
+        own_before = own_cpu_seconds()
         wall_before = time.monotonic()
         generator.run(args.count, args.window)
         wall = time.monotonic() - wall_before
-        own = sum(os.times()[:2]) - own_before
+        own = own_cpu_seconds() - own_before
         per_process = [_cpu_seconds(pid) - b for pid, b in zip(pids, per_before, strict=True)]
         cpu = cpu_seconds(pids) - cpu_before
         time.sleep(0.3)
