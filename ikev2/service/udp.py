@@ -38,6 +38,7 @@ IPV6_RECVPKTINFO = getattr(socket, "IPV6_RECVPKTINFO", 49)
 IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _CMSG_SPACE = socket.CMSG_SPACE(32)
+ADDRESS_CACHE = 4096  # peer addresses kept parsed
 
 log = get_logger("ikev2.service.udp")
 
@@ -116,6 +117,17 @@ class UdpTransport:
         self._by_local: dict[tuple[IPAddress, int], UdpSocket] = {}
         self._by_family: dict[tuple[int, int], UdpSocket] = {}
         self.nat_port = 4500
+        # peer address text <-> object: parsing one costs several µs a datagram, and the
+        # engine hands back the objects we gave it. Bounded: spoofed sources only refill it.
+        self._parsed: dict[str, IPAddress] = {}
+        self._text: dict[IPAddress, str] = {}
+
+    def _remember(self, text: str, address: IPAddress) -> None:
+        if len(self._parsed) >= ADDRESS_CACHE:
+            self._parsed.clear()
+            self._text.clear()
+        self._parsed[text] = address
+        self._text[address] = text
 
     def open(
         self,
@@ -183,11 +195,15 @@ class UdpTransport:
             if local_ip is None:
                 udp.stats["dropped"] += 1
                 continue
-            try:
-                remote_ip = ipaddress.ip_address(source[0].partition("%")[0])
-            except ValueError:
-                udp.stats["dropped"] += 1
-                continue
+            remote_ip = self._parsed.get(source[0])
+            if remote_ip is None:
+                try:
+                    remote_ip = ipaddress.ip_address(source[0].partition("%")[0])
+                except ValueError:
+                    udp.stats["dropped"] += 1
+                    continue
+                if "%" not in source[0]:  # a scoped text is not the address's only text
+                    self._remember(source[0], remote_ip)
             self.receive(data, (remote_ip, source[1]), (local_ip, udp.port))
             got += 1
         if got:
@@ -223,8 +239,12 @@ class UdpTransport:
         return self._sendmsg(udp, NAT_KEEPALIVE, remote, local[0])
 
     def _sendmsg(self, udp: UdpSocket, data: bytes, remote: Endpoint, source: IPAddress) -> bool:
+        host = self._text.get(remote[0]) or str(remote[0])
         try:
-            udp.sock.sendmsg([data], udp.source_cmsg(source), 0, (str(remote[0]), remote[1]))
+            if udp.address is not None:  # bound: no source address to choose
+                udp.sock.sendto(data, (host, remote[1]))
+            else:
+                udp.sock.sendmsg([data], udp.source_cmsg(source), 0, (host, remote[1]))
         except (BlockingIOError, InterruptedError):
             udp.stats["dropped"] += 1  # UDP: the peer retransmits (RFC 7296 §2.1)
             return False
