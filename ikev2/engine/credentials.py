@@ -16,6 +16,7 @@ No file IO and no clock: callers pass bytes and `now`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ from .config import Identity
 from .identity import dn_matches, identity_matches
 
 MAX_CHAIN_DEPTH = 8  # certificates from the end entity up to and including the trust anchor
+CERT_CACHE = 512  # decoded certificates and checked signatures kept (LRU)
 
 # Extensions whose meaning we check or which carry nothing to enforce for us; any other
 # extension marked critical makes the certificate unusable (RFC 5280 §4.2).
@@ -105,15 +107,24 @@ def _parse(der: bytes, what: str) -> x509.Certificate:
     (RFC 7296 §2.21.2) instead of an exception escaping the exchange; later accesses re-decode
     the same bytes and succeed."""
     try:
-        cert = x509.load_der_x509_certificate(der)
-        cert.subject.rfc4514_string()
-        cert.issuer.rfc4514_string()
-        _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
-        for extension in cert.extensions:
-            _ = extension.value
-        _ = cert.public_key()
+        return _decoded(der)
     except Exception as exc:  # peer-controlled bytes: any decoding failure is "malformed"
         raise CertificateError("malformed", f"{what}: {type(exc).__name__}: {exc}") from None
+
+
+# The same DER decodes to the same (immutable) certificate: our trust anchors on every
+# handshake, and a peer's certificate on each of its handshakes, are decoded once (the decoding
+# above was a third of an ECDSA responder's handshake). Failures are not cached. Bounded: a
+# flood of distinct certificates only evicts.
+@functools.lru_cache(maxsize=CERT_CACHE)
+def _decoded(der: bytes) -> x509.Certificate:
+    cert = x509.load_der_x509_certificate(der)
+    cert.subject.rfc4514_string()
+    cert.issuer.rfc4514_string()
+    _ = cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc
+    for extension in cert.extensions:
+        _ = extension.value
+    _ = cert.public_key()
     return cert
 
 
@@ -176,6 +187,11 @@ def _check_end_entity_usage(cert: x509.Certificate) -> None:
         raise CertificateError("key usage", f"{_describe(cert)} may not sign")
 
 
+# Whether `issuer`'s key signed `cert` depends on their bytes only (certificates hash and
+# compare by their DER): remembered, as strongSwan's cert_cache does, so a peer that
+# authenticates again costs no signature check for its chain. Validity, CA flags and path
+# length are still checked on every call.
+@functools.lru_cache(maxsize=CERT_CACHE)
 def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     try:
         cert.verify_directly_issued_by(issuer)
