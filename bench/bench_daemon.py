@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--loop", default="asyncio", choices=("asyncio", "uvloop"))
     parser.add_argument("--workers", type=int, default=1, help="responder processes")
     parser.add_argument("--ports", type=int, default=8, help="generator source ports")
+    parser.add_argument("--profile", help="run the responder under cProfile, stats to this file")
     args = parser.parse_args()
     configure_logging("console", "warning")  # the generator's engine: quiet
 
@@ -112,9 +113,10 @@ def main() -> None:
     if args.loop == "asyncio":
         env["IKEV2_NO_UVLOOP"] = "1"
     log_path = workdir / "responder.log"
+    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     with open(log_path, "wb") as log:
         daemon = subprocess.Popen(
-            [sys.executable, "-m", "ikev2.cli", "daemon", "--config", str(config)],
+            [sys.executable, *profile, "-m", "ikev2.cli", "daemon", "--config", str(config)],
             stdout=log, stderr=log, env=env,
         )  # fmt: skip
     try:

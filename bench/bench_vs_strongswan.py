@@ -46,6 +46,7 @@ Usage (root: namespaces): .venv/bin/python bench/bench_vs_strongswan.py [--runs 
 from __future__ import annotations
 
 import argparse
+import functools
 import ipaddress
 import json
 import os
@@ -106,6 +107,7 @@ SUITES: dict[str, dict[str, str]] = {
 }
 RESPONDER_ID = {"psk": "responder.bench", "pubkey": "sun.ikev2.test"}
 INITIATOR_ID = {"psk": b"initiator.bench", "pubkey": b"moon.ikev2.test"}
+PROFILE: list[str] = []  # --profile FILE: our daemon runs under cProfile
 
 
 # --- the generator's connections ---------------------------------------------------------------
@@ -159,7 +161,7 @@ def initiator(suite: str) -> ConnFactory:
 class Ours:
     label = "ours"
 
-    def __init__(self, ns: str, workdir: Path, suite: str) -> None:
+    def __init__(self, ns: str, workdir: Path, suite: str, src: Path | None = None) -> None:
         self.dir = workdir
         self.control = str(workdir / "ours.sock")
         spec = SUITES[suite]
@@ -189,11 +191,15 @@ class Ours:
         path = workdir / "ours.toml"
         path.write_text(render_toml(config))
         self.log = workdir / "ours.log"
+        env = dict(os.environ)
+        if src is not None:  # another revision's ikev2 package (--baseline) comes first
+            env["PYTHONPATH"] = str(src)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", ns, sys.executable, "-m", "ikev2.cli", "daemon",
-                 "--config", str(path)],
+                ["ip", "netns", "exec", ns, sys.executable, *PROFILE, "-m", "ikev2.cli",
+                 "daemon", "--config", str(path)],
                 stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
+                env=env, cwd=src or REPO,
             )  # fmt: skip
         for _ in range(400):
             if "listening on" in self.log.read_text():
@@ -296,12 +302,36 @@ class StrongSwan:
 Responder = Callable[[str, Path, str], Any]
 
 
-def responders(names: list[str]) -> dict[str, tuple[Responder | None, str]]:
+def git_rev(rev: str) -> str:
+    done = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.stdout.strip() or rev
+
+
+def baseline_tree(rev: str) -> Path:
+    """The ikev2 package of git revision `rev`, unpacked into a temporary directory."""
+    out = Path(tempfile.mkdtemp(prefix="bvs-base-"))
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "ikev2"],
+                             capture_output=True, check=True)  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
+    return out
+
+
+def responders(
+    names: list[str], baseline: str | None = None
+) -> dict[str, tuple[Responder | None, str]]:
     """name -> (factory or None, why it is absent / what its kernel side is)."""
     out: dict[str, tuple[Responder | None, str]] = {}
     for name in names:
         if name == "ours":
             out[name] = (Ours, "in-memory kernel")
+        elif name == "base":
+            if baseline is None:
+                out[name] = (None, "no --baseline revision")
+                continue
+            tree = baseline_tree(baseline)
+            factory = functools.partial(Ours, src=tree)
+            out[name] = (factory, f"in-memory kernel, ikev2 of {baseline}")
         elif name == "sw5":
             why = strongswan.available(strongswan.DEBIAN)
             factory = StrongSwan("sw5", strongswan.DEBIAN, fake_kernel=False)
@@ -397,7 +427,7 @@ def summarize(runs: list[dict[str, Any]], floors: list[dict[str, float]]) -> dic
                 table[suite][name] = runs[0][suite][name]
                 continue
             table[suite][name] = {k: round(median([row[k] for row in rows]), 2) for k in rows[0]}
-        for theirs in ("sw5", "sw6"):
+        for theirs in ("sw5", "sw6", "base"):
             per_run = [r[suite] for r in runs]
             if not all(isinstance(p.get("ours"), Mapping) and isinstance(p.get(theirs), Mapping)
                        for p in per_run):  # fmt: skip
@@ -425,13 +455,21 @@ def main() -> None:
     parser.add_argument("--latency-count", type=int, default=1000)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--suites", default="psk,ecdsa,hybrid")
-    parser.add_argument("--responders", default="ours,sw5,sw6")
+    parser.add_argument(
+        "--responders",
+        default="ours,sw5,sw6",
+        help="ours, sw5, sw6, base (our daemon at --baseline REV)",
+    )
+    parser.add_argument("--baseline", help="git revision for the `base` responder")
+    parser.add_argument("--profile", help="run our daemon under cProfile, stats to this file")
     args = parser.parse_args()
+    if args.profile:
+        PROFILE[:] = ["-m", "cProfile", "-o", str(Path(args.profile).resolve())]
     if os.geteuid() != 0:
         sys.exit("root needed (network namespaces)")
     configure_logging("console", "warning")
     suites = args.suites.split(",")
-    available = responders(args.responders.split(","))
+    available = responders(args.responders.split(","), args.baseline)
     hybrid_why = hybrid_unsupported()
     load_before = os.getloadavg()
     topo = Topology.pair(prefix="bvs")
@@ -473,6 +511,8 @@ def main() -> None:
         topo.close()
     summary = summarize(runs, floors)
     load_after = os.getloadavg()
+    sw6 = strongswan.STRONGSWAN6
+    sw6_version = strongswan.charon_version(sw6) if strongswan.missing6() is None else None
     out = {
         "bench": "vs_strongswan",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -484,7 +524,12 @@ def main() -> None:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],
         "kernel_side": {name: note for name, (_, note) in available.items()},
-        "versions": {"sw5": strongswan.charon_version(strongswan.DEBIAN)},
+        "versions": {
+            "ours": git_rev("HEAD"),
+            "base": git_rev(args.baseline) if args.baseline else None,
+            "sw5": strongswan.charon_version(strongswan.DEBIAN),
+            "sw6": sw6_version,
+        },
         "crypto_floor_us": {s: median([f[s] for f in floors]) for s in floors[0]},
         **summary,
     }
