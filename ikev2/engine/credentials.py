@@ -389,6 +389,7 @@ def auth_method_for_key(
 # --------------------------------------------------------------------------- CERTREQ
 
 
+@functools.lru_cache(maxsize=CERT_CACHE)  # our own trust anchors, on every handshake
 def certreq_authority_hash(ca_der: bytes) -> bytes:
     """RFC 7296 §3.7: the SHA-1 of the CA's SubjectPublicKeyInfo, as CERTREQ lists it."""
     public_key = x509.load_der_x509_certificate(ca_der).public_key()

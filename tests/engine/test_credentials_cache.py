@@ -57,3 +57,20 @@ def test_the_cache_keeps_every_check_that_depends_on_time_or_bytes() -> None:
 def test_the_caches_are_bounded() -> None:
     assert credentials._decoded.cache_info().maxsize == credentials.CERT_CACHE
     assert credentials._signed_by.cache_info().maxsize == credentials.CERT_CACHE
+    assert credentials.certreq_authority_hash.cache_info().maxsize == credentials.CERT_CACHE
+
+
+def test_certreq_hash_is_the_sha1_of_the_ca_key_cached_or_not() -> None:
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    ca = der("ecdsa/ca.crt")
+    spki = (
+        x509.load_der_x509_certificate(ca)
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    for _ in range(2):
+        assert credentials.certreq_authority_hash(ca) == hashlib.sha1(spki).digest()
