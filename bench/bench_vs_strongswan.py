@@ -406,7 +406,7 @@ def hybrid_unsupported() -> str | None:
     try:
         parse_proposals(SUITES["hybrid"]["ike"], ProtocolId.IKE)
     except ProposalSyntaxError as exc:
-        return f"our engine cannot parse the hybrid proposal yet ({exc})"
+        return f"our engine cannot parse the hybrid proposal ({exc})"
     return None
 
 
@@ -484,7 +484,7 @@ def main() -> None:
             floor: dict[str, float] = {}
             for suite in suites:
                 result[suite] = {}
-                if suite in ("psk", "ecdsa"):
+                if suite in ("psk", "ecdsa", "hybrid"):
                     floor[suite] = round(floor_us(suite), 1)
                 for name, (factory, note) in available.items():
                     if factory is None:
