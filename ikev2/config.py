@@ -35,6 +35,7 @@ from .engine.config import (
     IPNetwork,
     Mode,
     PoolConfig,
+    Recovery,
     Timers,
     TrafficSelectorSpec,
     Unique,
@@ -449,7 +450,8 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
 LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
-              "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window")  # fmt: skip
+              "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window",
+              "dpd_action", "close_action")  # fmt: skip
 SECRET_KEYS = ("ids", "secret", "secret_file")
 # swanctl's auth values: psk, pubkey, eap-METHOD (RFC 7296 §2.16); "eap" alone lets a client
 # run whichever of our methods the gateway asks for, and makes a gateway offer MSCHAPv2 first
@@ -458,6 +460,10 @@ EAP_AUTHS: dict[str, tuple[int, ...]] = {f"eap-{n}": (int(t),) for n, t in EAP_M
 EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_METHODS.values()), reverse=True))
 AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
 UNIQUE_POLICIES = tuple(u.value for u in Unique)
+# swanctl.conf's child dpd_action and close_action (engine/recovery.py); "start" is close_action's
+# name for restart, "none" its default; strongSwan's trap (and hold) is not implemented yet
+RECOVERY = {"none": Recovery.CLEAR, "clear": Recovery.CLEAR, "restart": Recovery.RESTART,
+            "start": Recovery.RESTART}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,8 +662,19 @@ def _child(
         life_bytes=int(table.number("life_bytes", int, 0, "0")),
         life_packets=int(table.number("life_packets", int, 0, "0")),
         replay_window=int(table.number("replay_window", int, base.replay_window, "32")),
+        dpd_action=_recovery(table, "dpd_action"),
+        close_action=_recovery(table, "close_action"),
     )
     return child, table.choice("start_action", START_ACTIONS, "none")
+
+
+def _recovery(table: _Table, name: str) -> Recovery:
+    value = str(table.get(name, str, "clear", '"restart"')).lower()
+    if value in ("trap", "hold"):
+        table.fail(name, f"{value!r} is not supported yet", "use clear or restart")
+    if value not in RECOVERY:
+        table.fail(name, f"{value!r} is not allowed", "use one of clear, restart")
+    return RECOVERY[value]
 
 
 def _connection(

@@ -105,6 +105,13 @@ class Unique(enum.StrEnum):
     KEEP = "keep"  # a new IKE SA of the same identities is refused
 
 
+class Recovery(enum.StrEnum):
+    """swanctl.conf's dpd_action / close_action of a child (engine/recovery.py)."""
+
+    CLEAR = "clear"  # nothing more (close_action's "none" is read as this)
+    RESTART = "restart"  # bring the child up again at once
+
+
 class Mode(enum.StrEnum):
     TUNNEL = "tunnel"
     TRANSPORT = "transport"
@@ -133,6 +140,9 @@ class ChildConfig:
     life_bytes: int = 0
     life_packets: int = 0
     replay_window: int = 32
+    # what to do when the peer is found dead (§2.4) or deletes the IKE SA (recovery.py)
+    dpd_action: Recovery = Recovery.CLEAR
+    close_action: Recovery = Recovery.CLEAR
 
 
 # the longest single wait between two sends of a request, whatever the configuration (a day)

@@ -34,7 +34,7 @@ from ..wire import (
     decode_message,
     validate_payloads,
 )
-from . import gate, kernel_events, reauth, timers, unique
+from . import gate, kernel_events, reauth, recovery, timers, unique
 from .config import ChildConfig, ConnectionConfig, EngineConfig, IPAddress
 from .cookies import CookieGate
 from .dos import DropLog, HalfOpenTable
@@ -236,6 +236,15 @@ class Engine:
             heapq.heappop(self._timers)
         return summary
 
+    def _recover(self, events: list[Event], now: float) -> list[Event]:
+        """dpd_action / close_action = restart of the IKE SAs these events ended (recovery.py)."""
+        if recovery.restart(self, events, now):
+            events += self._drain()
+        return events
+
+    def next_reqid(self) -> int:
+        return next(self._reqids)
+
     def _drain(self) -> list[Event]:
         while self._dirty:
             self._after(self._dirty.pop())
@@ -252,7 +261,7 @@ class Engine:
             if self.strict:
                 raise
             log.exception("internal error while handling a datagram; dropped")
-        return self._drain()
+        return self._recover(self._drain(), now)
 
     def handle_timer(self, now: float) -> list[Event]:
         self._drops.flush(now)
@@ -278,7 +287,7 @@ class Engine:
                 sa.log.error("timer did not advance; retrying in a second", deadline=again)
                 self._scheduled[sa_id] = now + 1.0
                 heapq.heappush(self._timers, (now + 1.0, next(self._seq), sa_id))
-        return self._drain()
+        return self._recover(self._drain(), now)
 
     def _timer_failed(self, sa: IkeSa, exc: Exception) -> None:
         """Our bug in one IKE SA's deadline: drop that SA alone, so the other SAs' deadlines
