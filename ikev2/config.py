@@ -98,6 +98,7 @@ LIMITS: dict[str, Limit] = {
     "life_bytes": Limit(0, 2**64 - 1, _WHOLE, "write 0 for no limit, or a byte count"),
     "life_packets": Limit(0, 2**64 - 1, _WHOLE, "write 0 for no limit, or a packet count"),
     "replay_window": Limit(0, 32768, _WHOLE, "write e.g. 32 (0 disables replay protection)"),
+    "keyingtries": Limit(0, 1000000, _WHOLE, "write e.g. 3 (0 = keep trying forever)"),
     "cookie_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 30 half-open SAs (0: always)"),
     "max_half_open": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 10000 half-open IKE SAs"),
     "block_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 5 half-open SAs per IP (0: off)"),
@@ -443,7 +444,7 @@ def _selectors(
 
 CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
                    "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
-                   "fragmentation", "send_certreq", "unique",
+                   "fragmentation", "send_certreq", "unique", "keyingtries",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
                    "vips")  # fmt: skip
@@ -762,6 +763,7 @@ def _connection(
         vips=vips,
         # swanctl.conf's uniqueness policy per peer identity (engine/unique.py), default no
         unique=Unique(table.choice("unique", UNIQUE_POLICIES, Unique.NO.value)),
+        keyingtries=int(table.number("keyingtries", int, 1, "3")),  # engine/recovery.py
     )
     return conn, actions
 

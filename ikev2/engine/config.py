@@ -243,6 +243,8 @@ class ConnectionConfig:
     pools: tuple[str, ...] = ()
     vips: tuple[IPAddress, ...] = ()
     unique: Unique = Unique.NO  # swanctl.conf's default (engine/unique.py)
+    # attempts to set up an IKE SA we initiate whose peer does not answer; 0: forever
+    keyingtries: int = 1
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:

@@ -87,6 +87,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._reqids = ReqidCounter(self.sas.values, max_reqid)
         self.peers = reauth.PeerIndex()  # responders: reqids of reauthenticated children
+        self.retries = recovery.Retries()
         self._timers: list[tuple[float, int, int]] = []
         self._scheduled: dict[int, float] = {}
         self._seq = itertools.count()
@@ -120,6 +121,7 @@ class Engine:
         for child in children[1:]:
             sa.queue.append(create_child.CreateChildExchange(child, next(self._reqids)))
         ike_init.build_i(sa, now)
+        self.retries.track(sa.id, name, children)  # keyingtries (recovery.py)
         self._after(sa)
         return sa.id
 

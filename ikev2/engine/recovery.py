@@ -3,6 +3,7 @@
 - dpd_action: the peer is dead — a liveness check (RFC 7296 §2.4) or another request of ours
   went unanswered through all retransmits, and the IKE SA was deleted.
 - close_action: the peer deleted the IKE SA (§1.4.1).
+keyingtries (Retries, _retry): a setup the peer never answered is tried again.
 `clear` does nothing more; `restart` brings the child up again at once: under another IKE SA of
 its connection that can carry it, or a new IKE SA for the restarted children (the same rule as
 an ACQUIRE, kernel_events.acquire). A rekeyed, replaced (unique), reauthenticated or locally
@@ -22,7 +23,7 @@ import structlog
 
 from . import kernel_events
 from .config import ChildConfig, Recovery
-from .events import ChildSaDeleted, Event, IkeSaDeleted
+from .events import ChildSaDeleted, Event, IkeSaDeleted, IkeSaEstablished, IkeSaFailed
 
 if TYPE_CHECKING:
     from .manager import Engine
@@ -33,6 +34,7 @@ log = structlog.get_logger("ikev2.engine")
 # ike_rekey.py): the peer stopped answering, or it sent a Delete of the IKE SA
 DEAD_PEER_PREFIXES = ("peer dead", "peer did not answer")
 CLOSED_BY_PEER = "deleted by peer"
+NO_ANSWER = "(retransmits exhausted)"  # an IKE SA setup the peer never answered
 
 
 def _action(reason: str) -> str | None:
@@ -43,9 +45,49 @@ def _action(reason: str) -> str | None:
     return None
 
 
-def restart(engine: Engine, events: list[Event], now: float) -> bool:
-    """Restart the children whose action says so; True when anything was started."""
+class Retries:
+    """keyingtries: the IKE SAs we initiated and not yet established, by id, with their
+    connection, children and attempt number (1 for the first)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, tuple[str, tuple[ChildConfig, ...], int]] = {}
+
+    def track(self, sa_id: int, name: str, children: tuple[ChildConfig, ...]) -> None:
+        self.pending[sa_id] = (name, children, 1)
+
+
+def _retry(engine: Engine, events: list[Event], now: float) -> bool:
+    """keyingtries (strongSwan's; default 1, 0 = forever): an IKE SA we initiate whose peer did
+    not answer (IKE_SA_INIT, IKE_INTERMEDIATE or IKE_AUTH retransmits exhausted: the §2.1
+    back-off has run its course) is initiated again, with the same children, until the tries
+    are used up. Refusals (AUTHENTICATION_FAILED, NO_PROPOSAL_CHOSEN ...) are not retried."""
+    pending = engine.retries.pending
     started = False
+    for event in events:
+        if isinstance(event, IkeSaEstablished):
+            pending.pop(event.ike_sa_id, None)
+        elif isinstance(event, IkeSaFailed | IkeSaDeleted) and event.ike_sa_id in pending:
+            name, children, attempt = pending.pop(event.ike_sa_id)
+            conn = engine.current_connection(name)
+            if conn is None or not event.reason.endswith(NO_ANSWER):
+                continue
+            tries = conn.keyingtries
+            if tries and attempt >= tries:
+                log.info("giving up", conn=name, tries=attempt)
+                continue
+            known = {c.name for c in conn.children}
+            log.info("peer not responding, trying again", conn=name, attempt=attempt + 1,
+                     of=tries or "forever")  # fmt: skip
+            sa_id = engine.initiate(name, now, tuple(c for c in children if c.name in known))
+            pending[sa_id] = (name, pending[sa_id][1], attempt + 1)
+            started = True
+    return started
+
+
+def restart(engine: Engine, events: list[Event], now: float) -> bool:
+    """Restart the children whose action says so, retry unanswered IKE SA setups
+    (keyingtries); True when anything was started."""
+    started = _retry(engine, events, now)
     for event in events:
         if not isinstance(event, IkeSaDeleted):
             continue

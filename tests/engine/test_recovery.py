@@ -11,7 +11,7 @@ import pytest
 
 from ikev2.config import parse_config
 from ikev2.engine.config import ConnectionConfig, Recovery, Timers
-from ikev2.engine.events import ChildSaEstablished, IkeSaDeleted, IkeSaEstablished
+from ikev2.engine.events import ChildSaEstablished, IkeSaDeleted, IkeSaEstablished, IkeSaFailed
 from ikev2.errors import ConfigError
 
 from .pairing import Pair, psk_connections
@@ -131,3 +131,62 @@ def test_bad_actions_name_file_key_and_fix(line: str, words: str) -> None:
     key = line.split()[0]
     assert ": connections.net.children." in message and f".{key}: " in message, message
     assert words in message and "(fix: use " in message
+
+
+# --- keyingtries
+
+
+def dead_peer_pair(keyingtries: int) -> Pair:
+    conn_i, conn_r = psk_connections()
+    pair = Pair(replace(conn_i, timers=TIMERS, keyingtries=keyingtries), conn_r)
+    kill_responder(pair)
+    pair.initiate()
+    return pair
+
+
+@pytest.mark.parametrize("tries", [1, 3])
+def test_keyingtries_bounds_the_attempts(tries: int) -> None:
+    pair = dead_peer_pair(tries)
+    pair.run(until=600)
+    failed = pair.i.of(IkeSaFailed)
+    assert len(failed) == tries and len({e.ike_sa_id for e in failed}) == tries
+    assert all("retransmits exhausted" in e.reason for e in failed)
+    assert not pair.i.engine.sas
+
+
+def test_keyingtries_zero_keeps_trying_until_the_peer_answers() -> None:
+    pair = dead_peer_pair(0)
+    while len(pair.i.of(IkeSaFailed)) < 5:
+        assert pair.now < 600 and pair.step()
+    pair.tamper = None
+    pair.run(until=pair.now + 60)
+    (up_,) = pair.i.of(IkeSaEstablished)
+    assert pair.i.engine.sas[up_.ike_sa_id].children
+    assert up_.ike_sa_id not in pair.i.engine.retries.pending
+
+
+def test_a_refusal_is_not_retried() -> None:
+    conn_i, conn_r = psk_connections(psk_r=b"another long secret that does not match ours!")
+    pair = Pair(replace(conn_i, keyingtries=0), conn_r)
+    pair.initiate()
+    pair.run(until=60)
+    (failed,) = pair.i.of(IkeSaFailed)
+    assert failed.notify is not None and not pair.i.engine.sas
+
+
+@pytest.mark.parametrize(
+    ("text", "words"), [("keyingtries = -1", ">= 0"), ('keyingtries = "x"', "type")]
+)
+def test_bad_keyingtries_names_file_key_and_fix(text: str, words: str) -> None:
+    conf = EXAMPLE.read_text().replace("fragmentation = true", f"{text}\nfragmentation = true", 1)
+    with pytest.raises(ConfigError) as info:
+        parse_config(conf, EXAMPLE)
+    assert ": connections.net.keyingtries: " in str(info.value) and words in str(info.value)
+
+
+def test_keyingtries_is_read() -> None:
+    conf = EXAMPLE.read_text().replace(
+        "fragmentation = true", "keyingtries = 0\nfragmentation = true", 1
+    )
+    assert parse_config(conf, EXAMPLE).engine.connections[0].keyingtries == 0
+    assert parse_config(EXAMPLE.read_text(), EXAMPLE).engine.connections[0].keyingtries == 1
