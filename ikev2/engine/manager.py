@@ -240,12 +240,9 @@ class Engine:
 
     def _recover(self, events: list[Event], now: float) -> list[Event]:
         """dpd_action / close_action = restart of the IKE SAs these events ended (recovery.py)."""
-        if recovery.restart(self, events, now):
+        if recovery.restart(self, events, now, self._reqids.__next__):
             events += self._drain()
         return events
-
-    def next_reqid(self) -> int:
-        return next(self._reqids)
 
     def _drain(self) -> list[Event]:
         while self._dirty:

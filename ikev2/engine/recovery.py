@@ -17,6 +17,7 @@ events of the same IKE SA naming the children it had.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -84,7 +85,7 @@ def _retry(engine: Engine, events: list[Event], now: float) -> bool:
     return started
 
 
-def restart(engine: Engine, events: list[Event], now: float) -> bool:
+def restart(engine: Engine, events: list[Event], now: float, reqids: Callable[[], int]) -> bool:
     """Restart the children whose action says so, retry unanswered IKE SA setups
     (keyingtries); True when anything was started."""
     started = _retry(engine, events, now)
@@ -102,7 +103,7 @@ def restart(engine: Engine, events: list[Event], now: float) -> bool:
         ]
         fresh = []
         for child in wanted:
-            sa = kernel_events.acquire(engine.sas.values(), conn, child, engine.next_reqid, now)
+            sa = kernel_events.acquire(engine.sas.values(), conn, child, reqids, now)
             if sa is None:
                 fresh.append(child)
             else:
