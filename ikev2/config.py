@@ -103,6 +103,8 @@ LIMITS: dict[str, Limit] = {
     "max_half_open": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 10000 half-open IKE SAs"),
     "block_threshold": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 5 half-open SAs per IP (0: off)"),
     "grace": Limit(0, _TEN_YEARS, _SECONDS, 'write 0 (release at once) or e.g. "10m"'),
+    "drop_log_lines": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 10 lines per reason (0: no limit)"),
+    "drop_log_interval": Limit(0.001, 86400, _SECONDS, 'write e.g. "10s"'),
 }
 
 
@@ -122,6 +124,10 @@ class DaemonSettings:
     block_threshold: int = (
         5  # half-open IKE SAs per source IP (strongSwan's charon.block_threshold)
     )
+    # drops before authentication: at most drop_log_lines log lines per reason per
+    # drop_log_interval, then one summary line (engine/dos.py DropLog)
+    drop_log_lines: int = 10
+    drop_log_interval: float = 10.0
     workers: int = 1
     # remote-access client (RFC 7296 §2.19): where virtual IPs go, and the script that gets
     # the DNS servers (README "Remote access"); "" = no hook
@@ -307,7 +313,7 @@ class _Loader:
 
 DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
                "log_level", "cookie_threshold", "max_half_open", "block_threshold",
-               "workers", "vip_interface", "dns_hook", "metrics")  # fmt: skip
+               "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook", "metrics")  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -336,6 +342,8 @@ def _daemon(table: _Table) -> DaemonSettings:
         cookie_threshold=int(table.number("cookie_threshold", int, base.cookie_threshold, "30")),
         max_half_open=int(table.number("max_half_open", int, base.max_half_open, "10000")),
         block_threshold=int(table.number("block_threshold", int, base.block_threshold, "5")),
+        drop_log_lines=int(table.number("drop_log_lines", int, base.drop_log_lines, "10")),
+        drop_log_interval=table.duration("drop_log_interval", base.drop_log_interval),
         workers=_workers(table, base.workers),
         vip_interface=config_pools.vip_interface(table, base.vip_interface),
         dns_hook=config_pools.dns_hook(table),
@@ -802,6 +810,8 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         cookie_threshold=daemon.cookie_threshold,
         max_half_open=daemon.max_half_open,
         block_threshold=daemon.block_threshold,
+        drop_log_lines=daemon.drop_log_lines,
+        drop_log_interval=daemon.drop_log_interval,
     )
     return ServiceConfig(path, daemon, engine, actions)
 

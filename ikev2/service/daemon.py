@@ -325,6 +325,8 @@ class Daemon:
             cookie_threshold=self.config.engine.cookie_threshold,
             max_half_open=self.config.engine.max_half_open,
             block_threshold=self.config.engine.block_threshold,
+            drop_log_lines=self.config.engine.drop_log_lines,
+            drop_log_interval=self.config.engine.drop_log_interval,
         )
         self.driver.engine.update_config(engine_config)
         removed = sorted(old - new)

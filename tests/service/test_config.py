@@ -398,3 +398,14 @@ def test_block_threshold_reaches_the_engine(tmp_path: Path) -> None:
     path.write_text("[daemon]\nblock_threshold = -1\n")
     with pytest.raises(ConfigError, match=r"daemon\.block_threshold"):
         load_config(path)
+
+
+def test_drop_log_limits_reach_the_engine(tmp_path: Path) -> None:
+    path = tmp_path / "limits.toml"
+    path.write_text('[daemon]\ndrop_log_lines = 3\ndrop_log_interval = "1m"\n')
+    engine = load_config(path).engine
+    assert (engine.drop_log_lines, engine.drop_log_interval) == (3, 60.0)
+    for bad in ("drop_log_lines = -1", "drop_log_interval = 0", 'drop_log_interval = "2d"'):
+        path.write_text(f"[daemon]\n{bad}\n")
+        with pytest.raises(ConfigError, match=rf"daemon\.{bad.split()[0]}"):
+            load_config(path)
