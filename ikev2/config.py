@@ -42,6 +42,7 @@ from .engine.config import (
 )
 from .engine.credentials import load_certificate, load_certificates, load_private_key
 from .engine.eap import METHODS as EAP_METHODS
+from .engine.eap import PASSWORD_METHODS as EAP_PASSWORD_METHODS
 from .engine.identity import parse_identity, parse_identity_pattern
 from .engine.proposal_strings import ProposalSyntaxError, parse_proposals
 from .errors import ConfigError
@@ -466,7 +467,7 @@ SECRET_KEYS = ("ids", "secret", "secret_file")
 # run whichever of our methods the gateway asks for, and makes a gateway offer MSCHAPv2 first
 # and MD5 to a client that Naks it (strongSwan's eap-dynamic)
 EAP_AUTHS: dict[str, tuple[int, ...]] = {f"eap-{n}": (int(t),) for n, t in EAP_METHODS.items()}
-EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_METHODS.values()), reverse=True))
+EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_PASSWORD_METHODS), reverse=True))
 AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
 UNIQUE_POLICIES = tuple(u.value for u in Unique)
 # swanctl.conf's child dpd_action and close_action (engine/recovery.py); "start" is close_action's
@@ -560,13 +561,19 @@ def _eap_id(table: _Table) -> bytes | None:
     return text.encode() if text is not None else None
 
 
-def _eap_client(table: _Table, secrets: list[_Secret], auth: str, local: Identity) -> Credentials:
+def _eap_client(
+    loader: _Loader, table: _Table, secrets: list[_Secret], auth: str, local: Identity
+) -> Credentials:
     """A road warrior's EAP (RFC 7296 §2.16): our EAP identity (eap_id, else the IKE ID's
     data) and the password of the secrets.eap* entry that lists it."""
     eap_id = _eap_id(table)
     if eap_id == b"%any":
         table.fail("eap_id", "%any is for remote.eap_id", 'write our user name, e.g. "carol"')
     user = eap_id if eap_id is not None else local.data
+    if auth == "eap-tls":  # RFC 5216: our certificate inside EAP, no password
+        certs, key = _own_chain(loader, table, auth)
+        return Credentials(AuthMethodName.EAP, eap_types=EAP_AUTHS[auth], eap_id=eap_id,
+                           certs=certs, private_key=key)  # fmt: skip
     for secret in secrets:
         if user in secret.eap_ids:
             return Credentials(AuthMethodName.EAP, eap_types=EAP_AUTHS[auth], eap_id=eap_id,
@@ -577,9 +584,12 @@ def _eap_client(table: _Table, secrets: list[_Secret], auth: str, local: Identit
     raise AssertionError
 
 
-def _eap_gateway(table: _Table, secrets: list[_Secret], auth: str) -> Credentials:
+def _eap_gateway(loader: _Loader, table: _Table, secrets: list[_Secret], auth: str) -> Credentials:
     """A gateway's EAP: the method it asks for, its users from every secrets.eap* entry, and
     eap_id (absent: the IKE ID is the EAP identity; "%any": ask with EAP-Identity first)."""
+    if auth == "eap-tls":  # RFC 5216: the clients' certificates must reach cacerts
+        return Credentials(AuthMethodName.EAP, eap_types=EAP_AUTHS[auth], eap_id=_eap_id(table),
+                           trust_anchors=_anchors(loader, table, auth))  # fmt: skip
     users = tuple((user, s.secret) for s in secrets for user in s.eap_ids)
     if not users:
         table.fail("auth", f"{auth}, but no [secrets.eap*] entry lists a user",
@@ -593,26 +603,32 @@ def _local_credentials(
 ) -> Credentials:
     auth = table.choice("auth", AUTH_METHODS, "psk")
     if auth in EAP_AUTHS:
-        return _eap_client(table, secrets, auth, local)
+        return _eap_client(loader, table, secrets, auth, local)
     if "eap_id" in table.data:
         table.fail("eap_id", f"auth = {auth} runs no EAP", 'remove it or use auth = "eap-..."')
     method = AuthMethodName(auth)
     if method is AuthMethodName.PSK:
         return Credentials(method, psk=_psk(table, secrets, local, remote))
+    certs, key = _own_chain(loader, table, auth)
+    return Credentials(method, certs=certs, private_key=key)
+
+
+def _own_chain(loader: _Loader, table: _Table, auth: str) -> tuple[tuple[bytes, ...], Any]:
+    """Our certificates (certs) and private key (key) for pubkey or EAP-TLS."""
     certs: list[bytes] = []
     for path in table.strings("certs"):
         certs += _certificates(loader, table.sub("certs"), path)
     if not certs:
-        table.fail("certs", "pubkey needs our certificate", 'add certs = ["moon.crt"]')
+        table.fail("certs", f"{auth} needs our certificate", 'add certs = ["moon.crt"]')
     key_path = str(table.get("key", str, "", '"moon.key"'))
     if not key_path:
-        table.fail("key", "pubkey needs our private key", 'add key = "moon.key"')
+        table.fail("key", f"{auth} needs our private key", 'add key = "moon.key"')
     try:
         key = load_private_key(loader.file(table.sub("key"), key_path, secret=True))
     except (ValueError, TypeError) as exc:
         table.fail("key", f"{key_path}: not a usable private key ({exc})", "give a PEM/DER key")
         raise AssertionError from None
-    return Credentials(method, certs=tuple(certs), private_key=key)
+    return tuple(certs), key
 
 
 def _remote_credentials(
@@ -620,7 +636,7 @@ def _remote_credentials(
 ) -> Credentials:
     auth = table.choice("auth", AUTH_METHODS, "psk")
     if auth in EAP_AUTHS:
-        return _eap_gateway(table, secrets, auth)
+        return _eap_gateway(loader, table, secrets, auth)
     if "eap_id" in table.data:
         table.fail("eap_id", f"auth = {auth} runs no EAP", 'remove it or use auth = "eap-..."')
     method = AuthMethodName(auth)
@@ -628,6 +644,11 @@ def _remote_credentials(
         if local.psk is None:
             table.fail("auth", "remote psk needs a local psk", "use auth = psk on both ends")
         return Credentials(method, psk=local.psk)
+    return Credentials(method, trust_anchors=_anchors(loader, table, auth))
+
+
+def _anchors(loader: _Loader, table: _Table, auth: str) -> tuple[bytes, ...]:
+    """The CA certificates a peer's chain must reach (cacerts, cadir)."""
     anchors: list[bytes] = []
     files = [(table.sub("cacerts"), p) for p in table.strings("cacerts")]
     cadir = table.get("cadir", str, None, '"cacerts"')
@@ -640,8 +661,8 @@ def _remote_credentials(
     for key, path in files:
         anchors += _certificates(loader, key, path)
     if not anchors:
-        table.fail("cacerts", "pubkey needs a CA to trust", 'add cacerts = ["ca.crt"]')
-    return Credentials(method, trust_anchors=tuple(anchors))
+        table.fail("cacerts", f"{auth} needs a CA to trust", 'add cacerts = ["ca.crt"]')
+    return tuple(anchors)
 
 
 def _child(
@@ -708,11 +729,17 @@ def _connection(
         remote_t.fail("id", str(exc), 'write e.g. "sun.example" or "%any"')
         raise AssertionError from None
     auths = (str(local_t.data.get("auth", "")), str(remote_t.data.get("auth", "")))
-    if all(a.startswith("eap") for a in auths):
+    eap_only_tls = auths == ("eap-tls", "eap-tls")
+    if all(a.startswith("eap") for a in auths) and not eap_only_tls:
         # a gateway proving itself by EAP alone (RFC 5998) needs a mutual method (§4)
-        problem = "EAP-only authentication needs a mutual EAP method; eap-md5/mschapv2 are not"
+        problem = "EAP-only authentication needs a mutual method (eap-tls on both sides)"
         local_t.fail("auth", problem, 'use auth = "pubkey" with our certificate')
-    local_auth = _local_credentials(loader, local_t, secrets, local_id, remote_id)
+    if eap_only_tls:  # a gateway proving itself inside EAP-TLS alone (RFC 5998)
+        certs, key = _own_chain(loader, local_t, "eap-tls")
+        local_auth = Credentials(AuthMethodName.EAP, eap_types=EAP_AUTHS["eap-tls"],
+                                 certs=certs, private_key=key)  # fmt: skip
+    else:
+        local_auth = _local_credentials(loader, local_t, secrets, local_id, remote_id)
     remote_auth = _remote_credentials(loader, remote_t, local_auth, secrets)
     base = Timers()
     ike_rekey = table.duration("rekey_time", base.ike_rekey_time)

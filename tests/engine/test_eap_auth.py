@@ -16,7 +16,7 @@ from ikev2.engine.tasks import eap as eap_task
 from ikev2.engine.tasks import has_notify
 from ikev2.wire import AuthPayload, decode_message
 
-from .pairing import Pair, cert_connections, settle
+from .pairing import Pair, cert_connections, pki_credentials, settle
 from .test_handshake import assert_child_pair
 
 PASSWORD = b"carol's long password"
@@ -309,3 +309,62 @@ def test_gateway_cannot_reauthenticate_an_eap_client_and_keeps_the_sa() -> None:
     assert refused.notify is NotifyType.AUTHENTICATION_FAILED
     assert "cannot be the responder" in refused.reason
     assert old_r.id in pair.r.engine.sas and len(pair.i.engine.sas) == 1
+
+
+# --- EAP-TLS (RFC 5216) -----------------------------------------------------------------------
+
+
+def tls_connections(
+    client_chain: str = "ecdsa", eap_only: bool = False
+) -> tuple[ConnectionConfig, ConnectionConfig]:
+    """moon: a road warrior with its certificate inside EAP-TLS; sun: the gateway, its TLS
+    certificate its IKE one, trusting the ecdsa CA for clients."""
+    conn_i, conn_r = cert_connections("ecdsa")
+    moon = pki_credentials(client_chain, "moon", ca="ecdsa")
+    client = Credentials(AuthMethodName.EAP, eap_types=(EapType.TLS,), certs=moon.certs,
+                         private_key=moon.private_key)  # fmt: skip
+    gateway = Credentials(AuthMethodName.EAP, eap_types=(EapType.TLS,),
+                          trust_anchors=conn_r.remote_auth.trust_anchors)  # fmt: skip
+    conn_i = replace(conn_i, local_auth=client)
+    conn_r = replace(conn_r, remote_auth=gateway)
+    if eap_only:
+        own = conn_r.local_auth
+        conn_r = replace(conn_r, local_auth=Credentials(
+            AuthMethodName.EAP, eap_types=(EapType.TLS,), certs=own.certs,
+            private_key=own.private_key))  # fmt: skip
+    return conn_i, conn_r
+
+
+@pytest.mark.parametrize("eap_only", [False, True])
+def test_eap_tls_establishes_with_certificates_inside_eap(eap_only: bool) -> None:
+    pair = Pair(*tls_connections(eap_only=eap_only))
+    ids = record_auth_message_ids(pair)
+    run(pair)
+    (ei,) = pair.i.of(IkeSaEstablished)
+    (er,) = pair.r.of(IkeSaEstablished)
+    assert ei.remote_id == "sun.ikev2.test" and er.remote_id == "moon.ikev2.test"
+    assert_child_pair(pair)
+    assert len(ids) >= 4  # first, the TLS flights, the final AUTH
+    sa = next(iter(pair.r.engine.sas.values()))
+    assert sa.eap.identity == b"moon.ikev2.test"
+
+
+def test_eap_tls_with_an_untrusted_client_certificate_fails() -> None:
+    pair = Pair(*tls_connections(client_chain="untrusted"))
+    run(pair)
+    (fr,) = pair.r.of(IkeSaFailed)
+    assert fr.notify is NotifyType.AUTHENTICATION_FAILED and "certificate" in fr.reason
+    assert not pair.i.of(IkeSaEstablished) and not pair.r.of(ChildSaEstablished)
+    assert not pair.r.engine.sas
+
+
+def test_eap_tls_client_refuses_a_gateway_certificate_without_its_id() -> None:
+    conn_i, conn_r = tls_connections(eap_only=True)  # no certificate AUTH: TLS alone checks
+    # the gateway claims another IKE ID: its TLS certificate (sun) does not carry it
+    other = parse_identity("gateway.ikev2.test")
+    pair = Pair(replace(conn_i, remote_id=None), replace(conn_r, local_id=other))
+    run(pair)
+    (fi,) = pair.i.of(IkeSaFailed)
+    assert fi.notify is NotifyType.AUTHENTICATION_FAILED
+    assert "gateway.ikev2.test is not in the TLS certificate" in fi.reason
+    assert not pair.i.of(IkeSaEstablished)

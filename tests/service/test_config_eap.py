@@ -118,7 +118,7 @@ def test_client_without_eap_id_uses_its_ike_id_and_eap_allows_every_method(
         ("client", '"eap-md5"', '"eap-ttls"', "local.auth", "not allowed"),
         ("client", 'eap_id = "carol"', 'eap_id = "%any"', "local.eap_id", "remote.eap_id"),
         ("client", 'eap_id = "carol"', 'eap_id = ""', "local.eap_id", "empty"),
-        ("gateway", 'auth = "pubkey"', 'auth = "eap-mschapv2"', "local.auth", "mutual EAP"),
+        ("gateway", 'auth = "pubkey"', 'auth = "eap-mschapv2"', "local.auth", "mutual method"),
         ("gateway", 'ids = ["carol"]', "", "secrets.eap-carol.ids", "names its users"),
         ("gateway", '"eap-mschapv2"\n', '"pubkey"\n', "remote.eap_id", "runs no EAP"),
     ],
@@ -188,3 +188,24 @@ def test_the_bundled_eap_examples_load_and_agree(tmp_path: Path) -> None:
     assert len(pair.i.of(IkeSaEstablished)) == 1 and len(pair.r.of(IkeSaEstablished)) == 1
     (child,) = pair.i.of(ChildSaEstablished)
     assert [str(ts.network) for ts in child.local_ts] == ["10.1.0.0/24"]
+
+
+def test_eap_tls_on_both_ends_and_eap_only(tmp_path: Path) -> None:
+    client = CLIENT.replace('auth = "eap-md5"', f'auth = "eap-tls"\ncerts = ["{PKI}/moon.crt"]\n'
+                            'key = "sun.key"')  # fmt: skip
+    [conn] = load_config(write(tmp_path, client)).engine.connections
+    assert conn.local_auth.eap_types == (EapType.TLS,) and conn.local_auth.certs
+    assert conn.local_auth.private_key is not None and conn.local_auth.eap_secret is None
+    gateway = GATEWAY.replace(
+        'auth = "eap-mschapv2"', f'auth = "eap-tls"\ncacerts = ["{PKI}/ca.crt"]'
+    )
+    [gw] = load_config(write(tmp_path, gateway)).engine.connections
+    assert gw.remote_auth.eap_types == (EapType.TLS,) and gw.remote_auth.trust_anchors
+    assert gw.local_auth.method is AuthMethodName.PUBKEY
+    # RFC 5998: our own side EAP-TLS too, a mutual method: EAP-only, the certificate inside TLS
+    only = gateway.replace('auth = "pubkey"', 'auth = "eap-tls"')
+    [gw] = load_config(write(tmp_path, only)).engine.connections
+    assert gw.local_auth.method is AuthMethodName.EAP and gw.local_auth.certs
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, gateway.replace(f'cacerts = ["{PKI}/ca.crt"]', "")))
+    assert "remote.cacerts" in str(info.value) and "eap-tls needs a CA" in str(info.value)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .base import EapCode, EapError, EapPacket, EapType, Outcome, PeerMethod, parse_packet
 from .md5 import Md5Peer
 from .mschapv2 import MsChapV2Peer
+from .tls import TlsPeer, TlsSetup
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,9 +25,15 @@ class PeerResult:
 
 
 def make_peer_method(
-    eap_type: EapType, identity: bytes, secret: bytes, random: Callable[[int], bytes]
+    eap_type: EapType,
+    identity: bytes,
+    secret: bytes,
+    random: Callable[[int], bytes],
+    tls: TlsSetup | None = None,
 ) -> PeerMethod:
     """The table of methods the peer can run."""
+    if eap_type is EapType.TLS and tls is not None:
+        return TlsPeer(tls.certs, tls.key, tls.check)
     if eap_type is EapType.MD5_CHALLENGE:
         return Md5Peer(secret)
     if eap_type is EapType.MSCHAPV2:
@@ -41,8 +48,10 @@ class EapPeer:
         secret: bytes,
         allowed: tuple[EapType, ...],
         random: Callable[[int], bytes],
+        tls: TlsSetup | None = None,
     ) -> None:
         self.identity = identity
+        self._tls = tls
         self._secret = secret
         self.allowed = allowed
         self._random = random
@@ -78,7 +87,9 @@ class EapPeer:
             return self._respond(packet, EapType.NAK, bytes(self.allowed))
         eap_type = EapType(packet.type)
         if self.method is None or self.method.eap_type is not eap_type:
-            self.method = make_peer_method(eap_type, self.identity, self._secret, self._random)
+            self.method = make_peer_method(
+                eap_type, self.identity, self._secret, self._random, self._tls
+            )
         step = self.method.process(packet.identifier, packet.data)
         if step.outcome is Outcome.SUCCESS:
             self._may_succeed = True

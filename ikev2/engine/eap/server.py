@@ -16,6 +16,7 @@ from .base import EapCode, EapError, EapPacket, EapType, Outcome, ServerMethod, 
 from .identity import IdentityServer
 from .md5 import Md5Server
 from .mschapv2 import MsChapV2Server
+from .tls import TlsServer, TlsSetup
 
 SecretLookup = Callable[[bytes], "bytes | None"]
 
@@ -33,8 +34,11 @@ def make_server_method(
     secret: SecretLookup,
     server_name: bytes,
     random: Callable[[int], bytes],
+    tls: TlsSetup | None = None,
 ) -> ServerMethod:
     """The table of methods the authenticator can run."""
+    if eap_type is EapType.TLS and tls is not None:
+        return TlsServer(identity, tls.certs, tls.key, tls.check)
     if eap_type is EapType.MD5_CHALLENGE:
         return Md5Server(identity, secret, random)
     if eap_type is EapType.MSCHAPV2:
@@ -56,8 +60,10 @@ class EapServer:
         server_name: bytes,
         random: Callable[[int], bytes],
         alternatives: tuple[EapType, ...] = (),
+        tls: TlsSetup | None = None,
     ) -> None:
         self.eap_type = eap_type
+        self._tls = tls
         self._alternatives = alternatives
         self._secret = secret
         self._server_name = server_name
@@ -72,7 +78,7 @@ class EapServer:
 
     def _new_method(self, identity: bytes) -> ServerMethod:
         return make_server_method(
-            self.eap_type, identity, self._secret, self._server_name, self._random
+            self.eap_type, identity, self._secret, self._server_name, self._random, self._tls
         )
 
     def _request(self, data: bytes) -> bytes:

@@ -26,8 +26,11 @@ is_mutual() agrees), so with today's methods both sides refuse EAP-only.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from ...constants import AuthMethod, ExchangeType, IdType, NotifyType
 from ...crypto.auth import KEY_PAD, signed_octets
@@ -43,8 +46,10 @@ from ...wire import (
     Payload,
 )
 from ..config import AuthMethodName, ConnectionConfig, Identity
+from ..credentials import CertificateError, identity_matches_certificate, verify_chain
 from ..eap import EapPeer, EapServer, EapType, Outcome
-from ..identity import identity_matches
+from ..eap.tls import PeerCheck, TlsSetup
+from ..identity import identity_matches, parse_identity
 from . import (
     child_create,
     config_payload,
@@ -93,6 +98,34 @@ def _shared_keys(sa: IkeSa, msk: bytes | None) -> tuple[bytes, bytes]:
 def eap_payload(payloads: Sequence[Payload]) -> bytes | None:
     found = find_payload(payloads, EapPayload)
     return found.data if found is not None else None
+
+
+def tls_check(
+    sa: IkeSa, anchors: tuple[bytes, ...], identity: Callable[[], Identity | None]
+) -> PeerCheck:
+    """EAP-TLS: the peer's chain must reach one of `anchors` (the IKE rules of
+    credentials.verify_chain) and certify `identity()` (RFC 5216 §5.2), when one is known."""
+
+    def check(leaf: x509.Certificate, others: list[x509.Certificate]) -> str | None:
+        der = serialization.Encoding.DER
+        try:
+            cert = verify_chain(leaf.public_bytes(der), [c.public_bytes(der) for c in others],
+                                anchors, sa.env.utc_now())  # fmt: skip
+        except CertificateError as exc:
+            return f"certificate: {exc.reason}"
+        wanted = identity()
+        if wanted is not None and not identity_matches_certificate(wanted, cert):
+            return f"{wanted} is not in the TLS certificate"
+        return None
+
+    return check
+
+
+def _text_identity(data: bytes) -> Identity | None:
+    try:
+        return parse_identity(data.decode())
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 # --------------------------------------------------------------------------- initiator (client)
@@ -229,9 +262,14 @@ def first_response(
         return
     creds = sa.conn.local_auth
     identity = creds.eap_id if creds.eap_id is not None else sa.conn.local_id.data
+    tls = None
+    if EapType.TLS in creds.eap_types:  # the gateway's TLS certificate must carry its IDr
+        gateway = Identity(IdType(idr.id_type), idr.data)
+        check = tls_check(sa, sa.conn.remote_auth.trust_anchors, lambda: gateway)
+        tls = TlsSetup(creds.certs, creds.private_key, check)
     peer = EapPeer(
         identity, creds.eap_secret or b"", tuple(EapType(t) for t in creds.eap_types),
-        sa.random_bytes,
+        sa.random_bytes, tls,
     )  # fmt: skip
     idi = IdiPayload(sa.conn.local_id.id_type, sa.conn.local_id.data)
     EapRound(exchange, peer, idi, idr, eap_only).advance(sa, data, now)
@@ -296,8 +334,17 @@ def respond_first(
                                    "announce it (RFC 5998 §3)")  # fmt: skip
     eap_id = None if creds.eap_id == ASK_IDENTITY else (creds.eap_id or idi.data)
     first, *others = (EapType(t) for t in creds.eap_types)
+    tls = None
+    holder: list[EapServer] = []
+    if EapType.TLS in creds.eap_types:  # the client's certificate must carry its EAP identity
+        check = tls_check(
+            sa, creds.trust_anchors, lambda: _text_identity(holder[0].identity) if holder else None
+        )
+        own = conn.local_auth  # our TLS certificate is our IKE one
+        tls = TlsSetup(own.certs, own.private_key, check)  # fmt: skip
     server = EapServer(first, eap_id, creds.eap_user_secret, SERVER_NAME, sa.random_bytes,
-                       tuple(others))  # fmt: skip
+                       tuple(others), tls)  # fmt: skip
+    holder.append(server)
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     sa.eap = ServerRounds(server, payloads, idr)
     sa.log.info("EAP started", method=server.eap_type.name, ask_identity=eap_id is None,
