@@ -408,6 +408,17 @@ def _same_transform(a: Transform, b: Transform) -> bool:
     return (a.id, a.key_length, tuple(a.attributes)) == (b.id, b.key_length, tuple(b.attributes))
 
 
+def _omitted_means_none(transform_type: int, offered: Sequence[Transform]) -> bool:
+    """An ADDKE type the responder left out, where we offered NONE for it, reads as NONE.
+
+    RFC 9370 §2.1 has the responder return one transform of every type, and our responder
+    does so (NONE included); but the ADDKE types are "optional in IKE, AH, ESP" (§2.2.1, the
+    transform type table), so a responder that selects NONE may drop the type the way an
+    optional transform is dropped (RFC 7296 §3.3.6). strongSwan 6 does exactly this. A type
+    offered without NONE stays required: its omission is still a malformed choice."""
+    return transform_type in ADDKE_TYPES and any(t.id == KeId.NONE for t in offered)
+
+
 def check_selected(response: Proposal, offered: Sequence[Proposal]) -> None:
     """The initiator's check of the responder's SA payload (RFC 7296 §2.7, §3.3.6).
 
@@ -438,9 +449,15 @@ def check_selected(response: Proposal, offered: Sequence[Proposal]) -> None:
                 f"responder chose transform type {transform_type} id {pick.id} "
                 f"key length {pick.key_length}, not offered"
             )
-    missing = set(offered_by_type) - set(chosen_by_type)
+    missing = {
+        t
+        for t in set(offered_by_type) - set(chosen_by_type)
+        if not _omitted_means_none(t, offered_by_type[t])
+    }
     if missing:
-        raise InvalidSyntax(f"responder's proposal lacks transform types {sorted(missing)}")
+        raise InvalidSyntax(
+            f"responder's proposal lacks transform types {sorted(int(t) for t in missing)}"
+        )
     methods = [t.id for t in response.transforms if t.type in ADDKE_TYPES and t.id != KeId.NONE]
     if len(methods) != len(set(methods)):  # RFC 9370 §2.2.1
         raise NoProposalChosen("responder chose one additional key exchange method twice")

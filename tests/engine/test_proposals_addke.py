@@ -21,7 +21,7 @@ from ikev2.engine.proposals import (
     spec_to_proposals,
 )
 from ikev2.engine.support import crypto_supports, describe_suite
-from ikev2.errors import NoProposalChosen
+from ikev2.errors import InvalidSyntax, NoProposalChosen
 from ikev2.wire import Proposal, Transform
 
 IKE, ESP = ProtocolId.IKE, ProtocolId.ESP
@@ -169,6 +169,47 @@ def test_initiator_refuses_a_choice_without_the_addke_it_offered() -> None:
     stripped = Proposal(1, IKE, b"", tuple(t for t in ours.transforms if t.type != ADDKE1))
     with pytest.raises(Exception, match="lacks transform types"):
         check_selected(stripped, (ours,))
+
+
+def test_omitted_addke_reads_as_none_only_where_none_was_offered() -> None:
+    """strongSwan 6 selects NONE for an optional ADDKE by leaving the type out of its answer:
+    the ADDKE types are optional transform types (RFC 9370 §2.2.1), so where we offered NONE
+    the omission reads as NONE and no IKE_INTERMEDIATE runs; our own responder still returns
+    NONE explicitly (RFC 9370 §2.1: one transform of every type, all returned)."""
+    (ours,) = offer(f"{HYBRID}-ke1_none")
+    chosen = select_proposal((ours,), ike(CLASSIC), IKE, crypto_supports)
+    assert chosen is not None
+    omitted = Proposal(1, IKE, b"", tuple(t for t in chosen.transforms if t.type != ADDKE1))
+    check_selected(omitted, (ours,))
+    assert NegotiatedSuite.from_proposal(omitted).additional_ke == ()
+    # the same omission against an offer that required ADDKE1 stays a malformed choice
+    (required,) = offer(HYBRID)
+    with pytest.raises(InvalidSyntax, match=r"lacks transform types \[6\]"):
+        check_selected(omitted, (required,))
+    # and ENCR, PRF or KE may never be left out, NONE or not
+    no_ke = Proposal(
+        1, IKE, b"", tuple(t for t in omitted.transforms if t.type != TransformType.KE)
+    )
+    with pytest.raises(InvalidSyntax, match=r"lacks transform types \[4\]"):
+        check_selected(no_ke, (ours,))
+    # two ADDKEs, only the second optional: dropping it passes, dropping the first does not
+    (two,) = offer("aes256gcm16-prfsha256-x25519-ke1_mlkem768-ke2_mlkem1024-ke2_none")
+    pick = select_proposal((two,), ike(CLASSIC + "-ke1_mlkem768"), IKE, crypto_supports)
+    assert pick is not None and addke_of(pick) == {ADDKE1: [KeId.ML_KEM_768], ADDKE2: [0]}
+    check_selected(
+        Proposal(1, IKE, b"", tuple(t for t in pick.transforms if t.type != ADDKE2)), (two,)
+    )
+    with pytest.raises(InvalidSyntax, match=r"lacks transform types \[6\]"):
+        check_selected(
+            Proposal(1, IKE, b"", tuple(t for t in pick.transforms if t.type != ADDKE1)), (two,)
+        )
+
+
+def test_our_responder_returns_none_explicitly() -> None:
+    """RFC 9370 §2.1: the responder returns one transform of each offered type, NONE too."""
+    chosen = select_proposal(offer(f"{HYBRID}-ke1_none"), ike(CLASSIC), IKE, crypto_supports)
+    assert chosen is not None
+    assert [t for t in chosen.transforms if t.type == ADDKE1] == [Transform(ADDKE1, KeId.NONE)]
 
 
 def test_ike_auth_child_ignores_addke() -> None:
