@@ -45,7 +45,7 @@ SWANCTL = Path("/usr/sbin/swanctl")
 # (Debian's curve25519/chapoly plugins are not packaged); kdf is required by 5.9.8.
 CHARON_PLUGINS = "random nonce x509 constraints pubkey pkcs1 pkcs8 pem openssl kdf"
 # EAP (RFC 7296 §2.16) for tests/interop/test_eap.py: MSCHAPv2's MD4/DES come from openssl
-CHARON_PLUGINS += " eap-identity eap-md5 eap-mschapv2"
+CHARON_PLUGINS += " eap-identity eap-md5 eap-mschapv2 eap-tls"
 # the first kernel plugin to register an IPsec backend wins: libipsec must precede netlink
 TAIL_PLUGINS = "kernel-netlink socket-default vici"
 SWANCTL_PLUGINS = "pem pkcs1 pkcs8 x509 pubkey openssl random nonce"
@@ -57,6 +57,7 @@ PLUGIN_PACKAGES = {
     "kernel-libipsec": "libcharon-extra-plugins",
     "eap-identity": "libcharon-extra-plugins",
     "eap-md5": "libcharon-extra-plugins",
+    "eap-tls": "libcharon-extra-plugins",
     "eap-mschapv2": "libcharon-extauth-plugins",
     "socket-default": "strongswan-libcharon",
     "vici": "strongswan-swanctl",

@@ -300,3 +300,60 @@ def test_eap_dynamic_gateway_follows_the_nak(
     assert re.search(r"EAP method EAP_MD5 succeeded, no MSK established", log), run.logs()
     run.ss.wait_for(lambda sas: any(s.installed_children for s in sas))
     run.ours.wait_for(lambda sas: any(s.get("children") for s in sas))
+
+
+# --- EAP-TLS (RFC 5216) -----------------------------------------------------------------------
+
+
+def _tls_run(topo: Topology, role: str, workdir: Path) -> EapRun:
+    """EAP-TLS: the road warrior's certificate inside EAP (ours: moon; strongSwan's: sun), the
+    gateway's IKE certificate its TLS one; ecdsa chain on both sides."""
+    run = EapRun(topo, role, "md5", workdir)  # then re-configured for TLS
+    ecdsa = PKI / "ecdsa"
+    client, gateway = topo.left, topo.right
+    key = workdir / "ours" / "moon.key"
+    if role == OURS_RESPONDER:
+        tree = _ours_gateway(gateway.addr, client.addr, "md5", key, PASSWORD)
+        remote = {"auth": "eap-tls", "cacerts": [str(ecdsa / "ca.crt")]}
+        tree["connections"]["rw"]["remote"] = remote
+        run.ours.configure(tree)
+        local: dict[str, ConfValue] = {"id": "sun.ikev2.test", "auth": "eap-tls",
+                                       "certs": "sun.crt"}  # fmt: skip
+        theirs: dict[str, ConfValue] = {"id": "moon.ikev2.test", "auth": "pubkey",
+                                        "cacerts": "ca.crt"}  # fmt: skip
+        conf = {"connections": {"rw": _ss_conn(client.addr, gateway.addr, local, theirs,
+                                               CLIENT_NET, GATEWAY_NET)}}  # fmt: skip
+    else:
+        tree = _ours_client(client.addr, gateway.addr, "md5", PASSWORD)
+        conn = tree["connections"]["rw"]
+        conn["local"] = {"id": "moon.ikev2.test", "auth": "eap-tls",
+                         "certs": [str(ecdsa / "moon.crt")], "key": str(key)}  # fmt: skip
+        del tree["secrets"]
+        run.ours.configure(tree)
+        local = {"id": "sun.ikev2.test", "auth": "pubkey", "certs": "sun.crt"}
+        theirs = {"id": "%any", "auth": "eap-tls", "eap_id": "%any", "cacerts": "ca.crt"}
+        conf = {"connections": {"rw": _ss_conn(gateway.addr, client.addr, local, theirs,
+                                               GATEWAY_NET, CLIENT_NET)}}  # fmt: skip
+    run.ss.configure(conf, certs=[ecdsa / "sun.crt"], cacerts=[ecdsa / "ca.crt"],
+                     keys=[ecdsa / "sun.key"])  # fmt: skip
+    return run
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_eap_tls(role: str, pair: Topology, runs: list[EapRun], tmp_path: Path) -> None:
+    run = _start(runs, _tls_run(pair, role, tmp_path / "run"))
+    ok, output = run.initiate()
+    assert ok, f"{role}: establishing failed:\n{output}\n{run.logs()}"
+    theirs = run.ss.wait_for(lambda sas: any(s.installed_children for s in sas))
+    ours = run.ours.wait_for(lambda sas: any(s.get("children") for s in sas))
+    assert (ours[0]["spi_i"].lower(), ours[0]["spi_r"].lower()) == (theirs[0].spi_i,
+                                                                    theirs[0].spi_r)  # fmt: skip
+    log = run.ss.log()
+    # strongSwan ran TLS and derived the MSK both final AUTH payloads are keyed with
+    assert re.search(r"EAP method EAP_TLS succeeded, MSK established", log), run.logs()
+    # it checked our final AUTH (ours as gateway) or our EAP-TLS round (ours as client)
+    assert "authentication of 'moon.ikev2.test' with EAP successful" in log, run.logs()
+    assert "negotiated TLS 1.2" in log, run.logs()
+    key_log = run.ours.key_log()
+    other = theirs[0]
+    assert [] in [compare_ike(key_log, k, other.spi_i, other.spi_r) for k in run.ss.ike_keys()]

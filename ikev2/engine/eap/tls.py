@@ -55,6 +55,9 @@ def _context(certs: tuple[bytes, ...], key: Any, server: bool) -> SSL.Context:
     # ask for (and insist on) the peer's certificate; verify_chain judges it afterwards
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
     ctx.set_options(SSL.OP_NO_TICKET)  # no resumption: every conversation is a full one
+    # we never renegotiate, so a server without RFC 5746's extension (strongSwan's libtls) is
+    # no risk: OpenSSL 3 would refuse it ("unsafe legacy renegotiation disabled")
+    ctx.set_options(SSL.OP_NO_RENEGOTIATION | SSL.OP_LEGACY_SERVER_CONNECT)
     if server:
         ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     return ctx
