@@ -314,7 +314,8 @@ class _Loader:
 
 DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
                "log_level", "cookie_threshold", "max_half_open", "block_threshold",
-               "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook", "metrics")  # fmt: skip
+               "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
+               "metrics")  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
