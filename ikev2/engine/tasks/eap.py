@@ -19,8 +19,8 @@ whose own side is EAP (local_auth EAP) sends no certificate AUTH, only when the 
 announced it (else AUTHENTICATION_FAILED). An initiator accepts an answer without AUTH only
 when the method that runs authenticates the responder (a mutual, key-generating one, §4),
 checked when the method succeeds; it then proves the responder through the MSK-keyed final
-AUTH alone. Neither MD5 nor MSCHAPv2 counts as mutual (RFC 5998 §4 lists neither; strongSwan's
-is_mutual() agrees), so with today's methods both sides refuse EAP-only.
+AUTH alone. EAP-TLS is mutual; neither MD5 nor MSCHAPv2 counts (RFC 5998 §4 lists neither;
+strongSwan's is_mutual() agrees), so EAP-only runs with EAP-TLS and is refused with the others.
 """
 
 from __future__ import annotations
