@@ -294,3 +294,89 @@ def test_sw6_hybrid(row: Row, role: str, pair: Topology, peers: Any) -> None:
     assert len(derivations) == 1 + row.intermediates, len(derivations)
     last = compare_ike(p.ours.key_log(), derivations[-1], theirs.spi_i, theirs.spi_r)
     assert last == [], last
+
+
+# --- rekeying with additional key exchanges: IKE_FOLLOWUP_KE (RFC 9370 §2.2.4) ----------------
+# The rekeying side is `role`'s, as in the 5.9.8 matrix (tests/interop/test_matrix.py):
+# ours-initiator: our daemon rekeys (and initiates the IKE_FOLLOWUP_KE), ours-responder:
+# strongSwan does, so our engine runs each follow-up exchange once in each role.
+
+PFS_CHILD = "aes256gcm16-x25519-ke1_mlkem768"
+
+
+def _followups(charon: Charon) -> list[str]:
+    """strongSwan's whole IKE_FOLLOWUP_KE requests (generated or parsed, reassembled from
+    IKE fragments: RFC 7383, an ML-KEM-768 share exceeds 1280 bytes), by message ID."""
+    pattern = r"(?:generating|parsed) IKE_FOLLOWUP_KE request (\d+) \[ KE N\(ADD_KE\)"
+    return re.findall(pattern, charon.log())
+
+
+def _rekeyed(p: Peers, role: str, *, ike: bool) -> tuple[str, ...]:
+    """`role`'s rekeying side rekeys the IKE SA (ike=True) or the one child; waits until both
+    sides hold just the new one. Returns the old SPIs (IKE: spi_i, spi_r; child: spi_in)."""
+    mine, _ = p.ike_pair()
+    (old_child,) = mine["children"]
+    old = (mine["spi_i"], mine["spi_r"]) if ike else (old_child["spi_in"],)
+    if role == interop.OURS_INITIATOR:
+        args = ("rekey", str(mine["id"])) if ike else ("rekey", str(mine["id"]), "--child", old[0])
+        done = p.ours.cli(*args)
+        assert done.ok, done.output
+    else:
+        result = p.ss.rekey(ike=p.spec.name) if ike else p.ss.rekey(child="net")
+        assert result.ok, f"{result.output}\n{p.logs()}"
+    if ike:
+        p.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old
+                        and sas[0]["state"].upper() == "ESTABLISHED", timeout=15)  # fmt: skip
+        p.ss.wait_for(lambda sas: len(sas) == 1, timeout=15)
+    else:
+        p.ours.wait_for(lambda sas: bool(sas) and [c["spi_in"] for c in sas[0]["children"]]
+                        not in ([], list(old)), timeout=15)  # fmt: skip
+        p.ss.wait_for(lambda sas: len(sas[0].installed_children) == 1, timeout=15)
+    return old
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_sw6_child_rekey_pfs_followup(role: str, pair: Topology, peers: Any) -> None:
+    """A child rekeyed with PFS x25519 + ADDKE1 ML-KEM-768: CREATE_CHILD_SA carries the X25519
+    share, one IKE_FOLLOWUP_KE the ML-KEM-768 one (RFC 9370 §2.2.4); both sides derive the
+    same KEYMAT = prf+(SK_d, SK(0) | Ni | Nr | SK(1)) (§2.2.4) and the IKE SA stays."""
+    child = interop.ChildSpec(ours_proposals=(PFS_CHILD,), ss_proposals=(PFS_CHILD,))
+    spec = Spec("sw6-child-pfs", ours_ike=(HYBRID,), ss_ike=(HYBRID,), children=(child,))
+    p = peers(spec, pair, role)
+    p.establish()
+    assert_strongswan6(p.ss)
+    assert _followups(p.ss) == []  # the IKE_AUTH child has no key exchange (RFC 7296 §1.2)
+    (old_in,) = _rekeyed(p, role, ike=False)
+    ((mine, _),) = p.check_children(expected=1)  # new SPIs, keys equal strongSwan's
+    assert mine["spi_in"] != old_in
+    assert len(_followups(p.ss)) == 1, p.ss.tail()
+    assert re.search(
+        r"selected proposal: ESP:AES_GCM_16_256/CURVE_25519/NO_EXT_SEQ/KE1_ML_KEM_768", p.ss.log()
+    ), p.ss.tail()
+    (sa,) = p.ss.list_sas()
+    (installed,) = sa.installed_children
+    assert installed.raw.get("dh-group") == "CURVE_25519", installed.raw
+    assert installed.raw.get("ake1") == "ML_KEM_768", installed.raw
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_sw6_ike_rekey_hybrid_followup(role: str, pair: Topology, peers: Any) -> None:
+    """The IKE SA of x25519+ML-KEM-768 rekeyed: CREATE_CHILD_SA with the X25519 share, then
+    one IKE_FOLLOWUP_KE with ML-KEM-768 (RFC 9370 §2.2.4); the new SA's keys are
+    SKEYSEED = prf(SK_d, SK(0) | Ni | Nr | SK(1)) on both sides, the child moves over."""
+    p = peers(Spec("sw6-ike-rekey", ours_ike=(HYBRID,), ss_ike=(HYBRID,)), pair, role)
+    p.establish()
+    assert_strongswan6(p.ss)
+    before = len(p.ss.ike_keys())
+    old = _rekeyed(p, role, ike=True)
+    mine, theirs = p.ike_pair()
+    assert (mine["spi_i"], mine["spi_r"]) != old
+    assert ke_listing(theirs) == ("CURVE_25519", "ML_KEM_768"), theirs.raw
+    assert len(_followups(p.ss)) == 1, p.ss.tail()
+    # strongSwan derives the new SA's keys once, after the follow-up key exchange, and ours
+    # equal that derivation (the one before it was the old SA's)
+    derivations = p.ss.ike_keys()
+    assert len(derivations) == before + 1, (before, len(derivations))
+    last = compare_ike(p.ours.key_log(), derivations[-1], theirs.spi_i, theirs.spi_r)
+    assert last == [], last
+    p.check_children(expected=1)  # the child moved to the new IKE SA, keys unchanged
