@@ -107,6 +107,7 @@ SUITES: dict[str, dict[str, str]] = {
 }
 RESPONDER_ID = {"psk": "responder.bench", "pubkey": "sun.ikev2.test"}
 INITIATOR_ID = {"psk": b"initiator.bench", "pubkey": b"moon.ikev2.test"}
+TREES: list[Path] = []  # --baseline's unpacked ikev2, removed at the end
 PROFILE: list[str] = []  # --profile FILE: our daemon runs under cProfile
 
 
@@ -330,6 +331,7 @@ def responders(
                 out[name] = (None, "no --baseline revision")
                 continue
             tree = baseline_tree(baseline)
+            TREES.append(tree)
             factory = functools.partial(Ours, src=tree)
             out[name] = (factory, f"in-memory kernel, ikev2 of {baseline}")
         elif name == "sw5":
@@ -509,6 +511,8 @@ def main() -> None:
             floors.append(floor)
     finally:
         topo.close()
+        for tree in TREES:
+            shutil.rmtree(tree, ignore_errors=True)
     summary = summarize(runs, floors)
     load_after = os.getloadavg()
     sw6 = strongswan.STRONGSWAN6
