@@ -217,6 +217,11 @@ class Ours:
     def ike_sas(self) -> int:
         return int(request(self.control, {"cmd": "stats"})["ike_sas"])
 
+    def datagrams_in(self) -> int:
+        """IKE datagrams received (retransmits included)."""
+        sockets = request(self.control, {"cmd": "stats"})["sockets"]
+        return sum(s["rx"] for s in sockets.values())
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -381,6 +386,7 @@ def measure(factory: Responder, ns: str, suite: str, args: argparse.Namespace) -
         time.sleep(1.0)
         rss_end = rss_kib(pids)
         sas_end = responder.ike_sas()
+        rx = responder.datagrams_in() if hasattr(responder, "datagrams_in") else None
         return {
             "cpu_us_per_handshake": round(cpu / args.count * 1e6, 1),
             "cpu_us_per_handshake_half_load": round(cpu_half / args.latency_count * 1e6, 1),
@@ -397,6 +403,7 @@ def measure(factory: Responder, ns: str, suite: str, args: argparse.Namespace) -
                 (rss_end - rss_base) * 1024 / max(1, generator.established - sas_base)
             ),
             "failed": generator.failed,
+            **({"datagrams_in_per_ike_sa": round(rx / max(1, sas_end), 2)} if rx else {}),
         }
     finally:
         generator.close()
