@@ -358,7 +358,11 @@ def responders(
 
 def measure(factory: Responder, ns: str, suite: str, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"bvs-{suite}-"))
-    responder = factory(ns, workdir, suite)
+    try:
+        responder = factory(ns, workdir, suite)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     generator = Generator(initiator(suite), GEN_ADDRS, 8)
     try:
         generator.run(WARMUP, args.window, timeout=120)
