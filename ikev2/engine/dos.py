@@ -122,7 +122,7 @@ class LogLimiter:
             return True, 0  # limiting disabled
         window = self._windows.get(reason)
         ended = 0
-        if window is None or now - window.start >= self._interval or now < window.start:
+        if window is None or self._ended(window, now):
             ended = window.suppressed if window is not None else 0
             self._windows.pop(reason, None)
             if len(self._windows) >= self.MAX_REASONS:
@@ -134,16 +134,27 @@ class LogLimiter:
         window.suppressed += 1
         return False, ended
 
+    def _end(self, window: _Window) -> float:
+        return window.start + self._interval
+
+    def _ended(self, window: _Window, now: float) -> bool:
+        """Whether `window` is over at `now` (or the clock went back). The same sum as
+        deadline(), never `now - start >= interval`: floats round those two apart (start
+        126.40685752053078, interval 10: end 136.40685752053076, but end - start is
+        9.999999999999986), and a window still open at its own deadline keeps the engine's
+        timer at that instant for ever, so a driver that follows get_timer() never moves on."""
+        return now >= self._end(window) or now < window.start
+
     def deadline(self) -> float | None:
         """When the earliest interval with suppressed lines ends (its summary is due), if any."""
-        due = [w.start + self._interval for w in self._windows.values() if w.suppressed]
+        due = [self._end(w) for w in self._windows.values() if w.suppressed]
         return min(due) if due and self._interval > 0 else None
 
     def flush(self, now: float) -> list[tuple[str, int]]:
         """(reason, suppressed) for every interval that has ended with lines suppressed."""
         out = []
         for reason, window in list(self._windows.items()):
-            if now - window.start >= self._interval or now < window.start:
+            if self._ended(window, now):
                 if window.suppressed:
                     out.append((reason, window.suppressed))
                 del self._windows[reason]

@@ -169,6 +169,43 @@ def test_log_limiter_windows_and_summary() -> None:
     assert LogLimiter(lines=0, interval=1.0).admit("a", 0.0) == (True, 0)  # disabled
 
 
+# a window start whose end does not round-trip: (START + 10) - START == 9.999999999999986
+AWKWARD_START = 126.40685752053078
+
+
+def test_log_limiter_window_ends_at_its_own_deadline() -> None:
+    """flush(deadline()) must end the window deadline() reported, whatever the float rounding:
+    the engine's timer is that deadline, so a window that outlives it stops the clock."""
+    limiter = LogLimiter(lines=1, interval=10.0)
+    assert limiter.admit("a", AWKWARD_START) == (True, 0)
+    assert limiter.admit("a", AWKWARD_START) == (False, 0)
+    due = limiter.deadline()
+    assert due == AWKWARD_START + 10.0
+    assert limiter.flush(due) == [("a", 1)]
+    assert limiter.deadline() is None
+    assert limiter.admit("a", due) == (True, 0)  # admit() agrees: a new window at the deadline
+
+
+def test_summary_deadline_is_consumed_by_the_timer_at_an_awkward_start() -> None:
+    """A flood at a time whose window end rounds: handle_timer(get_timer()) must move the
+    engine's timer on (it used to report the same instant forever, so a driver that follows
+    get_timer() never advanced its clock)."""
+    conn_i, conn_r = psk_connections()
+    config = gate_config(conn_r, drop_log_lines=1, drop_log_interval=10.0)
+    pair = Pair(conn_i, conn_r, engine_r=config)
+    pair.now = AWKWARD_START
+    peer, local = (ATTACKER, 500), (ADDR_R, 500)
+    for _ in range(3):  # one logged, two suppressed
+        pair.r.engine.receive_datagram(b"\x00garbage", peer, local, pair.now)
+    due = pair.r.engine.get_timer()
+    assert due == AWKWARD_START + 10.0
+    with structlog.testing.capture_logs() as logs:
+        pair.r.engine.handle_timer(due)
+    assert [e["event"] for e in logs] == ["suppressed 2 drops: undecodable datagram"]
+    assert pair.r.engine.get_timer() is None
+    pair.run(until=pair.now + 100, max_steps=10)  # settles: nothing is left to do
+
+
 def test_cookie_demand_still_answered_when_its_log_line_is_suppressed() -> None:
     conn_i, conn_r = psk_connections()
     config = gate_config(conn_r, cookie_threshold=0, drop_log_lines=1, block_threshold=0)
