@@ -302,9 +302,10 @@ class _Loader:
             raise AssertionError from None
         if secret and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             mode = stat.S_IMODE(info.st_mode)
+            how = "readable" if mode & 0o044 else "writable" if mode & 0o022 else "usable"
             self.fail(
                 key,
-                f"secret file {str(path)!r} is readable by others (mode {mode:04o})",
+                f"secret file {str(path)!r} is {how} by others (mode {mode:04o})",
                 f"chmod 600 {path}",
             )
         return data
@@ -848,7 +849,17 @@ def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
     """Read and check a config file; ConfigError (one line: file, key, fix) on any mistake."""
     file = Path(path)
     try:
-        text = file.read_text()
+        with open(file, "rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            raw = handle.read()
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            # whoever can write it can name the dns_hook program (run as root), add a PSK or
+            # swap a trust anchor: refused like a readable secret file
+            raise ConfigError(
+                str(file), "(file)", f"is writable by group or others (mode {mode:04o})",
+                f"chmod go-w {file}",
+            )  # fmt: skip
+        text = raw.decode()
     except FileNotFoundError:
         raise ConfigError(
             str(file), "(file)", "does not exist", "give the path of a TOML config"
