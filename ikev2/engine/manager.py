@@ -440,9 +440,9 @@ class Engine:
         reqids = functools.partial(self.peers.reqid_for, sa, self._reqids)
         if exchange == ExchangeType.IKE_AUTH:
             chosen = ike_auth.select_connection(sa, inner)
-            refused = unique.refuse_duplicate(self.sas.values(), sa, chosen, inner)
+            refused = unique.refuse_duplicate(self.peers, sa, chosen, inner)
             answer = refused or ike_auth.respond(sa, inner, reqids, now)
-            self._dirty += unique.enforce(self.sas.values(), sa, inner, now)  # INITIAL_CONTACT
+            self._dirty += unique.enforce(self.peers, sa, inner, now)  # INITIAL_CONTACT
             if sa.half_open_key is not None:
                 self.half_open.pop(sa.half_open_key, None)
                 sa.half_open_key = None

@@ -37,7 +37,7 @@ its own new one): as with strongSwan, set reauth_time on one side.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..constants import ExchangeType
 from .config import ChildConfig, Identity, IPAddress
@@ -60,6 +60,8 @@ CHECK_INTERVAL = 10.0  # how often an old IKE SA looks at its replacement under 
 RETRY_AFTER_FAILURE = 30.0  # then a new attempt (plus up to 10 % of 30 s jitter)
 Plan = list[tuple[ChildConfig, int]]  # the children to recreate: config and reqid
 PeerKey = tuple[str, Identity, IPAddress]
+IdsKey = tuple[Identity, Identity]  # (our ID, the peer's)
+K = TypeVar("K")
 
 
 def start(old: IkeSa, now: float) -> bool:
@@ -378,6 +380,11 @@ class PeerIndex:
     def __init__(self) -> None:
         self._sas: dict[PeerKey, dict[int, IkeSa]] = {}
         self._keys: dict[int, PeerKey] = {}  # where each SA is filed
+        # (our ID, peer ID) -> SAs, whatever the connection and address: engine/unique.py's
+        # duplicates, found without a scan of every SA (issue 17: that scan made each IKE_AUTH
+        # O(number of SAs))
+        self._by_ids: dict[IdsKey, dict[int, IkeSa]] = {}
+        self._ids_keys: dict[int, IdsKey] = {}
 
     def track(self, sa: IkeSa) -> None:
         if sa.remote_identity is None:
@@ -390,14 +397,17 @@ class PeerIndex:
             self.forget(sa)
         self._keys[sa.id] = key
         self._sas.setdefault(key, {})[sa.id] = sa
+        ids = (sa.conn.local_id, sa.remote_identity)
+        self._ids_keys[sa.id] = ids
+        self._by_ids.setdefault(ids, {})[sa.id] = sa
 
     def forget(self, sa: IkeSa) -> None:
-        key = self._keys.pop(sa.id, None)
-        bucket = self._sas.get(key) if key is not None else None
-        if key is not None and bucket is not None:
-            bucket.pop(sa.id, None)
-            if not bucket:
-                del self._sas[key]
+        _unfile(self._keys, self._sas, sa.id)
+        _unfile(self._ids_keys, self._by_ids, sa.id)
+
+    def with_identities(self, local: Identity, remote: Identity) -> list[IkeSa]:
+        """The tracked IKE SAs between these two identities (any connection, any address)."""
+        return list(self._by_ids.get((local, remote), {}).values())
 
     def reqid_for(
         self,
@@ -422,3 +432,15 @@ class PeerIndex:
                     ):
                         return child.reqid
         return next(counter)
+
+
+def _unfile(keys: dict[int, K], index: dict[K, dict[int, IkeSa]], sa_id: int) -> None:
+    """Take SA `sa_id` out of the bucket `keys` says it is filed in; drop an empty bucket."""
+    key = keys.pop(sa_id, None)
+    if key is None:
+        return
+    bucket = index.get(key)
+    if bucket is not None:
+        bucket.pop(sa_id, None)
+        if not bucket:
+            del index[key]

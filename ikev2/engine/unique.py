@@ -36,22 +36,16 @@ from .tasks.informational import DeleteIkeExchange, ike_deleted
 
 if TYPE_CHECKING:
     from .ike_sa import IkeSa
+    from .reauth import PeerIndex
 
 __all__ = ["Unique", "enforce", "refuse_duplicate", "send_initial_contact"]
 REAUTH_GRACE = 10.0  # strongSwan's delay before deleting a duplicate from the same address
 
 
-def _same_ids(a: IkeSa, local: Identity, remote: Identity) -> bool:
-    return a.conn.local_id == local and a.remote_identity == remote
-
-
-def _duplicates(sas: Iterable[IkeSa], new: IkeSa, local: Identity, remote: Identity) -> list[IkeSa]:
-    return [
-        sa
-        for sa in sas
-        if sa is not new and not sa.closed and sa.remote_identity is not None
-        and _same_ids(sa, local, remote)
-    ]  # fmt: skip
+def _duplicates(peers: PeerIndex, new: IkeSa, local: Identity, remote: Identity) -> list[IkeSa]:
+    """The other live IKE SAs between the same two identities, from the manager's index (a
+    scan of every SA here made each IKE_AUTH O(SAs): issue 17)."""
+    return [sa for sa in peers.with_identities(local, remote) if sa is not new and not sa.closed]
 
 
 def has_initial_contact(payloads: Sequence[Payload]) -> bool:
@@ -82,7 +76,7 @@ def send_initial_contact(sas: Iterable[IkeSa], conn: ConnectionConfig) -> bool:
 
 
 def refuse_duplicate(
-    sas: Iterable[IkeSa], sa: IkeSa, conn: ConnectionConfig | None, payloads: Sequence[Payload]
+    peers: PeerIndex, sa: IkeSa, conn: ConnectionConfig | None, payloads: Sequence[Payload]
 ) -> list[Payload] | None:
     """Responder, before authenticating IKE_AUTH: `unique = keep` refuses a new IKE SA for
     identities that already have one of this connection from another address. Returns the
@@ -98,7 +92,7 @@ def refuse_duplicate(
         return None
     kept = [
         old
-        for old in _duplicates(sas, sa, conn.local_id, peer)
+        for old in _duplicates(peers, sa, conn.local_id, peer)
         if old.conn.name == conn.name and old.state is IkeState.ESTABLISHED
     ]
     if not kept or any(old.remote[0] == sa.remote[0] for old in kept):
@@ -110,25 +104,24 @@ def refuse_duplicate(
     return [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
 
 
-def enforce(
-    sas: Iterable[IkeSa], sa: IkeSa, payloads: Sequence[Payload], now: float
-) -> list[IkeSa]:
+def enforce(peers: PeerIndex, sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[IkeSa]:
     """Responder, once IKE_AUTH authenticated `sa`: INITIAL_CONTACT and `unique = replace`
     (see the module docstring). Returns the other IKE SAs it changed."""
     remote = sa.remote_identity
     policy = sa.conn.unique
     if remote is None or sa.state is not IkeState.ESTABLISHED or policy is Unique.NEVER:
         return []
-    duplicates = _duplicates(sas, sa, sa.conn.local_id, remote)
+    contact = has_initial_contact(payloads)
+    if not contact and policy is not Unique.REPLACE:
+        return []
+    duplicates = _duplicates(peers, sa, sa.conn.local_id, remote)
     touched = []
-    if has_initial_contact(payloads):
+    if contact:
         for old in duplicates:
             old.log.info("IKE SA replaced", reason="peer sent INITIAL_CONTACT", new=sa.id)
             ike_deleted(old, f"replaced by IKE SA {sa.id}: peer sent INITIAL_CONTACT")
             touched.append(old)
         return touched
-    if policy is not Unique.REPLACE:
-        return []
     for old in duplicates:
         if old.conn.name != sa.conn.name or old.state is not IkeState.ESTABLISHED:
             continue
