@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config_pools
+from . import config_pools, config_ppk
 from .constants import IpProto, ProtocolId
 from .engine.config import (
     AuthMethodName,
@@ -458,7 +458,7 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
                    "fragmentation", "send_certreq", "unique", "keyingtries",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
-                   "vips")  # fmt: skip
+                   "vips", *config_ppk.PPK_CONNECTION_KEYS)  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
@@ -502,6 +502,8 @@ def _secrets(loader: _Loader, root: _Table) -> list[_Secret]:
     if not isinstance(sections, dict):  # its value may be the secret itself: not shown
         loader.fail("secrets", "is not a table", 'write [secrets.NAME] with secret = "..."')
     for name, data in sections.items():
+        if config_ppk.is_ppk_section(name):  # RFC 8784 PPKs: config_ppk.load_ppks
+            continue
         table = _Table(loader, f"secrets.{name}", data, SECRET_KEYS)
         eap = name.startswith("eap")
         if eap and not table.strings("ids"):
@@ -715,6 +717,7 @@ def _connection(
     name: str,
     secrets: list[_Secret],
     pools: tuple[PoolConfig, ...] = (),
+    ppks: tuple[tuple[bytes, bytes], ...] = (),
 ) -> tuple[ConnectionConfig, dict[tuple[str, str], str]]:
     local_t = table.table("local", LOCAL_KEYS)
     remote_t = table.table("remote", REMOTE_KEYS)
@@ -801,6 +804,7 @@ def _connection(
         # swanctl.conf's uniqueness policy per peer identity (engine/unique.py), default no
         unique=Unique(table.choice("unique", UNIQUE_POLICIES, Unique.NO.value)),
         keyingtries=int(table.number("keyingtries", int, 1, "3")),  # engine/recovery.py
+        **config_ppk.connection_ppk(table, ppks, local_auth, remote_auth),  # RFC 8784
     )
     return conn, actions
 
@@ -821,13 +825,14 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
     daemon = _daemon(root.table("daemon", DAEMON_KEYS))
     secrets = _secrets(loader, root)
     pools = config_pools.load_pools(loader, root)
+    ppks = config_ppk.load_ppks(loader, root)
     connections, actions = [], {}
     conns = root.data.get("connections", {})
     if not isinstance(conns, dict):
         loader.fail("connections", "is not a table", "write [connections.NAME]")
     for name, conn_data in conns.items():
         conn_t = _Table(loader, f"connections.{name}", conn_data, CONNECTION_KEYS)
-        conn, conn_actions = _connection(loader, conn_t, name, secrets, pools)
+        conn, conn_actions = _connection(loader, conn_t, name, secrets, pools, ppks)
         connections.append(conn)
         actions.update(conn_actions)
     if daemon.workers > 1 and any(c.pools for c in connections):

@@ -245,6 +245,12 @@ class ConnectionConfig:
     unique: Unique = Unique.NO  # swanctl.conf's default (engine/unique.py)
     # attempts to set up an IKE SA we initiate whose peer does not answer; 0: forever
     keyingtries: int = 1
+    # RFC 8784 post-quantum preshared keys (tasks/ppk.py, swanctl.conf's names): the PPK_ID we
+    # send as initiator; whether the IKE SA must have a PPK (else it falls back without one);
+    # the (PPK_ID, PPK) pairs this connection may use (as responder: any the initiator names)
+    ppk_id: bytes | None = None
+    ppk_required: bool = False
+    ppks: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:

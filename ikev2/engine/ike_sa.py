@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .tasks.config_payload import CpState
     from .tasks.followup_ke import Pending
     from .tasks.intermediate import IntermediateState
+    from .tasks.ppk import PpkState
 
 
 NONCE_BYTES = 32
@@ -187,6 +188,7 @@ class IkeSa:
         "peer_hash_algorithms",
         "pending",
         "pending_close",
+        "ppk",
         "prf_id",
         "queue",
         "random_bytes",
@@ -258,6 +260,7 @@ class IkeSa:
         self.intermediate: IntermediateState | None = None
         # RFC 9370 §2.2.4: a peer's CREATE_CHILD_SA waiting for its IKE_FOLLOWUP_KE exchanges
         self.followup: Pending | None = None
+        self.ppk: PpkState | None = None  # RFC 8784 (tasks/ppk.py)
         self.chosen_proposal: Proposal | None = None
         self.suite: NegotiatedSuite | None = None
         self.keys: IkeKeys | None = None

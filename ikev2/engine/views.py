@@ -46,6 +46,7 @@ class IkeSaView:
     # virtual IPs from CP (RFC 7296 §2.19): ours as a client, the peer's as a gateway
     local_vips: tuple[str, ...] = ()
     remote_vips: tuple[str, ...] = ()
+    ppk: bool = False  # RFC 8784: a post-quantum preshared key is in the keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ def ike_sa_view(sa: IkeSa) -> IkeSaView:
         children=child_view(sa),
         local_vips=tuple(map(str, sa.cp.local_vips)) if sa.cp else (),
         remote_vips=tuple(map(str, sa.cp.remote_vips)) if sa.cp else (),
+        ppk=sa.ppk is not None and sa.ppk.used,
     )
 
 

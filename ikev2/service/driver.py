@@ -68,6 +68,7 @@ def view_to_json(view: IkeSaView) -> dict[str, Any]:
         "nat_remote": view.nat_remote,
         "local_vips": list(view.local_vips),
         "remote_vips": list(view.remote_vips),
+        "ppk": view.ppk,
         "children": [
             {
                 "name": c.name,

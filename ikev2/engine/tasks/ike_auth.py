@@ -45,7 +45,7 @@ from ..credentials import (
 from ..events import IkeSaFailed
 from ..identity import identity_matches
 from ..state import IkeInput
-from . import child_create, config_payload, eap, find_payload, intermediate
+from . import child_create, config_payload, eap, find_payload, intermediate, ppk
 from .ike_init import certreq_payloads, suite_name
 
 if TYPE_CHECKING:
@@ -158,11 +158,13 @@ class IkeAuthExchange:
         conn = sa.conn
         idi = IdiPayload(conn.local_id.id_type, conn.local_id.data)
         use_eap = conn.local_auth.method is AuthMethodName.EAP  # §2.16: no AUTH, EAP follows
+        ppk.apply_i(sa)  # RFC 8784 §3: AUTH with the PPK's SK_pi
         auth = [] if use_eap else our_auth_payloads(sa, conn, idi)
         payloads: list[Payload] = [idi, *auth[:-1], *certreq_payloads(conn)]
         if conn.remote_id is not None and conn.remote_id.id_type is not IdType.NULL:
             payloads.append(IdrPayload(conn.remote_id.id_type, conn.remote_id.data))
         payloads += auth[-1:]
+        payloads += ppk.auth_notifies_i(sa, lambda: our_auth_payloads(sa, conn, idi))
         if use_eap:
             payloads += eap.first_request_notifies(sa)
         if conn.send_initial_contact and self.initial_contact:
@@ -188,6 +190,7 @@ class IkeAuthExchange:
             _fail(sa, reason, notify)
             return
         try:
+            ppk.response_i(sa, payloads)  # RFC 8784 §3: keys with or without the PPK
             identity = verify_peer(sa, sa.conn.remote_auth, sa.conn.remote_id, payloads)
         except AuthenticationFailed as exc:
             # §2.21.2: tell the responder in an INFORMATIONAL, then forget the SA
@@ -255,12 +258,14 @@ def respond(
             return eap.respond_first(sa, conn, payloads, now)
         if conn.local_auth.method is AuthMethodName.EAP:  # §2.16: EAP is the initiator's only
             raise AuthenticationFailed("we authenticate with EAP, so we cannot be the responder")
-        identity = verify_peer(sa, conn.remote_auth, conn.remote_id, payloads)
+        checked = ppk.request_r(sa, conn, payloads)  # RFC 8784 §3: PPK, fallback or refusal
+        identity = verify_peer(sa, conn.remote_auth, conn.remote_id, checked)
     except AuthenticationFailed as exc:
         _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
         return [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     answer: list[Payload] = [idr, *our_auth_payloads(sa, conn, idr)]
+    answer += ppk.response_notifies_r(sa)
     established(sa, identity, now)
     cp_answer, child_allowed = config_payload.respond(sa, payloads, now)  # §2.19 CP(CFG_REPLY)
     answer += cp_answer

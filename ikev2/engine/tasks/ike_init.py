@@ -42,7 +42,7 @@ from ..events import Endpoint, IkeSaFailed
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
-from . import intermediate
+from . import intermediate, ppk
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -165,6 +165,7 @@ def build_i(sa: IkeSa, now: float) -> None:
     ]
     if intermediate.wanted(conn):  # RFC 9242 §3.1, for the additional key exchanges we offer
         payloads.append(intermediate.supported_notify())
+    payloads += ppk.init_request_notifies(conn)  # RFC 8784 §3
     packet = encode_message(Message(_header(sa, False, bytes(8)), tuple(payloads)))
     sa.init_request = packet
     if sa.state is IkeState.CREATED:
@@ -234,6 +235,10 @@ def process_i(sa: IkeSa, raw: bytes, message: Message, now: float) -> bool:
     sa.bind_log()
     if suite.additional_ke and not _announces_intermediate(message):
         fail(sa, "responder chose additional key exchanges without IKE_INTERMEDIATE", None)
+        return False
+    refused = ppk.init_response_i(sa, message)  # RFC 8784 §3: a required PPK needs USE_PPK
+    if refused is not None:
+        fail(sa, refused, None)
         return False
     install_ike_keys(sa, suite, shared)
     detect_nat(sa, message)
@@ -311,6 +316,7 @@ def process_r(sa: IkeSa, raw: bytes, message: Message) -> None:
     install_ike_keys(sa, suite, shared)
     detect_nat(sa, message)
     record_capabilities(sa, message)
+    ppk.init_request_r(sa, message)  # RFC 8784 §3
 
 
 def build_r(sa: IkeSa) -> bytes:
@@ -325,6 +331,7 @@ def build_r(sa: IkeSa) -> bytes:
     ]
     if sa.intermediate is not None:
         payloads.append(intermediate.supported_notify())
+    payloads += ppk.init_response_notifies(sa)
     packet = encode_message(Message(_header(sa, True, sa.spi_r), tuple(payloads)))
     sa.init_response = packet
     return packet

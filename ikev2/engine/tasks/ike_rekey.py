@@ -33,7 +33,7 @@ from ..ike_sa import ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
-from . import as_notify_type, config_payload, error_notifies, find_payload, followup_ke
+from . import as_notify_type, config_payload, error_notifies, find_payload, followup_ke, ppk
 from .informational import DeleteIkeExchange
 
 if TYPE_CHECKING:
@@ -85,6 +85,7 @@ def _adopt(
     new.remote_identity = old.remote_identity
     config_payload.adopt(old, new)  # §2.18: leases and virtual IPs go along
     new.candidates = old.candidates
+    ppk.inherit(new, old)  # RFC 8784: the new keys come from the PPK's SK_d
     new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
     new.peer_fragmentation = old.peer_fragmentation
     new.peer_hash_algorithms = old.peer_hash_algorithms
