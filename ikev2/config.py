@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import config_pools, config_ppk
+from . import config_pools, config_ppk, config_redirect
 from .constants import IpProto, ProtocolId
 from .engine.config import (
     AuthMethodName,
@@ -36,6 +36,7 @@ from .engine.config import (
     Mode,
     PoolConfig,
     Recovery,
+    RedirectConfig,
     Timers,
     TrafficSelectorSpec,
     Unique,
@@ -106,6 +107,8 @@ LIMITS: dict[str, Limit] = {
     "grace": Limit(0, _TEN_YEARS, _SECONDS, 'write 0 (release at once) or e.g. "10m"'),
     "drop_log_lines": Limit(0, 2**31 - 1, _WHOLE, "write e.g. 10 lines per reason (0: no limit)"),
     "drop_log_interval": Limit(0.001, 86400, _SECONDS, 'write e.g. "10s"'),
+    "redirect_limit": Limit(1, 1000, _WHOLE, "write e.g. 5 redirects (per redirect_period)"),
+    "redirect_period": Limit(1, 86400, _SECONDS, 'write e.g. "5m"'),
 }
 
 
@@ -136,6 +139,8 @@ class DaemonSettings:
     dns_hook: str = ""
     # Prometheus endpoint (service/metrics.py): (host, port), or None (off, the default)
     metrics: tuple[str, int] | None = None
+    # RFC 5685, the client's half (config_redirect.py)
+    redirect: RedirectConfig = field(default_factory=RedirectConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +321,7 @@ class _Loader:
 DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
                "log_level", "cookie_threshold", "max_half_open", "block_threshold",
                "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
-               "metrics")  # fmt: skip
+               "metrics", *config_redirect.DAEMON_KEYS)  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -351,6 +356,7 @@ def _daemon(table: _Table) -> DaemonSettings:
         vip_interface=config_pools.vip_interface(table, base.vip_interface),
         dns_hook=config_pools.dns_hook(table),
         metrics=_metrics(table),
+        redirect=config_redirect.daemon_redirects(table),
     )
 
 
@@ -458,7 +464,8 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
                    "fragmentation", "send_certreq", "unique", "keyingtries",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
-                   "vips", *config_ppk.PPK_CONNECTION_KEYS)  # fmt: skip
+                   "vips", *config_ppk.PPK_CONNECTION_KEYS,
+                   *config_redirect.CONNECTION_KEYS)  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
@@ -833,6 +840,7 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
     for name, conn_data in conns.items():
         conn_t = _Table(loader, f"connections.{name}", conn_data, CONNECTION_KEYS)
         conn, conn_actions = _connection(loader, conn_t, name, secrets, pools, ppks)
+        conn = config_redirect.connection_redirects(conn_t, conn, daemon.redirect)
         connections.append(conn)
         actions.update(conn_actions)
     if daemon.workers > 1 and any(c.pools for c in connections):

@@ -218,6 +218,24 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedirectConfig:
+    """RFC 5685 redirects of one connection (engine/tasks/redirect.py).
+
+    As a client: follow a gateway's REDIRECT (strongSwan's charon.follow_redirects, default
+    yes), at most `limit` times within `period` seconds (strongSwan's MAX_REDIRECTS and
+    REDIRECT_LOOP_DETECT_PERIOD: 5 in 300 s); then the IKE SA fails. As a gateway: redirect
+    clients that announce REDIRECT_SUPPORTED to one of `to` (IPv4, IPv6 addresses or FQDNs,
+    spread by the client's SPI), `on` "init" in IKE_SA_INIT (§3.3) or "auth" in IKE_AUTH once
+    the client is authenticated (§3.5); `to` empty: no redirect but the `redirect` command."""
+
+    follow: bool = True
+    limit: int = 5
+    period: float = 300.0
+    to: tuple[str, ...] = ()
+    on: str = "init"
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionConfig:
     name: str
     local_addrs: tuple[IPAddress, ...]
@@ -251,6 +269,7 @@ class ConnectionConfig:
     ppk_id: bytes | None = None
     ppk_required: bool = False
     ppks: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+    redirect: RedirectConfig = RedirectConfig()  # RFC 5685 (engine/tasks/redirect.py)
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:

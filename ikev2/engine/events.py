@@ -55,6 +55,16 @@ class IkeSaDeleted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class IkeSaRedirected(Event):
+    """RFC 5685: the gateway of IKE SA `ike_sa_id` sent us to `gateway`, and IKE SA
+    `new_ike_sa_id` (the same one when redirected in IKE_SA_INIT) is being set up there."""
+
+    connection: str
+    gateway: str
+    new_ike_sa_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class IkeSaFailed(Event):
     connection: str
     reason: str

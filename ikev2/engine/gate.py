@@ -18,7 +18,7 @@ from ..errors import CryptoError, NoProposalChosen, ProtocolError
 from ..wire import Message, NoncePayload, validate_payloads
 from .events import Endpoint
 from .state import IkeInput
-from .tasks import ike_init, informational
+from .tasks import ike_init, informational, redirect
 
 if TYPE_CHECKING:
     from .manager import Engine
@@ -95,6 +95,12 @@ def init_request(
             now,
         )
         return
+    redirected = redirect.init_redirect(candidates[0], message, local[0])  # RFC 5685 §3.3
+    if redirected is not None:
+        engine._gate_info(now, "redirected", "IKE_SA_INIT redirected", peer=_fmt(remote),
+                          to=redirected[1])  # fmt: skip
+        engine._send_plain(redirected[0], remote, local)
+        return
     sa = engine._new_sa(
         candidates[0],
         initiator=False,
@@ -116,6 +122,7 @@ def init_request(
         engine._forget(sa)  # our bug: an unanswered SA would stay without any deadline
         raise
     sa.bind_log()
+    redirect.note_support(sa, message)
     try:
         packet = ike_init.build_r(sa)
     except Exception:

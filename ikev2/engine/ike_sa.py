@@ -195,6 +195,7 @@ class IkeSa:
         "reauth_at",
         "reauth_by",
         "reauth_of",
+        "redirect",
         "rekey_at",
         "rekeyed_at",
         "remote",
@@ -296,6 +297,7 @@ class IkeSa:
         self.reauth_of: int | None = None
         self.eap: Any = None  # tasks/eap.py: the responder's EAP rounds (RFC 7296 §2.16)
         self.cp: CpState | None = None  # virtual IPs from CP (tasks/config_payload.py)
+        self.redirect: Any = None  # tasks/redirect.py (RFC 5685)
 
     # --- identity and roles
     @property

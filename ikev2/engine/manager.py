@@ -53,6 +53,7 @@ from .tasks import (
     ike_rekey,
     informational,
     intermediate,
+    redirect,
 )
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
@@ -168,6 +169,15 @@ class Engine:
         sa = self.sas.get(sa_id)
         if sa is not None:
             reauth.start(sa, now)
+            self._after(sa)
+        return self._drain()
+
+    def redirect(self, sa_id: int, gateway: str, now: float) -> list[Event]:
+        """Send the peer of an established IKE SA to `gateway`, an IP address or FQDN (RFC 5685
+        §3.6); the IKE SA goes when the peer deletes it, or after the half-open timeout."""
+        sa = self.sas.get(sa_id)
+        if redirect.start(sa, gateway, now):
+            assert sa is not None
             self._after(sa)
         return self._drain()
 
@@ -449,6 +459,7 @@ class Engine:
             sa.schedule_dpd(now)
             return answer
         if exchange == ExchangeType.INFORMATIONAL:
+            redirect.informational(sa, inner, now)  # RFC 5685 §3.6
             return informational.respond(sa, inner)
         if exchange == ExchangeType.IKE_INTERMEDIATE:
             return intermediate.respond(sa, inner, now)

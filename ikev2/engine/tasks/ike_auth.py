@@ -45,7 +45,7 @@ from ..credentials import (
 from ..events import IkeSaFailed
 from ..identity import identity_matches
 from ..state import IkeInput
-from . import child_create, config_payload, eap, find_payload, intermediate, ppk
+from . import child_create, config_payload, eap, find_payload, intermediate, ppk, redirect
 from .ike_init import certreq_payloads, suite_name
 
 if TYPE_CHECKING:
@@ -203,6 +203,8 @@ class IkeAuthExchange:
             sa.send(packet)
             _fail(sa, exc.reason, NotifyType.AUTHENTICATION_FAILED)
             return
+        if redirect.auth_redirected(sa, self, identity, payloads, now):  # RFC 5685 §3.5
+            return
         established(sa, identity, now)
         config_payload.process_reply(sa, payloads)
         if self.child_request is not None:
@@ -267,6 +269,9 @@ def respond(
     answer: list[Payload] = [idr, *our_auth_payloads(sa, conn, idr)]
     answer += ppk.response_notifies_r(sa)
     established(sa, identity, now)
+    moved = redirect.auth_redirect(sa, now)  # RFC 5685 §3.5: no child, the client goes
+    if moved:
+        return answer + moved
     cp_answer, child_allowed = config_payload.respond(sa, payloads, now)  # §2.19 CP(CFG_REPLY)
     answer += cp_answer
     if child_allowed:

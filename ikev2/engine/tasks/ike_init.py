@@ -42,7 +42,7 @@ from ..events import Endpoint, IkeSaFailed
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
-from . import intermediate, ppk
+from . import intermediate, ppk, redirect
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -162,6 +162,7 @@ def build_i(sa: IkeSa, now: float) -> None:
         NoncePayload(sa.nonce_i),
         *natd_payloads(sa.spi_i, bytes(8), sa.local, sa.remote),
         *capability_payloads(conn),
+        *redirect.init_notifies(sa),  # RFC 5685 §3.2, §3.4
     ]
     if intermediate.wanted(conn):  # RFC 9242 §3.1, for the additional key exchanges we offer
         payloads.append(intermediate.supported_notify())
@@ -182,6 +183,8 @@ def process_i(sa: IkeSa, raw: bytes, message: Message, now: float) -> bool:
     """Handle the IKE_SA_INIT response. True when keys are in place and IKE_AUTH may start."""
     if sa.keys is not None:  # a copy, while IKE_INTERMEDIATE rounds keep us in INIT_SENT
         sa.log.info("IKE_SA_INIT response dropped", reason="already processed")
+        return False
+    if redirect.init_response(sa, message, now):  # RFC 5685 §3.3
         return False
     cookie = message.notify(NotifyType.COOKIE)
     invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
