@@ -112,6 +112,18 @@ class Recovery(enum.StrEnum):
     RESTART = "restart"  # bring the child up again at once
 
 
+class Transport(enum.StrEnum):
+    """How a connection carries IKE (and ESP): UDP, TCP (RFC 9329), or UDP first and TCP when
+    IKE_SA_INIT over UDP is never answered (§5.1; engine/tcp.py)."""
+
+    UDP = "udp"
+    TCP = "tcp"
+    UDP_THEN_TCP = "udp-then-tcp"
+
+
+DEFAULT_TCP_PORT = 4500  # RFC 9329 §2: the NAT-T port number, on TCP
+
+
 class Mode(enum.StrEnum):
     TUNNEL = "tunnel"
     TRANSPORT = "transport"
@@ -270,6 +282,7 @@ class ConnectionConfig:
     ppk_required: bool = False
     ppks: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
     redirect: RedirectConfig = RedirectConfig()  # RFC 5685 (engine/tasks/redirect.py)
+    transport: Transport = Transport.UDP  # RFC 9329 (engine/tcp.py)
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:
@@ -295,6 +308,7 @@ class EngineConfig:
     drop_log_lines: int = 10
     drop_log_interval: float = 10.0
     pools: tuple[PoolConfig, ...] = ()  # address pools connections name in `pools`
+    tcp_port: int = DEFAULT_TCP_PORT  # RFC 9329: the TCP port we connect to (and listen on)
 
     def connection(self, name: str) -> ConnectionConfig:
         for conn in self.connections:

@@ -17,11 +17,13 @@ Endpoint = tuple[IPAddress, int]
 @dataclass(frozen=True, slots=True)
 class Datagram:
     """One UDP payload to send (without the RFC 3948 non-ESP marker; the service adds it on
-    port 4500) from `local` to `remote`."""
+    port 4500) from `local` to `remote`; with `tcp`, one IKE message for the TCP connection
+    local <-> remote instead (RFC 9329; the service frames it)."""
 
     data: bytes
     remote: Endpoint
     local: Endpoint
+    tcp: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,8 @@ class ChildSaEstablished(Event):
     outbound: SaDirection
     local_ts: tuple[TrafficSelectorSpec, ...]
     remote_ts: tuple[TrafficSelectorSpec, ...]
-    # UDP encapsulation (RFC 3948) when a NAT was detected: (local port, remote port)
+    # UDP encapsulation (RFC 3948) when a NAT was detected: (local port, remote port); with
+    # encap_tcp, ESP in the IKE SA's TCP connection of these ports instead (RFC 9329 §3.2)
     encap: tuple[int, int] | None
     esn: bool
     replay_window: int
@@ -106,6 +109,7 @@ class ChildSaEstablished(Event):
     life_bytes: int
     life_packets: int
     suite: str
+    encap_tcp: bool = False
 
     @property
     def spi_in(self) -> int:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .tasks.followup_ke import Pending
     from .tasks.intermediate import IntermediateState
     from .tasks.ppk import PpkState
+    from .tcp import TcpLink
 
 
 NONCE_BYTES = 32
@@ -209,6 +210,7 @@ class IkeSa:
         "state",
         "successor",
         "suite",
+        "tcp",
     )
 
     def __init__(
@@ -298,6 +300,7 @@ class IkeSa:
         self.eap: Any = None  # tasks/eap.py: the responder's EAP rounds (RFC 7296 §2.16)
         self.cp: CpState | None = None  # virtual IPs from CP (tasks/config_payload.py)
         self.redirect: Any = None  # tasks/redirect.py (RFC 5685)
+        self.tcp: TcpLink | None = None  # over TCP, RFC 9329 (tcp.py); None: UDP
 
     # --- identity and roles
     @property
@@ -411,7 +414,7 @@ class IkeSa:
 
     # --- sending
     def send(self, data: bytes) -> None:
-        self.outbox.datagrams.append(Datagram(data, self.remote, self.local))
+        self.outbox.datagrams.append(Datagram(data, self.remote, self.local, self.tcp is not None))
 
     def emit(self, event: Event) -> None:
         self.outbox.events.append(event)

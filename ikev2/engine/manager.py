@@ -34,7 +34,7 @@ from ..wire import (
     decode_message,
     validate_payloads,
 )
-from . import gate, kernel_events, reauth, recovery, timers, unique
+from . import gate, kernel_events, reauth, recovery, tcp, timers, unique
 from .config import ChildConfig, ConnectionConfig, EngineConfig, IPAddress
 from .cookies import CookieGate
 from .dos import DropLog, HalfOpenTable
@@ -94,34 +94,45 @@ class Engine:
         self._seq = itertools.count()
         self._invalid_spi_sent: dict[Endpoint, float] = {}
         self._dirty: list[IkeSa] = []  # SAs made during an input, scheduled before it returns
+        self._tcp_in = False  # the datagram being handled came over TCP (tcp.py)
         self.pools = Pools(config.pools)  # virtual IP leases (pools.py, RFC 7296 §2.19)
 
     # --- commands
     def initiate(
-        self, name: str, now: float, children: tuple[ChildConfig, ...] | None = None
+        self,
+        name: str,
+        now: float,
+        children: tuple[ChildConfig, ...] | None = None,
+        *,
+        over_tcp: bool | None = None,
     ) -> int:
         """Start an IKE SA for connection `name`: its first child (of `children`, all of the
         connection's by default) rides in IKE_AUTH, the others follow with CREATE_CHILD_SA
-        (RFC 7296 §1.3.1)."""
+        (RFC 7296 §1.3.1). Over TCP (the connection's transport, or `over_tcp`) IKE_SA_INIT
+        waits for the service's connection (tcp.py, RFC 9329 §6.1)."""
         conn = self.config.connection(name)
         if children is None:
             children = conn.children
+        over_tcp = tcp.wanted(conn) if over_tcp is None else over_tcp
         contact = unique.send_initial_contact(self.sas.values(), conn)
+        local, remote = tcp.endpoints(conn, over_tcp, self.config.tcp_port)
         sa = self._new_sa(
             conn,
             initiator=True,
-            local=(conn.local_addrs[0], conn.local_port),
-            remote=(conn.remote_addrs[0], conn.remote_port),
+            local=local,
+            remote=remote,
             spi_i=self.new_ike_spi(),
             spi_r=bytes(8),
             now=now,
         )
+        tcp.attach(sa, tcp.TcpLink(originator=True) if over_tcp else None)
         first_child = children[0] if children else None
         reqid = next(self._reqids) if first_child else 0
         sa.queue.append(ike_auth.IkeAuthExchange(first_child, reqid, initial_contact=contact))
         for child in children[1:]:
             sa.queue.append(create_child.CreateChildExchange(child, next(self._reqids)))
-        ike_init.build_i(sa, now)
+        if not tcp.awaits_connection(sa):
+            ike_init.build_i(sa, now)
         self.retries.track(sa.id, name, children)  # keyingtries (recovery.py)
         self._after(sa)
         return sa.id
@@ -235,6 +246,10 @@ class Engine:
         return key_export(sa) if sa is not None else None
 
     # --- outputs
+    def take_events(self) -> list[Event]:
+        """Events a command left (initiate over TCP asks for a connection, tcp.py)."""
+        return self._drain()
+
     def datagrams_to_send(self) -> list[Datagram]:
         out, self.outbox.datagrams = self.outbox.datagrams, []
         return out
@@ -262,14 +277,25 @@ class Engine:
 
     # --- inputs
     def receive_datagram(
-        self, data: bytes, remote: Endpoint, local: Endpoint, now: float
+        self, data: bytes, remote: Endpoint, local: Endpoint, now: float, *, tcp: bool = False
     ) -> list[Event]:
+        """One IKE message: a UDP datagram, or (`tcp`) one from the TCP connection local <->
+        remote, its framing removed (RFC 9329 §3.1)."""
+        self._tcp_in = tcp
         try:
             self._receive(data, remote, local, now)
         except Exception:
             if self.strict:
                 raise
             log.exception("internal error while handling a datagram; dropped")
+        finally:
+            self._tcp_in = False
+        return self._recover(self._drain(), now)
+
+    def tcp_changed(self, change: tcp.TcpChange, now: float) -> list[Event]:
+        """The service's TCP connection of IKE SAs came up, failed or closed (RFC 9329 §6.1)."""
+        for sa in tcp.changed(list(self.sas.values()), change, now):
+            self._after(sa)
         return self._recover(self._drain(), now)
 
     def handle_timer(self, now: float) -> list[Event]:
@@ -375,7 +401,7 @@ class Engine:
             self._gate_info(now, "message ID is not 0", "IKE_SA_INIT response dropped", sa.log)
             return
         if ike_init.process_i(sa, raw, message, now):
-            if (sa.nat_local or sa.nat_remote) and sa.remote[1] == 500:
+            if (sa.nat_local or sa.nat_remote) and sa.remote[1] == 500 and sa.tcp is None:
                 # RFC 7296 §2.23: move to port 4500 from IKE_AUTH on
                 sa.local = (sa.local[0], 4500)
                 sa.remote = (sa.remote[0], 4500)
@@ -393,6 +419,8 @@ class Engine:
             last = message.payloads[-1] if message.payloads else None
             if isinstance(last, SkfPayload) and last.fragment_number != 1:
                 return  # RFC 7383 §2.6.1: answer a retransmitted set once, on its first fragment
+            if sa.tcp is not None:
+                return tcp.replay(sa, remote, local)  # RFC 9329 §6.2
             sa.log.debug("retransmitted request answered from cache", mid=header.message_id)
             for packet in sa.responses.last_response:
                 sa.send(packet)
@@ -426,7 +454,7 @@ class Engine:
             return  # more fragments to come
         inner = opened
         sa.last_heard = now
-        sa.follow_peer(remote, local)
+        tcp.follow(sa, remote, local) if sa.tcp else sa.follow_peer(remote, local)
         for child in sa.children:  # a new request: the peer has our earlier answers
             if 0 <= child.created_by_request < header.message_id:
                 child.created_by_request = -1
@@ -508,7 +536,7 @@ class Engine:
             return  # more fragments to come
         inner = opened
         sa.last_heard = now
-        sa.follow_peer(remote, local)
+        tcp.follow(sa, remote, local) if sa.tcp else sa.follow_peer(remote, local)
         try:
             validate_payloads(header.exchange, True, inner, inner=True)
         except ProtocolError as exc:
@@ -544,6 +572,7 @@ class Engine:
             spi_r=spi_r,
             now=now,
         )
+        tcp.inherit(sa, parent)
         self._dirty.append(sa)
         return sa
 
@@ -584,6 +613,8 @@ class Engine:
         self.sas[sa.id] = sa
         self.by_spi[sa.local_spi] = sa
         sa.host = self  # no per-SA callables: an SA's fields must not point back at it
+        if self._tcp_in and not initiator:  # a responder's IKE SA over TCP (RFC 9329 §6.1)
+            tcp.attach(sa, tcp.TcpLink(originator=False, connected=True))
         return sa
 
     def _connections_for(self, local: Endpoint, remote: Endpoint) -> Iterable[ConnectionConfig]:
@@ -595,7 +626,7 @@ class Engine:
             yield conn
 
     def _send_plain(self, packet: bytes, remote: Endpoint, local: Endpoint) -> None:
-        self.outbox.datagrams.append(Datagram(packet, remote, local))
+        self.outbox.datagrams.append(Datagram(packet, remote, local, self._tcp_in))
 
     def _forget(self, sa: IkeSa) -> None:
         self.sas.pop(sa.id, None)

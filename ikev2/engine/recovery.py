@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from . import kernel_events
+from . import kernel_events, tcp
 from .config import ChildConfig, Recovery
 from .events import ChildSaDeleted, Event, IkeSaDeleted, IkeSaEstablished, IkeSaFailed
 
@@ -88,7 +88,8 @@ def _retry(engine: Engine, events: list[Event], now: float) -> bool:
 def restart(engine: Engine, events: list[Event], now: float, reqids: Callable[[], int]) -> bool:
     """Restart the children whose action says so, retry unanswered IKE SA setups
     (keyingtries); True when anything was started."""
-    started = _retry(engine, events, now)
+    started = tcp.fallback(engine, events, now)  # udp-then-tcp first (RFC 9329 §5.1)
+    started = _retry(engine, events, now) or started
     for event in events:
         if not isinstance(event, IkeSaDeleted):
             continue

@@ -8,7 +8,7 @@ Every deadline IkeSa.deadline() reports must be consumed here, or the manager wo
 
 from __future__ import annotations
 
-from . import reauth
+from . import reauth, tcp
 from .ike_sa import ChildState, IkeSa
 from .state import IkeState
 from .tasks import create_child, ike_init, ike_rekey, informational
@@ -49,7 +49,7 @@ def _retransmit(sa: IkeSa, now: float) -> bool:
         sa.requests.done()
         state = sa.state
         if exchange is None:
-            ike_init.fail(sa, "no IKE_SA_INIT response (retransmits exhausted)", None)
+            ike_init.fail(sa, tcp.TCP_INIT_UNANSWERED if sa.tcp else tcp.UDP_INIT_UNANSWERED, None)
         else:
             exchange.give_up(sa, now)
         if sa.closed and sa.reauth_of is not None:

@@ -36,6 +36,9 @@ class RequestWindow:
         self.timers = timers
         self.next_id = first_id
         self.outstanding: Outstanding | None = None
+        # RFC 9329 §6.2: over TCP a request is not resent on a timer; it waits the whole span
+        # the UDP back-off would have taken, then the exchange is given up
+        self.reliable = False
 
     @property
     def busy(self) -> bool:
@@ -70,13 +73,15 @@ class RequestWindow:
         out = self.outstanding
         if out is None or now < out.deadline:
             return RetransmitAction.NONE
-        if out.retransmits >= self.timers.retransmit_tries:
+        if self.reliable or out.retransmits >= self.timers.retransmit_tries:
             return RetransmitAction.GIVE_UP
         out.retransmits += 1
         out.deadline = now + self._timeout(out.retransmits)
         return RetransmitAction.RESEND
 
     def _timeout(self, attempt: int) -> float:
+        if self.reliable:
+            return self.timers.retransmit_span
         return self.timers.retransmit_delay(attempt)
 
 

@@ -430,7 +430,8 @@ class Driver:
             # the IKE SAs themselves, not list_sas(): a view per SA every 20 s was ~60 µs
             # each (seconds of CPU per tick at 100,000 SAs)
             for sa in self.engine.sas.values():
-                if sa.nat_local and sa.state is IkeState.ESTABLISHED:
+                # none over TCP (RFC 9329 §6.6)
+                if sa.nat_local and sa.tcp is None and sa.state is IkeState.ESTABLISHED:
                     self.transport.send_keepalive(sa.local, sa.remote)
             self._keepalive = self.loop.call_later(interval, tick)
 

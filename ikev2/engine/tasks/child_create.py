@@ -265,7 +265,8 @@ def establish(
         outbound=direction(True, child.spi_out, out_enc, out_auth),
         local_ts=ts_specs(local_sel),
         remote_ts=ts_specs(remote_sel),
-        encap=(sa.local[1], sa.remote[1]) if nat else None,
+        encap=(sa.local[1], sa.remote[1]) if nat or sa.tcp else None,  # RFC 9329 §6.5
+        encap_tcp=sa.tcp is not None,
         esn=suite.esn,
         replay_window=child.config.replay_window,
         rekey_time=child.config.rekey_time,
