@@ -3,6 +3,7 @@
 ikev2 daemon --config FILE [--control PATH] [--log-format console|json] [--log-level LEVEL]
              [--key-log FILE] [--kernel auto|xfrm|memory] [--workers N]
 ikev2 up NAME | down NAME|ID | rekey ID [--child SPI|--reauth] | list-sas [--json] | reload
+      | redirect ID --to ADDR
       | list-pools [--json]
       (each with [--control PATH])
 ikev2 decode FILE [--keys TABLE]
@@ -118,6 +119,14 @@ def _cmd_rekey(args: argparse.Namespace) -> int:
     if not answer.get("ok"):
         return _fail(answer)
     print("reauthentication started" if args.reauth else "rekeying started")
+    return 0
+
+
+def _cmd_redirect(args: argparse.Namespace) -> int:
+    answer = _ask(args, {"cmd": "redirect", "id": args.id, "to": args.to})
+    if not answer.get("ok"):
+        return _fail(answer)
+    print(f"IKE SA {args.id}: peer redirected to {args.to}")
     return 0
 
 
@@ -291,6 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _with_control(rekey)
     rekey.set_defaults(handler=_cmd_rekey)
+
+    redirect = sub.add_parser(
+        "redirect", help="send the peer of an established IKE SA to another gateway (RFC 5685)"
+    )
+    redirect.add_argument("id", type=int)
+    redirect.add_argument("--to", required=True, metavar="ADDR", help="IP address or FQDN")
+    _with_control(redirect)
+    redirect.set_defaults(handler=_cmd_redirect)
 
     list_sas = sub.add_parser("list-sas", help="show the IKE SAs and their children")
     list_sas.add_argument("--json", action="store_true", help="one JSON list")

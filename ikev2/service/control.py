@@ -7,6 +7,8 @@ always with "ok" (and "error" when not ok). Commands:
   {"cmd": "down", "target": CONN|ID}          delete with the peer; answer when gone
   {"cmd": "rekey", "id": ID, "child": SPI?, "reauth": bool?}   rekey an IKE SA or a child, or
                                                reauthenticate the IKE SA
+  {"cmd": "redirect", "id": ID, "to": ADDR}    send the peer of an established IKE SA to ADDR (an
+                                               IP address or FQDN; RFC 5685 §3.6)
   {"cmd": "list-sas"}                          {"ok": true, "sas": [...]} (see driver.view_to_json)
   {"cmd": "list-pools"}                        {"ok": true, "pools": [...]} (driver.pool_to_json)
   {"cmd": "reload"}                            re-read the config file (as SIGHUP)

@@ -37,7 +37,7 @@ from ..config import ServiceConfig, load_config
 from ..engine import Engine
 from ..engine.env import Env
 from ..engine.state import IkeState
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..log import LEVELS, configure_logging, get_logger
 from .channel import WorkerChannel
 from .control import ControlServer
@@ -353,6 +353,7 @@ class Daemon:
             "up": self._cmd_up,
             "down": self._cmd_down,
             "rekey": self._cmd_rekey,
+            "redirect": self._cmd_redirect,
             "list-sas": self._cmd_list,
             "list-pools": self._cmd_pools,
             "reload": self._cmd_reload,
@@ -429,6 +430,18 @@ class Daemon:
         spi = int(str(child), 16) if child is not None else None
         if not self.driver.rekey(sa_id, spi, reauth=bool(request.get("reauth"))):
             return {"ok": False, "error": f"no IKE SA {sa_id}"}
+        return {"ok": True}
+
+    async def _cmd_redirect(self, request: dict[str, Any]) -> dict[str, Any]:
+        """RFC 5685 §3.6: send the peer of an established IKE SA to another gateway."""
+        assert self.driver is not None
+        sa_id, target = int(request.get("id", 0)), str(request.get("to", ""))
+        try:
+            started = self.driver.redirect(sa_id, target)
+        except UsageError as exc:
+            return {"ok": False, "error": str(exc)}
+        if not started:
+            return {"ok": False, "error": f"no established IKE SA {sa_id}"}
         return {"ok": True}
 
     async def _cmd_list(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from ..engine.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRedirected,
     VirtualIpsAssigned,
     VirtualIpsReleased,
 )
@@ -202,6 +203,7 @@ class Driver:
             IkeSaEstablished: self._ike_established,
             IkeSaDeleted: self._ike_gone,
             IkeSaFailed: self._ike_gone,
+            IkeSaRedirected: self._ike_redirected,
             ChildSaEstablished: self._child_established,
             ChildSaDeleted: self._child_deleted,
             ChildSaFailed: self._child_failed,
@@ -290,6 +292,17 @@ class Driver:
         self._after()
         return True
 
+    def redirect(self, sa_id: int, gateway: str) -> bool:
+        """Send the peer of an established IKE SA to `gateway` (RFC 5685 §3.6). False when
+        there is no such established IKE SA; UsageError for a gateway that is no address or
+        host name."""
+        view = next((v for v in self.engine.list_sas() if v.id == sa_id), None)
+        if view is None or view.state != "established":
+            return False
+        self.apply(self.engine.redirect(sa_id, gateway, self.loop.time()))
+        self._after()
+        return True
+
     def wait_for(self, sa_ids: set[int], want_up: bool) -> asyncio.Future[dict[str, Any]]:
         future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         waiter = Waiter(set(sa_ids), future, want_up)
@@ -344,6 +357,15 @@ class Driver:
         for waiter in self._waiters:
             if event.ike_sa_id in waiter.sa_ids and waiter.want_up:
                 waiter.finish(event.ike_sa_id)
+
+    def _ike_redirected(self, event: IkeSaRedirected) -> None:
+        """RFC 5685: an `up` waiting for the redirected IKE SA waits for its successor."""
+        log.info("redirected", ike_sa=event.ike_sa_id, to=event.gateway,
+                 new_ike_sa=event.new_ike_sa_id)  # fmt: skip
+        for waiter in self._waiters:
+            if event.ike_sa_id in waiter.pending and waiter.want_up:
+                waiter.sa_ids = (waiter.sa_ids - {event.ike_sa_id}) | {event.new_ike_sa_id}
+                waiter.pending = (waiter.pending - {event.ike_sa_id}) | {event.new_ike_sa_id}
 
     def _ike_gone(self, event: IkeSaDeleted | IkeSaFailed) -> None:
         self.counts["failed" if isinstance(event, IkeSaFailed) else "deleted"] += 1
