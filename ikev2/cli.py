@@ -2,9 +2,8 @@
 
 ikev2 daemon --config FILE [--control PATH] [--log-format console|json] [--log-level LEVEL]
              [--key-log FILE] [--kernel auto|xfrm|memory] [--workers N]
-ikev2 up NAME | down NAME|ID | rekey ID [--child SPI|--reauth] | list-sas [--json] | reload
-      | redirect ID --to ADDR
-      | list-pools [--json]
+ikev2 up NAME [--child C|--no-child] | down NAME|ID | rekey ID [--child SPI|--reauth]
+      | list-sas [--json] | reload | redirect ID --to ADDR | list-pools [--json]
       (each with [--control PATH])
 ikev2 decode FILE [--keys TABLE]
 ikev2 demo
@@ -92,7 +91,12 @@ def format_sas(sas: list[dict[str, Any]]) -> str:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    answer = _ask(args, {"cmd": "up", "name": args.name, "timeout": args.timeout}, args.timeout + 5)
+    message: dict[str, Any] = {"cmd": "up", "name": args.name, "timeout": args.timeout}
+    if args.child:
+        message["child"] = args.child  # a child under the IKE SA we hold (RFC 6023)
+    if args.no_child:
+        message["no_child"] = True  # a childless IKE SA (RFC 6023)
+    answer = _ask(args, message, args.timeout * 2 + 5)
     if not answer.get("ok"):
         return _fail(answer)
     print(format_sas(answer.get("sas", [])))
@@ -282,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="establish a connection and wait for the result")
     up.add_argument("name")
     up.add_argument("--timeout", type=float, default=60.0)
+    which = up.add_mutually_exclusive_group()
+    which.add_argument(
+        "--child", metavar="NAME", help="create this child under the IKE SA we hold (or a new one)"
+    )
+    which.add_argument(
+        "--no-child", action="store_true", help="a childless IKE SA (RFC 6023); children later"
+    )
     _with_control(up)
     up.set_defaults(handler=_cmd_up)
 

@@ -27,6 +27,7 @@ from .constants import IpProto, ProtocolId
 from .engine.config import (
     AuthMethodName,
     ChildConfig,
+    Childless,
     ConnectionConfig,
     Credentials,
     EngineConfig,
@@ -464,7 +465,7 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
                    "fragmentation", "send_certreq", "unique", "keyingtries",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
-                   "vips", *config_ppk.PPK_CONNECTION_KEYS,
+                   "vips", "childless", *config_ppk.PPK_CONNECTION_KEYS,
                    *config_redirect.CONNECTION_KEYS)  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
@@ -479,6 +480,7 @@ EAP_AUTHS: dict[str, tuple[int, ...]] = {f"eap-{n}": (int(t),) for n, t in EAP_M
 EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_PASSWORD_METHODS), reverse=True))
 AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
 UNIQUE_POLICIES = tuple(u.value for u in Unique)
+CHILDLESS_POLICIES = tuple(c.value for c in Childless)  # swanctl.conf's (RFC 6023)
 # swanctl.conf's child dpd_action and close_action (engine/recovery.py); "start" is close_action's
 # name for restart, "none" its default; strongSwan's trap (and hold) is not implemented yet
 RECOVERY = {"none": Recovery.CLEAR, "clear": Recovery.CLEAR, "restart": Recovery.RESTART,
@@ -812,6 +814,8 @@ def _connection(
         unique=Unique(table.choice("unique", UNIQUE_POLICIES, Unique.NO.value)),
         keyingtries=int(table.number("keyingtries", int, 1, "3")),  # engine/recovery.py
         **config_ppk.connection_ppk(table, ppks, local_auth, remote_auth),  # RFC 8784
+        # RFC 6023: the first child in IKE_AUTH or in its own CREATE_CHILD_SA (tasks/childless.py)
+        childless=Childless(table.choice("childless", CHILDLESS_POLICIES, Childless.ALLOW.value)),
     )
     return conn, actions
 

@@ -105,6 +105,16 @@ class Unique(enum.StrEnum):
     KEEP = "keep"  # a new IKE SA of the same identities is refused
 
 
+class Childless(enum.StrEnum):
+    """swanctl.conf's `childless` (RFC 6023, engine/tasks/childless.py): whether the first child
+    SA rides in IKE_AUTH or follows in its own CREATE_CHILD_SA."""
+
+    ALLOW = "allow"  # accept childless IKE SAs; initiate one only when there is no child
+    PREFER = "prefer"  # as allow, but initiate childless whenever the responder supports it
+    FORCE = "force"  # only childless, in both roles
+    NEVER = "never"  # refuse childless IKE SAs as responder
+
+
 class Recovery(enum.StrEnum):
     """swanctl.conf's dpd_action / close_action of a child (engine/recovery.py)."""
 
@@ -283,6 +293,7 @@ class ConnectionConfig:
     ppks: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
     redirect: RedirectConfig = RedirectConfig()  # RFC 5685 (engine/tasks/redirect.py)
     transport: Transport = Transport.UDP  # RFC 9329 (engine/tcp.py)
+    childless: Childless = Childless.ALLOW  # RFC 6023 (engine/tasks/childless.py)
 
     def child(self, name: str) -> ChildConfig:
         for child in self.children:

@@ -185,6 +185,7 @@ class IkeSa:
         "nonce_r",
         "outbox",
         "peer_certreq",
+        "peer_childless",
         "peer_fragmentation",
         "peer_hash_algorithms",
         "pending",
@@ -273,6 +274,7 @@ class IkeSa:
         self.nat_local = False
         self.nat_remote = False
         self.peer_fragmentation = False
+        self.peer_childless = False  # RFC 6023 §3: CHILDLESS_IKEV2_SUPPORTED in its IKE_SA_INIT
         # RFC 7383 §2.6: reassembly, one per direction (False: requests, True: responses),
         # made when the first fragment arrives (most IKE SAs never see one)
         self.fragments_in: dict[bool, Reassembler] = {}

@@ -150,3 +150,28 @@ def acquire(
         sa.queue.append(CreateChildExchange(child, reqids()))
         return sa
     return None
+
+
+def add_child(
+    sas: Iterable[IkeSa],
+    conn: ConnectionConfig,
+    child: ChildConfig,
+    reqids: Callable[[], int],
+    now: float,
+) -> IkeSa | None:
+    """`ikev2 up CONN --child NAME`: one more `child` by CREATE_CHILD_SA (RFC 7296 §1.3.1)
+    under the newest established IKE SA of `conn` (a childless one, RFC 6023, is the usual
+    case), or queued on the IKE SA we are setting up; None when there is neither. Unlike an
+    ACQUIRE, a child that exists already is created again (as swanctl --initiate --child)."""
+    mine = [sa for sa in sas if sa.conn.name == conn.name and not sa.closed]
+    usable = [sa for sa in mine if _usable(sa)]
+    if usable:
+        sa = max(usable, key=lambda s: s.established_at or 0.0)
+        sa.log.info("creating child under the existing IKE SA", child=child.name)
+        sa.start_exchange(CreateChildExchange(child, reqids()), now)
+        return sa
+    starting = [sa for sa in mine if sa.initiator and sa.state in SETTING_UP]
+    if starting:
+        starting[-1].queue.append(CreateChildExchange(child, reqids()))
+        return starting[-1]
+    return None

@@ -137,6 +137,17 @@ class Engine:
         self._after(sa)
         return sa.id
 
+    def initiate_child(self, name: str, child: str, now: float) -> int:
+        """`up NAME --child CHILD`: the child under an IKE SA of `name` we hold (RFC 6023: e.g. a
+        childless one) or set up, else a new IKE SA carrying it (kernel_events.add_child)."""
+        conn = self.config.connection(name)
+        config = conn.child(child)
+        sa = kernel_events.add_child(self.sas.values(), conn, config, self._reqids.__next__, now)
+        if sa is None:
+            return self.initiate(name, now, children=(config,))
+        self._after(sa)
+        return sa.id
+
     def terminate(self, sa_id: int, now: float) -> list[Event]:
         """Delete an IKE SA with the peer (§1.4.1), and the one reauthenticating it if any
         (§2.8.3); a half-open one is just forgotten."""

@@ -4,6 +4,7 @@ Requests are one JSON object a line, `{"cmd": "...", ...}`; each gets one JSON o
 always with "ok" (and "error" when not ok). Commands:
 
   {"cmd": "up", "name": CONN, "timeout": s}   initiate; answer when established or failed
+     + "child": NAME (that child under the IKE SA we hold) or "no_child": true (RFC 6023)
   {"cmd": "down", "target": CONN|ID}          delete with the peer; answer when gone
   {"cmd": "rekey", "id": ID, "child": SPI?, "reauth": bool?}   rekey an IKE SA or a child, or
                                                reauthenticate the IKE SA

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -40,6 +41,7 @@ from ..engine.state import IkeState
 from ..errors import ConfigError, UsageError
 from ..log import LEVELS, configure_logging, get_logger
 from .channel import WorkerChannel
+from .child_waits import then_children, up_child
 from .control import ControlServer
 from .driver import Driver
 from .handoff import TaggedSpis, WorkerRole
@@ -227,10 +229,10 @@ class Daemon:
         assert self.driver is not None
         self.driver.flush()
 
-    def _start(self, name: str) -> int | None:
+    def _start(self, name: str, no_child: bool = False) -> int | None:
         assert self.driver is not None
         try:
-            sa_id = self.driver.initiate(name)
+            sa_id = self.driver.initiate(name, () if no_child else None)
         except (KeyError, ValueError, IndexError) as exc:
             log.error("cannot initiate", conn=name, error=str(exc))
             return None
@@ -382,22 +384,46 @@ class Daemon:
     async def _cmd_up(self, request: dict[str, Any]) -> dict[str, Any]:
         assert self.driver is not None
         name = str(request.get("name", ""))
-        names = [c.name for c in self.driver.engine.config.connections]
-        if name not in names:
-            return {"ok": False, "error": f"no connection {name!r} (known: {', '.join(names)})"}
+        conn = next((c for c in self.driver.engine.config.connections if c.name == name), None)
+        if conn is None:
+            names = ", ".join(c.name for c in self.driver.engine.config.connections)
+            return {"ok": False, "error": f"no connection {name!r} (known: {names})"}
+        timeout, loop, waits = (
+            float(request.get("timeout", 60)),
+            self.driver.loop,
+            self.driver.child_waits,
+        )
+        if request.get("child"):  # `up CONN --child NAME`: a child under the IKE SA we hold
+            child = str(request["child"])
+            if child not in [c.name for c in conn.children]:
+                return {"ok": False, "error": f"connection {name!r} has no child {child!r}"}
+            start = functools.partial(self.driver.initiate_child, name, child)
+            return await up_child(start, waits, loop, child, self._views, timeout)
         # an `up` of a connection we are already initiating joins that IKE SA and answers with
         # its result instead of starting another (an `up` after it is established still adds
         # one: tests and users rely on that to run several IKE SAs of one connection)
         joined = self._joinable(name)
-        sa_id = joined if joined is not None else self._start(name)
+        no_child = bool(request.get("no_child"))  # RFC 6023: a childless IKE SA
+        sa_id = joined if joined is not None else self._start(name, no_child)
         if sa_id is None:
             return {"ok": False, "error": f"cannot initiate {name!r} (see the daemon log)"}
+        children = [] if joined is not None or no_child else [c.name for c in conn.children]
+        wait = waits.wait(loop, sa_id, children) if children else None
+        answer = then_children(self._ike_up(sa_id, timeout), wait, waits, self._views, timeout)
+        result = await answer
+        return {**result, "joined": True} if joined is not None else result
+
+    async def _ike_up(self, sa_id: int, timeout: float) -> dict[str, Any]:
+        assert self.driver is not None
         future = self.driver.wait_for({sa_id}, want_up=True)
         try:
-            answer = await asyncio.wait_for(future, float(request.get("timeout", 60)))
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             return {"ok": False, "error": f"IKE SA {sa_id} not established in time"}
-        return {**answer, "joined": True} if joined is not None else answer
+
+    def _views(self, ids: set[int]) -> list[dict[str, Any]]:
+        assert self.driver is not None
+        return [v for v in self.driver.list_sas() if v["id"] in ids]
 
     def _joinable(self, name: str) -> int | None:
         """The IKE SA of connection `name` we are initiating (not yet established), if any."""

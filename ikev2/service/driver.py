@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
+from ..engine.config import ChildConfig
 from ..engine.events import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -36,6 +37,7 @@ from ..engine.state import IkeState
 from ..engine.views import IkeSaView, ike_sa_view
 from ..kernel import Acquire, Expire, Kernel, KernelError, KernelEvent, Mapping
 from ..log import get_logger
+from .child_waits import ChildWaits
 from .kernel_apply import KernelApplier
 from .keylog import KeyLog, UnknownToWireshark
 from .udp import UdpTransport
@@ -197,6 +199,7 @@ class Driver:
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._waiters: list[Waiter] = []
+        self.child_waits = ChildWaits()  # `up` waiting for children (child_waits.py)
         self._keepalive: asyncio.TimerHandle | None = None
         self.counts = {"established": 0, "failed": 0, "deleted": 0, "children": 0}
         self._handlers: dict[type, Callable[[Any], None]] = {
@@ -267,8 +270,14 @@ class Driver:
                      new=f"{event.new_src}:{event.new_sport}")  # fmt: skip
 
     # --- commands
-    def initiate(self, name: str) -> int:
-        sa_id = self.engine.initiate(name, self.loop.time())
+    def initiate(self, name: str, children: tuple[ChildConfig, ...] | None = None) -> int:
+        sa_id = self.engine.initiate(name, self.loop.time(), children)
+        self._after()
+        return sa_id
+
+    def initiate_child(self, name: str, child: str) -> int:
+        """`up NAME --child CHILD`: under an IKE SA we hold, or a new one (RFC 6023)."""
+        sa_id = self.engine.initiate_child(name, child, self.loop.time())
         self._after()
         return sa_id
 
@@ -339,6 +348,8 @@ class Driver:
             log.warning("kernel refused child SA", ike_sa=event.ike_sa_id, conn=event.connection,
                         child=event.child, error=str(exc))  # fmt: skip
             self._note_failure(event.ike_sa_id, f"child {event.child}: kernel: {exc}")
+            failed = ChildSaFailed(event.ike_sa_id, event.connection, event.child, f"kernel: {exc}")
+            self.child_waits.failed(failed)
             return self.engine.kernel_failed(
                 event.ike_sa_id, event.spi_in, str(exc), self.loop.time()
             )
@@ -369,6 +380,7 @@ class Driver:
 
     def _ike_gone(self, event: IkeSaDeleted | IkeSaFailed) -> None:
         self.counts["failed" if isinstance(event, IkeSaFailed) else "deleted"] += 1
+        self.child_waits.ike_gone(event.ike_sa_id, event.reason)
         for waiter in self._waiters:
             if event.ike_sa_id in waiter.sa_ids:
                 if waiter.want_up:
@@ -377,6 +389,7 @@ class Driver:
 
     def _child_established(self, event: ChildSaEstablished) -> None:
         self.counts["children"] += 1
+        self.child_waits.established(event)
         if self.key_log is not None:
             try:
                 self.key_log.child_sa(event)
@@ -396,6 +409,7 @@ class Driver:
 
     def _child_failed(self, event: ChildSaFailed) -> None:
         self._note_failure(event.ike_sa_id, f"child {event.child}: {event.reason}")
+        self.child_waits.failed(event)
 
     def _note_failure(self, sa_id: int, reason: str) -> None:
         for waiter in self._waiters:

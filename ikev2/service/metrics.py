@@ -35,7 +35,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..constants import ExchangeType, IpProto, NotifyType, PayloadType
-from ..engine.config import EngineConfig
+from ..engine.config import ChildConfig, EngineConfig
 from ..engine.events import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -223,9 +223,16 @@ class MeteredDriver(Driver):
         self.meter.events(events)
         super().apply(events)
 
-    def initiate(self, name: str) -> int:
-        sa_id = super().initiate(name)
+    def initiate(self, name: str, children: tuple[ChildConfig, ...] | None = None) -> int:
+        sa_id = super().initiate(name, children)
         self.meter.initiated(sa_id)
+        return sa_id
+
+    def initiate_child(self, name: str, child: str) -> int:
+        known = set(self.engine.sas)
+        sa_id = super().initiate_child(name, child)
+        if sa_id not in known:  # a new IKE SA carries the child
+            self.meter.initiated(sa_id)
         return sa_id
 
 

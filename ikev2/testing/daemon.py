@@ -152,10 +152,20 @@ class OurDaemon(ManagedProcess):
             out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
             return CliResult(argv, -1, out, f"[harness] timed out after {timeout} s")
 
-    def up(self, name: str, timeout: float = 30.0) -> CliResult:
+    def up(
+        self, name: str, timeout: float = 30.0, child: str | None = None, no_child: bool = False
+    ) -> CliResult:
+        """`ikev2 up NAME [--child CHILD | --no-child]` (RFC 6023: a childless IKE SA, then
+        children under it)."""
+        extra = ["--child", child] if child else []
+        extra += ["--no-child"] if no_child else []
         if self.use_cli:
-            return self.cli("up", name, "--timeout", str(int(timeout)), timeout=timeout + 10)
-        return self._socket_result({"cmd": "up", "name": name, "timeout": timeout}, timeout + 10)
+            args = ("up", name, "--timeout", str(int(timeout)), *extra)
+            return self.cli(*args, timeout=timeout * 2 + 10)
+        message: dict[str, Any] = {"cmd": "up", "name": name, "timeout": timeout}
+        message.update({"child": child} if child else {})
+        message.update({"no_child": True} if no_child else {})
+        return self._socket_result(message, timeout * 2 + 10)
 
     def down(self, name: str, timeout: float = 30.0) -> CliResult:
         if self.use_cli:

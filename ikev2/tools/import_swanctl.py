@@ -50,7 +50,6 @@ WHY = {
     "ppk_required": "no post-quantum preshared keys (RFC 8784)",
     "if_id_in": "no XFRM interfaces", "if_id_out": "no XFRM interfaces",
     "mediation": "no mediation", "mediated_by": "no mediation", "mediation_peer": "no mediation",
-    "childless": "no childless IKE SAs (RFC 6023)",
     "rand_time": "no lifetime jitter", "rekey_bytes": "no volume-based rekeying (life_bytes only)",
     "rekey_packets": "no volume-based rekeying (life_packets only)",
     "dpd_action": "a dead peer's SAs are always cleared",
@@ -70,7 +69,7 @@ WHY = {
 }  # fmt: skip
 CONN_KEYS = {"local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "dpd_delay",
              "rekey_time", "reauth_time", "over_time", "fragmentation", "send_certreq",
-             "pools", "vips", "version", "children"}  # fmt: skip
+             "pools", "vips", "version", "children", "childless"}  # fmt: skip
 CHILD_KEYS = {"local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window"}  # fmt: skip
 POOL_KEYS = {"addrs": "addrs", "dns": "dns", "subnet": "subnet", "split_include": "subnet"}
@@ -278,6 +277,10 @@ def _connection(imp: Import, name: str, table: Tree) -> dict[str, Any] | None:
             if value in ("accept", "force"):
                 imp.drop(f"{key}.{flag} = {value}", "on or off here: on is written")
             out[flag] = _yes(value)
+    if table.get("childless", "").strip().lower() in ("allow", "prefer", "force", "never"):
+        out["childless"] = table["childless"].strip().lower()  # RFC 6023, the same four values
+    elif "childless" in table:
+        imp.drop(f"{key}.childless = {table['childless']}", "allow, prefer, force or never")
     for name_list in ("pools", "vips"):
         if name_list in table:
             out[name_list] = _list(table[name_list])

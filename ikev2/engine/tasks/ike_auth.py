@@ -45,7 +45,16 @@ from ..credentials import (
 from ..events import IkeSaFailed
 from ..identity import identity_matches
 from ..state import IkeInput
-from . import child_create, config_payload, eap, find_payload, intermediate, ppk, redirect
+from . import (
+    child_create,
+    childless,
+    config_payload,
+    eap,
+    find_payload,
+    intermediate,
+    ppk,
+    redirect,
+)
 from .ike_init import certreq_payloads, suite_name
 
 if TYPE_CHECKING:
@@ -170,6 +179,13 @@ class IkeAuthExchange:
         if conn.send_initial_contact and self.initial_contact:
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         payloads += config_payload.request(sa)  # §2.19 CP(CFG_REQUEST) for the vips
+        way = childless.first_child(sa, self.child_config)  # RFC 6023: the policy table
+        if way is childless.FirstChild.FAIL:
+            _fail(sa, "the peer does not support childless IKE SAs (childless = force)", None)
+            return []
+        if way is childless.FirstChild.DEFERRED and self.child_config is not None:
+            childless.defer(sa, self.child_config, self.reqid)
+            self.child_config = None
         if self.child_config is not None:
             self.child_request, child_payloads = child_create.build_i(
                 sa, self.child_config, self.reqid
@@ -256,6 +272,9 @@ def respond(
         if conn is not sa.conn:
             sa.conn = conn
             sa.log = sa.log.bind(conn=conn.name)
+        if (why := childless.refusal(conn, payloads)) is not None:  # RFC 6023 §4
+            _fail(sa, why, NotifyType.INVALID_SYNTAX)
+            return [NotifyPayload(NotifyType.INVALID_SYNTAX)]
         if conn.remote_auth.method is AuthMethodName.EAP:
             return eap.respond_first(sa, conn, payloads, now)
         if conn.local_auth.method is AuthMethodName.EAP:  # §2.16: EAP is the initiator's only

@@ -42,7 +42,7 @@ from ..events import Endpoint, IkeSaFailed
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
-from . import intermediate, ppk, redirect
+from . import childless, intermediate, ppk, redirect
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -246,6 +246,7 @@ def process_i(sa: IkeSa, raw: bytes, message: Message, now: float) -> bool:
     install_ike_keys(sa, suite, shared)
     detect_nat(sa, message)
     record_capabilities(sa, message)
+    childless.record(sa, message)  # RFC 6023 §4
     sa.requests.done()
     sa.transition(IkeInput.RECV_INIT_RESPONSE)
     if suite.additional_ke:  # RFC 9370 §2.2.2: one IKE_INTERMEDIATE each, before IKE_AUTH
@@ -331,6 +332,7 @@ def build_r(sa: IkeSa) -> bytes:
         *natd_payloads(sa.spi_i, sa.spi_r, sa.local, sa.remote),
         *certreq_payloads(sa.conn),
         *capability_payloads(sa.conn),
+        *childless.init_notifies(sa),  # RFC 6023 §4
     ]
     if sa.intermediate is not None:
         payloads.append(intermediate.supported_notify())
