@@ -84,6 +84,16 @@ class ChildSpec:
 
 
 @dataclass(frozen=True)
+class PpkSpec:
+    """One side's RFC 8784 setup: the PPKs it holds as (PPK_ID, hex), the connection's ppk_id
+    (None: none named, so as responder it takes any PPK it holds) and ppk_required."""
+
+    keys: tuple[tuple[str, str], ...]
+    ppk_id: str | None = None
+    required: bool = False
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str
     auth: str = "psk"  # psk | ecdsa | rsa | ed25519 | rsa4096 (moon) ...
@@ -108,6 +118,8 @@ class Spec:
     # the inner networks (left, right); "a,b" is a list of selectors (e.g. mixed families)
     nets: tuple[str, str] = (LEFT_NET, RIGHT_NET)
     ours_wildcard: bool = False  # our daemon listens on its defaults (0.0.0.0 and ::, PKTINFO)
+    ours_ppk: PpkSpec | None = None  # post-quantum preshared keys (RFC 8784) per side
+    ss_ppk: PpkSpec | None = None
 
     def with_(self, **changes: Any) -> Spec:
         return replace(self, **changes)
@@ -234,10 +246,18 @@ def swanctl_config(
         "children": children,
     }
     conf: dict[str, ConfValue] = {"connections": {spec.name: conn}}
+    secrets: dict[str, ConfValue] = {}
     if spec.auth == "psk":
-        conf["secrets"] = {
-            "ike-1": {"id-1": spec.identity(who), "id-2": spec.identity(other), "secret": psk}
-        }
+        secrets["ike-1"] = {"id-1": spec.identity(who), "id-2": spec.identity(other), "secret": psk}
+    ppk = spec.ours_ppk if is_ours_side else spec.ss_ppk
+    if ppk is not None:  # swanctl.conf: connections.<conn>.ppk_id/ppk_required, secrets.ppk*
+        if ppk.ppk_id is not None:
+            conn["ppk_id"] = ppk.ppk_id
+        conn["ppk_required"] = ppk.required
+        for n, (ppk_id, value) in enumerate(ppk.keys, 1):
+            secrets[f"ppk-{n}"] = {"id-1": ppk_id, "secret": "0x" + value}
+    if secrets:
+        conf["secrets"] = secrets
     return SwanctlFiles(conf, tuple(certs), tuple(cacerts), tuple(keys))
 
 
@@ -309,13 +329,20 @@ def ours_config(
         "daemon": daemon,
         "connections": {spec.name: conn},
     }
+    secrets: dict[str, Any] = {}
     if spec.auth == "psk":
-        tree["secrets"] = {
-            spec.name: {
-                "ids": [spec.identity("moon"), spec.identity("sun")],
-                "secret": spec.ours_psk,
-            }
+        secrets[spec.name] = {
+            "ids": [spec.identity("moon"), spec.identity("sun")],
+            "secret": spec.ours_psk,
         }
+    if spec.ours_ppk is not None:  # RFC 8784, config_ppk.py
+        if spec.ours_ppk.ppk_id is not None:
+            conn["ppk_id"] = spec.ours_ppk.ppk_id
+        conn["ppk_required"] = spec.ours_ppk.required
+        for n, (ppk_id, value) in enumerate(spec.ours_ppk.keys, 1):
+            secrets[f"ppk-{n}"] = {"id": ppk_id, "secret": "0x" + value}
+    if secrets:
+        tree["secrets"] = secrets
     return tree
 
 

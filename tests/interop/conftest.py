@@ -209,6 +209,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "- guest: the QEMU guest (tests/interop/test_guest_interop.py), strongSwan with",
         "  kernel-netlink and ours with `--kernel xfrm` install real XFRM SAs; pings pass, ESP/AH",
         "  (or ESP-in-UDP behind the NAT) is on the wire, both kernels hold equal keys per SPI.",
+        "- `sw6_*` rows: strongSwan 6.0.6 built from ../shared/vendor into .cache/strongswan6",
+        "  (post-quantum: IKE_INTERMEDIATE, ML-KEM, IKE_FOLLOWUP_KE, RFC 8784 PPKs).",
         "- roles: `ours-initiator` = our daemon initiates, strongSwan responds; `ours-responder`",
         "  = strongSwan initiates; `strongswan-strongswan` = harness self-test.",
         "- `xfail` = a known gap in our engine/service/kernel, named in the note (strict: the",
