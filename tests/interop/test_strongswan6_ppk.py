@@ -82,11 +82,12 @@ def as_ours(keys: IkeKeys) -> OurIkeKeys:
                       keys.sk_pi, keys.sk_pr)  # fmt: skip
 
 
-@pytest.mark.parametrize("required", [True, False], ids=["required", "optional"])
+@pytest.mark.parametrize("policy", ["required", "optional"])
 @pytest.mark.parametrize("role", ROLES)
-def test_sw6_ppk_used(role: str, required: bool, pair: Topology, peers: Any) -> None:
+def test_sw6_ppk_used(role: str, policy: str, pair: Topology, peers: Any) -> None:
+    required = policy == "required"
     side = PpkSpec((MOON,), ppk_id=MOON[0], required=required)
-    p = peers(ppk_spec(f"sw6-ppk-{'req' if required else 'opt'}", side, side), pair, role)
+    p = peers(ppk_spec(f"sw6-ppk-{policy}", side, side), pair, role)
     p.establish()
     log = p.ss.log()
     assert "using PPK for PPK_ID 'ppk-moon'" in log, p.logs()
