@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .ike_sa import IkeSa
 
-DEFAULT_MAX_REQID = 0x7FFF  # kernel_apply.TRAP_BASE - 1: below the trap reqids
+DEFAULT_MAX_REQID = 0xEFFFF  # kernel_apply.TRAP_BASE - 1: below the trap reqids (~980,000 children)
 
 
 class ReqidsExhausted(Exception):

@@ -44,7 +44,7 @@ from .types import (
 )
 
 DEFAULT_REQID_BASE = 0x1E0000  # reqids this daemon hands out start here ...
-DEFAULT_REQID_COUNT = 0x10000  # ... and this many are ours
+DEFAULT_REQID_COUNT = 0x100000  # ... and this many are ours (a gateway of 100,000s of children)
 
 
 @runtime_checkable

@@ -51,7 +51,7 @@ log = get_logger("ikev2.service.kernel")
 XFRM_MODE = {Mode.TUNNEL: XfrmMode.TUNNEL, Mode.TRANSPORT: XfrmMode.TRANSPORT}
 POLICY_PRIORITY = 2000  # below strongSwan's default range start; lower value wins in XFRM
 TRAP_PRIORITY = 2100
-TRAP_BASE = 0x8000  # trap reqids: kernel reqid_base + TRAP_BASE + index
+TRAP_BASE = 0xF0000  # trap reqids: kernel reqid_base + TRAP_BASE + index (65,536 of them)
 SaKey = tuple[IPAddress, int, IpProto]
 SlotKey = tuple[Selector, Direction]
 

@@ -13,6 +13,7 @@ import pytest
 from ikev2.constants import ProtocolId
 from ikev2.engine.config import ChildConfig, ConnectionConfig, Mode, TrafficSelectorSpec
 from ikev2.engine.events import ChildSaDeleted, ChildSaEstablished, SaDirection
+from ikev2.engine.reqids import DEFAULT_MAX_REQID
 from ikev2.kernel import Direction, KernelError
 from ikev2.kernel import Mode as XfrmMode
 from ikev2.kernel.memory import InMemoryKernel
@@ -247,3 +248,20 @@ def test_two_reqids_on_the_same_selectors_hand_the_policy_over() -> None:
     assert out_reqids() == [2]
     applier.child_deleted(deleted(second))
     assert kernel.list_policies() == [] and applier.slots == {}
+
+
+def test_the_reqid_range_holds_a_gateway_of_100k_distinct_children() -> None:
+    """Issue 17: 100,000 IKE SAs with a child each, every child with selectors of its own (a
+    road warrior's virtual IP), need as many reqids below the trap block, inside the range a
+    restart flushes; and with two workers too."""
+    kernel = InMemoryKernel()
+    for workers in (1, 2):
+        top = (TRAP_BASE - 1) // workers
+        assert top * workers >= 200_000
+        for index in range(workers):
+            applier = KernelApplier(kernel, reqid_stride=workers, reqid_offset=index)
+            last = applier.kernel_reqid(top)
+            assert kernel.owns_reqid(last), "a child's reqid outside the range a restart flushes"
+            assert last < kernel.reqid_base + TRAP_BASE, "a child's reqid among the trap reqids"
+    assert kernel.owns_reqid(kernel.reqid_base + TRAP_BASE + 0xFFFF), "traps outside the range"
+    assert DEFAULT_MAX_REQID == TRAP_BASE - 1
