@@ -118,7 +118,9 @@ class Meter:
             name: {} for name, spec in METRICS.items() if spec[0] == "counter"
         }
         self._last_request: OrderedDict[bytes, tuple[int, set[int]]] = OrderedDict()
-        self._live: dict[tuple[int, str], set[int]] = {}  # (IKE SA id, child) -> inbound SPIs
+        # IKE SA id -> child name -> inbound SPIs; by IKE SA so that a rekey or a delete touches
+        # only that SA's children (a scan of all of them per event was O(SAs): issue 17)
+        self._live: dict[int, dict[str, set[int]]] = {}
         self._roles: dict[int, str] = {}
 
     def add(self, name: str, labels: Labels = (), value: float = 1) -> None:
@@ -133,8 +135,9 @@ class Meter:
                 self._roles[event.ike_sa_id] = role
                 if event.rekeyed_from is not None:  # its children move over (§2.18)
                     self.add("ike_rekeys", (event.connection,))
-                    for sa_id, child in [k for k in self._live if k[0] == event.rekeyed_from]:
-                        self._live[(event.ike_sa_id, child)] = self._live.pop((sa_id, child))
+                    moved = self._live.pop(event.rekeyed_from, None)
+                    if moved:
+                        self._live.setdefault(event.ike_sa_id, {}).update(moved)
                 else:
                     self.add("handshakes", (event.connection, role, "established"))
                     if event.reauth_of is not None:
@@ -153,12 +156,12 @@ class Meter:
                     self.add("dead_peers", (event.connection,))
                 self._forget(event.ike_sa_id)
             elif isinstance(event, ChildSaEstablished):
-                live = self._live.setdefault((event.ike_sa_id, event.child), set())
+                live = self._live.setdefault(event.ike_sa_id, {}).setdefault(event.child, set())
                 if live:  # another SA of the same child still in place: this one replaces it
                     self.add("child_rekeys", (event.connection, event.child))
                 live.add(event.spi_in)
             elif isinstance(event, ChildSaDeleted):
-                self._live.get((event.ike_sa_id, event.child), set()).discard(event.spi_in)
+                self._live.get(event.ike_sa_id, {}).get(event.child, set()).discard(event.spi_in)
             elif isinstance(event, ChildSaFailed):
                 reason = failure_reason(event.reason, event.notify)
                 self.add("child_failures", (event.connection, event.child, reason))
@@ -168,8 +171,7 @@ class Meter:
         self._roles[sa_id] = "initiator"
 
     def _forget(self, sa_id: int) -> None:
-        for key in [k for k in self._live if k[0] == sa_id]:
-            del self._live[key]
+        self._live.pop(sa_id, None)
 
     # --- datagrams we send (RFC 7296 §3.1 header; §3.10 notify; §3.14 SK)
     def sent(self, data: bytes) -> None:

@@ -374,3 +374,33 @@ def test_child_traffic_from_the_kernel_counters() -> None:
     # a kernel that never had the SAs: no figures rather than zeros
     empty = child_traffic(InMemoryKernel(), [view])
     assert empty == {"child_bytes": {}, "child_packets": {}}
+
+
+def test_the_meter_never_scans_every_child_per_event() -> None:
+    """Issue 17: an IKE rekey or delete touches only that IKE SA's children in the meter (it
+    scanned every live child: O(SAs) per event, O(SAs^2) for a SIGTERM of a gateway)."""
+    from tests.engine.pairing import Pair, psk_connections
+    from tests.engine.test_scaling import Unscannable
+
+    pair = Pair(*psk_connections())
+    for _ in range(3):
+        pair.initiate()
+        pair.run(until=pair.now + 5)
+    ids = [view.id for view in pair.i.engine.list_sas()]
+    child = pair.i.engine.list_sas()[0].children[0]
+    pair.i.events += pair.i.engine.rekey_child(ids[0], child.spi_in, pair.now)
+    pair.run(until=pair.now + 5)
+    pair.i.events += pair.i.engine.rekey_ike(ids[1], pair.now)
+    pair.run(until=pair.now + 5)
+    for view in pair.i.engine.list_sas():
+        pair.i.events += pair.i.engine.terminate(view.id, pair.now)
+    pair.run(until=pair.now + 30)
+    meter = Meter()
+    meter._live = Unscannable()  # type: ignore[assignment]
+    meter.events(pair.r.events)
+    counters = meter.counters
+    assert counters["handshakes"] == {("net", "responder", "established"): 3}
+    assert counters["child_rekeys"] == {("net", "net"): 1}
+    assert counters["ike_rekeys"] == {("net",): 1}
+    assert counters["ike_sas_deleted"] == {("net",): 3}
+    assert not dict.__len__(meter._live), "the meter kept children of deleted IKE SAs"
