@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+
 from . import config_pools, config_ppk, config_redirect
 from .constants import IpProto, ProtocolId
 from .engine.config import (
@@ -38,6 +40,7 @@ from .engine.config import (
     PoolConfig,
     Recovery,
     RedirectConfig,
+    RevocationPolicy,
     Timers,
     TrafficSelectorSpec,
     Unique,
@@ -47,6 +50,7 @@ from .engine.eap import METHODS as EAP_METHODS
 from .engine.eap import PASSWORD_METHODS as EAP_PASSWORD_METHODS
 from .engine.identity import parse_identity, parse_identity_pattern
 from .engine.proposal_strings import ProposalSyntaxError, parse_proposals
+from .engine.revocation import load_crl
 from .errors import ConfigError
 
 DEFAULT_CONTROL_SOCKET = "/run/ikev2/control.sock"
@@ -468,7 +472,7 @@ CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "
                    "vips", "childless", *config_ppk.PPK_CONNECTION_KEYS,
                    *config_redirect.CONNECTION_KEYS)  # fmt: skip
 LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
-REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id")
+REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id", "revocation", "crls")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window",
               "dpd_action", "close_action")  # fmt: skip
@@ -657,7 +661,31 @@ def _remote_credentials(
         if local.psk is None:
             table.fail("auth", "remote psk needs a local psk", "use auth = psk on both ends")
         return Credentials(method, psk=local.psk)
-    return Credentials(method, trust_anchors=_anchors(loader, table, auth))
+    policy = RevocationPolicy(table.choice("revocation", tuple(RevocationPolicy), "relaxed"))
+    return Credentials(method, trust_anchors=_anchors(loader, table, auth), revocation=policy,
+                       crls=_crls(loader, table))  # fmt: skip
+
+
+def _crls(loader: _Loader, table: _Table) -> tuple[bytes, ...]:
+    """remote.crls: CRL files (PEM or DER), or directories of *.crl / *.pem / *.der files
+    (strongSwan's swanctl/x509crl), relative to the config file; each must parse."""
+    found: list[tuple[str, Path]] = []
+    for name in table.strings("crls"):
+        path = loader.path.parent / name
+        if path.is_dir():
+            found += [(name, p) for p in sorted(path.iterdir())
+                      if p.suffix in (".crl", ".pem", ".der")]  # fmt: skip
+        else:
+            found.append((name, path))
+    out = []
+    for name, path in found:
+        data = loader.file(table.sub("crls"), str(path))
+        try:
+            crl = load_crl(data)
+        except ValueError as exc:
+            table.fail("crls", f"{name}: {path.name} is not a CRL ({exc})", "give PEM/DER CRLs")
+        out.append(crl.public_bytes(serialization.Encoding.DER))
+    return tuple(out)
 
 
 def _anchors(loader: _Loader, table: _Table, auth: str) -> tuple[bytes, ...]:

@@ -63,6 +63,14 @@ class AuthMethodName(enum.StrEnum):
     EAP = "eap"  # RFC 7296 §2.16; the method(s) are Credentials.eap_types
 
 
+class RevocationPolicy(enum.StrEnum):
+    """strongSwan's remote.revocation (engine/revocation.py says what each one fails)."""
+
+    STRICT = "strict"
+    IFURI = "ifuri"
+    RELAXED = "relaxed"
+
+
 @dataclass(frozen=True, slots=True)
 class Credentials:
     """What one side proves itself with, or what it expects from the peer.
@@ -87,6 +95,9 @@ class Credentials:
     eap_id: bytes | None = None
     eap_secret: bytes | None = field(default=None, repr=False)
     eap_users: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+    # the peer's side with certificates: how revocation is checked, and CRLs from files (DER)
+    revocation: RevocationPolicy = RevocationPolicy.RELAXED
+    crls: tuple[bytes, ...] = field(default=(), repr=False)
 
     def eap_user_secret(self, identity: bytes) -> bytes | None:
         """The secret of EAP user `identity` (gateway side), None if unknown."""

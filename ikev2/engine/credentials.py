@@ -3,7 +3,8 @@
 - verify_chain: RFC 5280 §6 path validation, reduced to what IKE needs (RFC 4945 §5): names
   chain, signatures verify, every certificate is valid at `now`, issuers are CAs (basicConstraints
   cA, keyUsage keyCertSign if present) within their pathLenConstraint, no unknown critical
-  extension. No revocation checking (CRL/OCSP) and no name or policy constraints.
+  extension. No name or policy constraints; revocation (CRL/OCSP) is revocation.py's, on
+  the path verify_path returns.
 - identity_matches_certificate: strongSwan's rule (x509_cert has_subject): an ID matches the
   subject DN or one subjectAltName of its own type; KEY_ID matches the subjectKeyIdentifier or
   the SHA-1 of the public key. Strict: an FQDN is not looked up in the subject's CN.
@@ -208,6 +209,17 @@ def verify_chain(
 ) -> x509.Certificate:
     """Build and check a path end entity -> intermediates -> one trust anchor; return the end
     entity. Raises CertificateError naming the most specific reason found."""
+    return verify_path(end_entity_der, intermediates, trust_anchors, now)[0]
+
+
+def verify_path(
+    end_entity_der: bytes,
+    intermediates: Sequence[bytes],
+    trust_anchors: Sequence[bytes],
+    now: datetime,
+) -> list[x509.Certificate]:
+    """verify_chain's path itself: end entity first, the trust anchor last (the end entity
+    alone when it is pinned as a trust anchor). Revocation checks walk it (revocation.py)."""
     if now.tzinfo is None:
         raise UsageError("verify_chain needs a timezone-aware `now`")
     now = now.astimezone(UTC)
@@ -218,10 +230,11 @@ def verify_chain(
     _check_validity(leaf, now)
     _check_end_entity_usage(leaf)
     if end_entity_der in trust_anchors:  # a pinned end entity
-        return leaf
+        return [leaf]
     failure: list[CertificateError] = []
-    if _extend(leaf, [leaf], pool, anchors, now, failure):
-        return leaf
+    found = _extend(leaf, [leaf], pool, anchors, now, failure)
+    if found is not None:
+        return found
     raise (
         failure[0]
         if failure
@@ -239,8 +252,9 @@ def _extend(
     anchors: list[x509.Certificate],
     now: datetime,
     failure: list[CertificateError],
-) -> bool:
-    """Depth-first search upwards from `cert`; records the first specific failure met."""
+) -> list[x509.Certificate] | None:
+    """Depth-first search upwards from `cert`: the path up to a trust anchor, or None; records
+    the first specific failure met."""
 
     def note(error: CertificateError) -> None:
         if not failure:
@@ -248,7 +262,7 @@ def _extend(
 
     if len(path) >= MAX_CHAIN_DEPTH:
         note(CertificateError("chain too long", f"more than {MAX_CHAIN_DEPTH} certificates"))
-        return False
+        return None
     certs_below = len(path) - 1  # CA certificates between `cert`'s issuer and the end entity
     for is_anchor, candidates in ((True, anchors), (False, pool)):
         for issuer in candidates:
@@ -264,9 +278,12 @@ def _extend(
             except CertificateError as error:
                 note(error)
                 continue
-            if is_anchor or _extend(issuer, [*path, issuer], pool, anchors, now, failure):
-                return True
-    return False
+            if is_anchor:
+                return [*path, issuer]
+            found = _extend(issuer, [*path, issuer], pool, anchors, now, failure)
+            if found is not None:
+                return found
+    return None
 
 
 # --------------------------------------------------------------------------- identities

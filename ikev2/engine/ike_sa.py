@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from ..crypto.dh import KeyExchange
     from .pools import Pools
     from .proposals import NegotiatedSuite
+    from .revocation import RevocationCache
     from .tasks.config_payload import CpState
     from .tasks.followup_ke import Pending
     from .tasks.intermediate import IntermediateState
@@ -127,6 +128,7 @@ class SaHost(Protocol):
     """What an IKE SA asks of the manager that owns it (one object for all its SAs)."""
 
     pools: Pools  # address pools for CP (RFC 7296 §2.19)
+    revocation: RevocationCache  # CRLs / OCSP answers the service fetched (revocation.py)
 
     def spawn_sa(
         self,

@@ -43,6 +43,7 @@ from .events import Datagram, Endpoint, Event, IkeSaFailed
 from .ike_sa import IkeSa, Outbox
 from .pools import Pools, PoolView
 from .reqids import DEFAULT_MAX_REQID, ReqidCounter
+from .revocation import RevocationCache, RevocationFetch
 from .state import ALLOWED_REQUESTS, IkeInput, IkeState
 from .tasks import (
     config_payload,
@@ -54,6 +55,7 @@ from .tasks import (
     informational,
     intermediate,
     redirect,
+    revocation_wait,
 )
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
@@ -96,6 +98,7 @@ class Engine:
         self._dirty: list[IkeSa] = []  # SAs made during an input, scheduled before it returns
         self._tcp_in = False  # the datagram being handled came over TCP (tcp.py)
         self.pools = Pools(config.pools)  # virtual IP leases (pools.py, RFC 7296 §2.19)
+        self.revocation = RevocationCache()  # fetched CRLs / OCSP answers (revocation.py)
 
     # --- commands
     def initiate(
@@ -239,6 +242,20 @@ class Engine:
         if sa is not None:
             sa.log.warning("kernel refused child SA", spi_in=f"{spi_in:08x}", reason=reason)
         return self.terminate_child(sa_id, spi_in, now)
+
+    def revocation_fetched(
+        self, request: RevocationFetch, data: bytes | None, now: float
+    ) -> list[Event]:
+        """The answer to a RevocationFetch event: the CRL or OCSP response bytes, None when the
+        fetch failed. IKE_AUTH exchanges held for it go on (tasks/revocation_wait.py)."""
+        self.revocation.answer(request, data, now)
+        for sa_id in list(self.revocation.held):
+            sa = self.sas.get(sa_id)
+            if sa is None:
+                self.revocation.held.discard(sa_id)
+            else:
+                revocation_wait.resume(sa, now)
+        return self._drain()
 
     def update_config(self, config: EngineConfig) -> None:
         """New connections apply to new IKE SAs; existing SAs keep the config they started with."""
@@ -474,6 +491,10 @@ class Engine:
         except ProtocolError as exc:
             self._refuse_request(sa, message, exc)
             return
+        if header.exchange == ExchangeType.IKE_AUTH and sa.eap is None:
+            chosen = ike_auth.select_connection(sa, inner)
+            if revocation_wait.hold(sa, chosen, inner, now):
+                return  # unanswered until the revocation status is in (the peer retransmits)
         answer = self._respond(sa, header.exchange, inner, now)
         sa.respond(header.exchange, header.message_id, answer)
         if header.exchange == ExchangeType.IKE_INTERMEDIATE:
@@ -553,6 +574,10 @@ class Engine:
         except ProtocolError as exc:
             sa.log.info("response malformed; exchange ends", reason=exc.reason)
             inner = ()
+        if isinstance(exchange, ike_auth.IkeAuthExchange) and revocation_wait.hold(
+            sa, sa.conn, inner, now
+        ):
+            return  # our request stays outstanding; resent once the status is in
         sa.requests.done()
         sa.pending = None
         exchange.process_i(sa, inner, now)

@@ -33,6 +33,7 @@ from ..engine.events import (
     VirtualIpsReleased,
 )
 from ..engine.pools import PoolView
+from ..engine.revocation import RevocationFetch
 from ..engine.state import IkeState
 from ..engine.views import IkeSaView, ike_sa_view
 from ..kernel import Acquire, Expire, Kernel, KernelError, KernelEvent, Mapping
@@ -40,6 +41,7 @@ from ..log import get_logger
 from .child_waits import ChildWaits
 from .kernel_apply import KernelApplier
 from .keylog import KeyLog, UnknownToWireshark
+from .revocation import RevocationFetcher
 from .udp import UdpTransport
 from .vips import VirtualIps
 
@@ -188,8 +190,14 @@ class Driver:
         key_log: KeyLog | None = None,
         applier: KernelApplier | None = None,
         vips: VirtualIps | None = None,
+        revocation: RevocationFetcher | None = None,
     ) -> None:
         self.engine = engine
+        # CRL / OCSP fetches the engine asks for (revocation.py); it holds IKE_AUTH meanwhile
+        self.revocation = revocation or RevocationFetcher(loop)
+        cache = getattr(engine, "revocation", None)  # stand-in engines of tests have none
+        if cache is not None:
+            cache.fetching = True
         self.kernel = kernel
         self.applier = applier or KernelApplier(kernel)
         self.transport = transport
@@ -212,6 +220,7 @@ class Driver:
             ChildSaFailed: self._child_failed,
             VirtualIpsAssigned: self._vips_assigned,
             VirtualIpsReleased: self._vips_released,
+            RevocationFetch: self._fetch_revocation,
         }
 
     # --- inputs
@@ -406,6 +415,13 @@ class Driver:
     def _vips_released(self, event: VirtualIpsReleased) -> None:
         if self.vips is not None:
             self.vips.released(event)
+
+    def _fetch_revocation(self, event: RevocationFetch) -> None:
+        self.revocation.start(event, self._revocation_fetched)
+
+    def _revocation_fetched(self, request: RevocationFetch, data: bytes | None) -> None:
+        self.apply(self.engine.revocation_fetched(request, data, self.loop.time()))
+        self._after()
 
     def _child_failed(self, event: ChildSaFailed) -> None:
         self._note_failure(event.ike_sa_id, f"child {event.child}: {event.reason}")

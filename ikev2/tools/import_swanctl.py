@@ -62,7 +62,7 @@ WHY = {
     "sha256_96": "no truncated SHA-256 (RFC 4868 lengths only)",
     "copy_df": "kernel defaults", "copy_ecn": "kernel defaults", "copy_dscp": "kernel defaults",
     "hw_offload": "no hardware offload", "label": "no security labels", "label_mode": "no labels",
-    "revocation": "no CRL/OCSP checking", "cert_policy": "no certificate policies",
+    "cert_policy": "no certificate policies",
     "groups": "no group membership", "ca_id": "no CA constraint by identity",
     "pubkeys": "raw public keys are not supported (use certs)",
     "aaa_id": "no RADIUS", "xauth_id": "IKEv1 only",
@@ -214,7 +214,11 @@ def _remote(imp: Import, key: str, table: Tree) -> dict[str, Any]:
             out["cacerts"] = cacerts
         else:  # swanctl trusts every CA certificate it loaded from x509ca/
             out["cadir"] = str(imp.swanctl_dir / "x509ca")
-    _rest(imp, key, table, {"auth", "id", "cacerts", "eap_id", "round"})
+    if auth == "pubkey" and table.get("revocation") in ("strict", "ifuri", "relaxed"):
+        out["revocation"] = table["revocation"]  # same names and meaning (engine/revocation.py)
+    elif "revocation" in table:
+        imp.drop(f"{key}.revocation = {table['revocation']}", "strict, ifuri or relaxed, pubkey")
+    _rest(imp, key, table, {"auth", "id", "cacerts", "eap_id", "round", "revocation"})
     return out
 
 

@@ -40,7 +40,7 @@ from ..credentials import (
     identity_matches_certificate,
     requested_authorities,
     select_chain_for_certreq,
-    verify_chain,
+    verify_path,
 )
 from ..events import IkeSaFailed
 from ..identity import identity_matches
@@ -54,6 +54,7 @@ from . import (
     intermediate,
     ppk,
     redirect,
+    revocation_wait,
 )
 from .ike_init import certreq_payloads, suite_name
 
@@ -126,9 +127,11 @@ def verify_peer(
     if not certs:
         raise AuthenticationFailed("peer sent no X.509 certificate")
     try:
-        cert = verify_chain(certs[0], certs[1:], creds.trust_anchors, sa.env.utc_now())
+        path = verify_path(certs[0], certs[1:], creds.trust_anchors, sa.env.utc_now())
     except CertificateError as exc:
         raise AuthenticationFailed(f"certificate: {exc.reason}") from None
+    revocation_wait.check(sa, creds, path)  # CRL / OCSP, remote.revocation
+    cert = path[0]
     if not identity_matches_certificate(identity, cert):
         raise AuthenticationFailed(f"peer ID {identity} is not in its certificate")
     try:
