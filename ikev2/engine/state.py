@@ -71,8 +71,11 @@ def can(state: IkeState, event: IkeInput) -> bool:
 
 # Which requests each state of an IKE SA accepts (RFC 7296 §1.2: IKE_AUTH first, then the rest).
 ALLOWED_REQUESTS: dict[IkeState, frozenset[int]] = {
-    # RFC 9242 §3: IKE_INTERMEDIATE rounds come between IKE_SA_INIT and IKE_AUTH
-    IkeState.INIT_DONE: frozenset({ExchangeType.IKE_INTERMEDIATE, ExchangeType.IKE_AUTH}),
+    # RFC 9242 §3: IKE_INTERMEDIATE rounds come between IKE_SA_INIT and IKE_AUTH; §2.21.2: an
+    # initiator that cannot authenticate us says so in an INFORMATIONAL (informational.half_open)
+    IkeState.INIT_DONE: frozenset(
+        {ExchangeType.IKE_INTERMEDIATE, ExchangeType.IKE_AUTH, ExchangeType.INFORMATIONAL}
+    ),
     IkeState.ESTABLISHED: frozenset(
         {ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA, ExchangeType.IKE_FOLLOWUP_KE}
     ),

@@ -16,7 +16,7 @@ from ...wire import DeletePayload, Header, Message, NotifyPayload, Payload, enco
 from ..events import ChildSaDeleted, IkeSaDeleted, IkeSaFailed
 from ..ike_sa import ChildState
 from ..state import IkeInput, IkeState
-from . import as_notify_type
+from . import as_notify_type, error_notifies
 
 if TYPE_CHECKING:
     from ..ike_sa import ChildSa, IkeSa
@@ -162,6 +162,8 @@ class LivenessExchange:
 
 def respond(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
     """Answer an INFORMATIONAL request; deletes take effect after the answer is built."""
+    if sa.state is IkeState.INIT_DONE:
+        return half_open(sa, payloads)
     answer: list[Payload] = []
     delete_ike = False
     for payload in payloads:
@@ -185,6 +187,24 @@ def respond(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
             sa.rekeyed_at = 0.0
         return []
     return answer
+
+
+def half_open(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
+    """An INFORMATIONAL before IKE_AUTH completed here (e.g. between EAP rounds). §2.21.2: an
+    initiator that cannot authenticate us sends AUTHENTICATION_FAILED in an INFORMATIONAL
+    and deletes the IKE SA; so does any error notify, or a Delete of the IKE SA: it ends now
+    (after the empty answer, which every request gets), nothing was installed. Anything else
+    is answered and changes nothing."""
+    errors = error_notifies(payloads)
+    deleted = any(isinstance(p, DeletePayload) and p.protocol == ProtocolId.IKE for p in payloads)
+    if errors or deleted:
+        notify = as_notify_type(errors[0].notify_type) if errors else None
+        told = notify.name if notify else (f"error {errors[0].notify_type}" if errors else "Delete")
+        reason = f"peer ended the half-open IKE SA ({told})"
+        sa.log.warning("IKE SA failed", reason=reason, notify=notify.name if notify else None)
+        sa.emit(IkeSaFailed(sa.id, sa.conn.name, reason, notify))
+        sa.transition(IkeInput.CLOSE)
+    return []
 
 
 def unprotected(sa: IkeSa, header: Header, notifies: list[int]) -> None:
