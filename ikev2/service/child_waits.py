@@ -67,6 +67,12 @@ class ChildWaits:
             wait.settle_if_done()
             self._sweep()
 
+    def moved(self, sa_id: int, new_sa_id: int) -> None:
+        """RFC 5685: the children of a redirected IKE SA come up under its successor."""
+        for wait in self._waits:
+            if wait.sa_id == sa_id:
+                wait.sa_id = new_sa_id
+
     def ike_gone(self, sa_id: int, reason: str) -> None:
         for wait in self._waits:
             if wait.sa_id == sa_id:

@@ -382,6 +382,7 @@ class Driver:
         """RFC 5685: an `up` waiting for the redirected IKE SA waits for its successor."""
         log.info("redirected", ike_sa=event.ike_sa_id, to=event.gateway,
                  new_ike_sa=event.new_ike_sa_id)  # fmt: skip
+        self.child_waits.moved(event.ike_sa_id, event.new_ike_sa_id)
         for waiter in self._waiters:
             if event.ike_sa_id in waiter.pending and waiter.want_up:
                 waiter.sa_ids = (waiter.sa_ids - {event.ike_sa_id}) | {event.new_ike_sa_id}

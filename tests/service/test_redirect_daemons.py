@@ -84,7 +84,7 @@ async def test_redirect_in_ike_auth() -> None:
     async with three_daemons(f'redirect_to = ["{GW_B}"]\nredirect_on = "auth"') as three:
         code, out, err = await three.moon.cli("up", "net")
         assert code == 0, err + three.moon.log.read_text()
-        assert GW_B in out
+        assert GW_B in out, out + three.moon.log.read_text()
         assert await wait_until(lambda: _at_b_only(three)), three.a.log.read_text()
 
 
