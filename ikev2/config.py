@@ -43,6 +43,7 @@ from .engine.config import (
     RevocationPolicy,
     Timers,
     TrafficSelectorSpec,
+    Transport,
     Unique,
 )
 from .engine.credentials import load_certificate, load_certificates, load_private_key
@@ -124,6 +125,7 @@ class DaemonSettings:
     addresses: tuple[IPAddress, ...] = (ipaddress.ip_address("0.0.0.0"), ipaddress.ip_address("::"))
     port: int = 500
     nat_port: int = 4500
+    tcp_port: int = 4500  # RFC 9329: IKE and ESP over TCP, listened on and connected to
     control_socket: str = DEFAULT_CONTROL_SOCKET
     kernel: str = "auto"
     log_format: str = "console"
@@ -323,8 +325,8 @@ class _Loader:
 
 # --------------------------------------------------------------------------- the [daemon] table
 
-DAEMON_KEYS = ("addresses", "port", "nat_port", "control_socket", "kernel", "log_format",
-               "log_level", "cookie_threshold", "max_half_open", "block_threshold",
+DAEMON_KEYS = ("addresses", "port", "nat_port", "tcp_port", "control_socket", "kernel",
+               "log_format", "log_level", "cookie_threshold", "max_half_open", "block_threshold",
                "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
                "metrics", *config_redirect.DAEMON_KEYS)  # fmt: skip
 
@@ -348,6 +350,7 @@ def _daemon(table: _Table) -> DaemonSettings:
         addresses=_addresses(table, "addresses", addresses) if addresses else base.addresses,
         port=table.port("port", base.port),
         nat_port=table.port("nat_port", base.nat_port),
+        tcp_port=table.port("tcp_port", base.tcp_port),
         control_socket=str(table.get("control_socket", str, base.control_socket, '"/run/x.sock"')),
         kernel=table.choice("kernel", KERNELS, base.kernel),
         log_format=table.choice("log_format", LOG_FORMATS, base.log_format),
@@ -466,7 +469,7 @@ def _selectors(
 
 CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
                    "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
-                   "fragmentation", "send_certreq", "unique", "keyingtries",
+                   "fragmentation", "send_certreq", "unique", "keyingtries", "transport",
                    "retransmit_timeout", "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
                    "vips", "childless", *config_ppk.PPK_CONNECTION_KEYS,
@@ -485,6 +488,7 @@ EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_PASSWORD_METHODS), reverse=
 AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
 UNIQUE_POLICIES = tuple(u.value for u in Unique)
 CHILDLESS_POLICIES = tuple(c.value for c in Childless)  # swanctl.conf's (RFC 6023)
+TRANSPORTS = tuple(t.value for t in Transport)
 # swanctl.conf's child dpd_action and close_action (engine/recovery.py); "start" is close_action's
 # name for restart, "none" its default; strongSwan's trap (and hold) is not implemented yet
 RECOVERY = {"none": Recovery.CLEAR, "clear": Recovery.CLEAR, "restart": Recovery.RESTART,
@@ -841,6 +845,8 @@ def _connection(
         # swanctl.conf's uniqueness policy per peer identity (engine/unique.py), default no
         unique=Unique(table.choice("unique", UNIQUE_POLICIES, Unique.NO.value)),
         keyingtries=int(table.number("keyingtries", int, 1, "3")),  # engine/recovery.py
+        # RFC 9329 (engine/tcp.py): udp, tcp, or udp-then-tcp (TCP when UDP goes unanswered)
+        transport=Transport(table.choice("transport", TRANSPORTS, Transport.UDP.value)),
         **config_ppk.connection_ppk(table, ppks, local_auth, remote_auth),  # RFC 8784
         # RFC 6023: the first child in IKE_AUTH or in its own CREATE_CHILD_SA (tasks/childless.py)
         childless=Childless(table.choice("childless", CHILDLESS_POLICIES, Childless.ALLOW.value)),
@@ -875,6 +881,9 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         conn = config_redirect.connection_redirects(conn_t, conn, daemon.redirect)
         connections.append(conn)
         actions.update(conn_actions)
+    if daemon.workers > 1 and any(c.transport is not Transport.UDP for c in connections):
+        problem = "IKE over TCP needs one process (a stream cannot move between workers)"
+        loader.fail("daemon.workers", problem, 'set workers = 1, or transport = "udp"')
     if daemon.workers > 1 and any(c.pools for c in connections):
         problem = "address pools need one process (each worker would lease the same addresses)"
         loader.fail("daemon.workers", problem, "set workers = 1 on a gateway with pools")
@@ -886,6 +895,7 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         block_threshold=daemon.block_threshold,
         drop_log_lines=daemon.drop_log_lines,
         drop_log_interval=daemon.drop_log_interval,
+        tcp_port=daemon.tcp_port,
     )
     return ServiceConfig(path, daemon, engine, actions)
 

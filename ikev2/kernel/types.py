@@ -155,6 +155,8 @@ class SaSpec:
     mark: Mark | None = None
     if_id: int | None = None
     selector: Selector | None = None
+    # the encap ports are those of a TCP connection carrying ESP (RFC 9329 §3.2, espintcp)
+    encap_tcp: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "proto", ip_proto(self.proto))

@@ -192,7 +192,8 @@ def sa_attrs(spec: SaSpec) -> list[tuple[int, bytes]]:
         attrs.append((s.Xfrma.ALG_AUTH_TRUNC, s.xfrm_algo_auth.build(head) + i.key))
     if spec.encap is not None:
         sport, dport = spec.encap
-        tmpl = dict(type=s.UDP_ENCAP_ESPINUDP, sport=sport, dport=dport, oa=bytes(16))
+        kind = s.TCP_ENCAP_ESPINTCP if spec.encap_tcp else s.UDP_ENCAP_ESPINUDP
+        tmpl = dict(type=kind, sport=sport, dport=dport, oa=bytes(16))
         attrs.append((s.Xfrma.ENCAP, s.xfrm_encap_tmpl.build(tmpl)))
     if spec.esn or spec.replay_window > 32:
         # struct xfrm_replay_state_esn followed by its bitmap of bmp_len 32-bit words

@@ -135,6 +135,7 @@ IP_XFRM_POLICY = 17
 IPV6_XFRM_POLICY = 35
 UDP_ENCAP = 100
 UDP_ENCAP_ESPINUDP = 2  # RFC 3948 non-IKE marker framing
+TCP_ENCAP_ESPINTCP = 7  # linux/udp.h: ESP in a TCP stream, RFC 9329 (the espintcp ULP)
 
 # --- XFRM structures (xfrm.h) ------------------------------------------------------------------
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from ..config import ServiceConfig, load_config
 from ..engine import Engine
+from ..engine.config import Transport
 from ..engine.env import Env
 from ..engine.state import IkeState
 from ..errors import ConfigError, UsageError
@@ -50,6 +51,7 @@ from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
 from .metrics import Meter, MeteredDriver, MeteredTransport, MetricsServer, snapshot, to_json
 from .systemd import Notifier
+from .tcp import TcpTransport
 from .udp import UdpTransport
 from .vips import make_virtual_ips
 
@@ -99,6 +101,7 @@ class Daemon:
         self.choice: KernelChoice | None = None
         self.driver: Driver | None = None
         self.transport: UdpTransport | None = None
+        self.tcp: TcpTransport | None = None  # RFC 9329, when a connection may use TCP
         self.control: ControlServer | None = None
         self.key_log: KeyLog | None = None
         # sd_notify to systemd (Type=notify): the one process it watches, never a worker
@@ -147,6 +150,7 @@ class Daemon:
         try:
             self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel,
                                 reuse_port=role is not None)  # fmt: skip
+            self._open_tcp(loop, kernel)
             if role is None:
                 self.control = ControlServer(settings.control_socket, self._handlers(worker=False))
                 await self.control.start()
@@ -175,7 +179,8 @@ class Daemon:
         self.driver.start_keepalives()
         self._install_traps()
         loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
-        ready = f"ikev2: listening on {self.transport.describe()} ({loop_name} event loop)"
+        where = ", ".join(t.describe() for t in (self.transport, self.tcp) if t is not None)
+        ready = f"ikev2: listening on {where} ({loop_name} event loop)"
         if self.channel is not None:  # the supervisor writes the one ready line
             self.channel.send({"event": "ready", "listening": self.transport.describe()})
         elif LEVELS.get(settings.log_level, 20) <= 20:
@@ -203,6 +208,18 @@ class Daemon:
             f"listening on {self.transport.describe()}; "
             f"{len(self.config.engine.connections)} connections, {up} IKE SAs established"
         )
+
+    def _open_tcp(self, loop: asyncio.AbstractEventLoop, kernel: Any) -> None:
+        """RFC 9329: listen on [daemon] tcp_port when a connection may run over TCP; ESP goes
+        into the streams through the kernel's espintcp when the kernel is XFRM (service/tcp.py)."""
+        assert self.driver is not None and self.choice is not None
+        if all(c.transport is Transport.UDP for c in self.config.engine.connections):
+            return
+        self.tcp = TcpTransport(loop, self.driver.on_tcp_message, self._on_batch,
+                                self.driver.on_tcp_change, kernel=kernel,
+                                espintcp=self.choice.name == "xfrm")  # fmt: skip
+        self.driver.tcp = self.tcp
+        self.tcp.listen(self.config.daemon.addresses, self.config.daemon.tcp_port)
 
     def initiates(self, name: str) -> bool:
         """Whether this process starts connection `name` (with workers: its owner only)."""
@@ -289,6 +306,8 @@ class Daemon:
             await self.channel.close()
         if self.transport is not None:
             self.transport.close()
+        if self.tcp is not None:
+            self.tcp.close()
         if self.role is not None:
             self.role.handoff.close()
         if self.choice is not None:
@@ -492,6 +511,7 @@ class Daemon:
             "kernel_sas": len(self.driver.applier.sas),
             "kernel_policies": len(self.driver.applier.slots),
             "sockets": {f"{s.address}:{s.port}": dict(s.stats) for s in self.transport.sockets},
+            **({"tcp": dict(self.tcp.stats)} if self.tcp is not None else {}),
             **(
                 {"pid": os.getpid(), "worker": self.role.index, **self.role.handoff.stats}
                 if self.role is not None

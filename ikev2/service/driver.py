@@ -35,6 +35,7 @@ from ..engine.events import (
 from ..engine.pools import PoolView
 from ..engine.revocation import RevocationFetch
 from ..engine.state import IkeState
+from ..engine.tcp import TcpChange, TcpChangeKind, TcpConnect
 from ..engine.views import IkeSaView, ike_sa_view
 from ..kernel import Acquire, Expire, Kernel, KernelError, KernelEvent, Mapping
 from ..log import get_logger
@@ -42,6 +43,7 @@ from .child_waits import ChildWaits
 from .kernel_apply import KernelApplier
 from .keylog import KeyLog, UnknownToWireshark
 from .revocation import RevocationFetcher
+from .tcp import TcpTransport
 from .udp import UdpTransport
 from .vips import VirtualIps
 
@@ -204,6 +206,7 @@ class Driver:
         self.loop = loop
         self.key_log = key_log
         self.vips = vips  # a client's virtual IPs and DNS hook (vips.py)
+        self.tcp: TcpTransport | None = None  # RFC 9329 (tcp.py), set by the daemon
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._waiters: list[Waiter] = []
@@ -221,6 +224,7 @@ class Driver:
             VirtualIpsAssigned: self._vips_assigned,
             VirtualIpsReleased: self._vips_released,
             RevocationFetch: self._fetch_revocation,
+            TcpConnect: self._tcp_connect,
         }
 
     # --- inputs
@@ -229,6 +233,25 @@ class Driver:
         events = self.engine.receive_datagram(data, remote, local, self.loop.time())
         if events:
             self.apply(events)
+
+    def on_tcp_message(self, data: bytes, remote: Endpoint, local: Endpoint) -> None:
+        """One IKE message from the TCP connection local <-> remote (RFC 9329 §3.1)."""
+        events = self.engine.receive_datagram(data, remote, local, self.loop.time(), tcp=True)
+        if events:
+            self.apply(events)
+
+    def on_tcp_change(self, change: TcpChange) -> None:
+        """A TCP connection came up, failed or closed (§6.1): the engine decides what follows."""
+        self.apply(self.engine.tcp_changed(change, self.loop.time()))
+        self._after()
+
+    def _tcp_connect(self, event: TcpConnect) -> None:
+        if self.tcp is None:
+            log.warning("IKE over TCP wanted but no TCP transport", conn=event.connection)
+            change = TcpChange(TcpChangeKind.FAILED, event.ike_sa_id, reason="no TCP transport")
+            self.loop.call_soon(self.on_tcp_change, change)
+            return
+        self.tcp.connect(event)
 
     def flush(self) -> None:
         self._after()
@@ -281,12 +304,14 @@ class Driver:
     # --- commands
     def initiate(self, name: str, children: tuple[ChildConfig, ...] | None = None) -> int:
         sa_id = self.engine.initiate(name, self.loop.time(), children)
+        self.apply(self.engine.take_events())  # over TCP: the connection to open first
         self._after()
         return sa_id
 
     def initiate_child(self, name: str, child: str) -> int:
         """`up NAME --child CHILD`: under an IKE SA we hold, or a new one (RFC 6023)."""
         sa_id = self.engine.initiate_child(name, child, self.loop.time())
+        self.apply(self.engine.take_events())  # a new IKE SA over TCP: its connection first
         self._after()
         return sa_id
 
@@ -464,7 +489,11 @@ class Driver:
     # --- output
     def _after(self, not_before: float | None = None) -> None:
         for datagram in self.engine.datagrams_to_send():
-            self.transport.send(datagram)
+            if datagram.tcp:
+                if self.tcp is not None:
+                    self.tcp.send(datagram)
+            else:
+                self.transport.send(datagram)
         deadline = self.engine.get_timer()
         if deadline is not None and not_before is not None:
             deadline = max(deadline, not_before)

@@ -114,6 +114,7 @@ def sa_spec(event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: boo
         esn=event.esn,
         replay_window=event.replay_window,
         encap=encap,
+        encap_tcp=event.encap_tcp,  # RFC 9329: ESP in the IKE SA's TCP connection
         lifetime=_lifetime(event.rekey_time, event.life_time, event.life_bytes, event.life_packets),
     )
 

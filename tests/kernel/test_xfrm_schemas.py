@@ -306,3 +306,17 @@ def test_spec_validation() -> None:
         SaSpec(a, ip_address("::1"), 1, IpProto.ESP, Mode.TUNNEL, 1, enc=Cipher("x", b""))
     with pytest.raises(ValueError, match="tunnel-mode template"):
         Template(IpProto.ESP, Mode.TUNNEL, 1)
+
+
+@pytest.mark.parametrize("tcp, kind", [(False, s.UDP_ENCAP_ESPINUDP), (True, s.TCP_ENCAP_ESPINTCP)])
+def test_encap_type_follows_the_transport(tcp: bool, kind: int) -> None:
+    """RFC 3948 UDP encapsulation is type 2; ESP in a TCP stream (RFC 9329, espintcp) type 7,
+    with the TCP connection's ports."""
+    spec = SaSpec(
+        src=ip_address("192.0.2.1"), dst=ip_address("192.0.2.2"), spi=0x1234, proto=IpProto.ESP,
+        mode=Mode.TUNNEL, reqid=1, aead=Aead("rfc4106(gcm(aes))", bytes(36), 128),
+        encap=(43210, 4500), encap_tcp=tcp,
+    )  # fmt: skip
+    attrs = dict(codec.sa_attrs(spec))
+    tmpl = s.xfrm_encap_tmpl.parse(attrs[s.Xfrma.ENCAP])
+    assert (tmpl.type, tmpl.sport, tmpl.dport) == (kind, 43210, 4500)
