@@ -12,6 +12,8 @@ one reaches it over the veth by ARP), and a second connection bound to it: the r
   established IKE SA (§3.6). strongSwan 5.9.8 redirects in IKE_SA_INIT and IKE_AUTH only
   through a redirect provider (redirect_manager's providers), and no plugin of 5.9.8 or 6.0.6
   registers one (Debian ships none): those two rows cannot be served by it.
+- sw6 rows: the three redirects by us with strongSwan 6.0.6 (built from /work/shared/vendor) as
+  the client; it sets the IKE SA authenticated before following an IKE_AUTH redirect.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from ikev2.testing import strongswan
+from ikev2.testing.gates import need
 from ikev2.testing.interop import (
     OURS_INITIATOR,
     OURS_RESPONDER,
@@ -32,6 +36,7 @@ from ikev2.testing.interop import (
     ours_config,
     swanctl_config,
 )
+from ikev2.testing.strongswan import DEBIAN, STRONGSWAN6, Install
 from ikev2.testing.topology import Topology
 
 pytestmark = pytest.mark.interop
@@ -54,8 +59,8 @@ def gateways(pair: Topology) -> Topology:
 def peers(tmp_path: Path, gateways: Topology) -> Iterator[Any]:
     made: list[Peers] = []
 
-    def make(role: str) -> Peers:
-        p = Peers(Spec(NAME), gateways, role, tmp_path / f"run{len(made)}")
+    def make(role: str, install: Install = DEBIAN) -> Peers:
+        p = Peers(Spec(NAME), gateways, role, tmp_path / f"run{len(made)}", install=install)
         made.append(p)
         return p
 
@@ -92,7 +97,21 @@ def _moved_to_b(p: Peers) -> bool:
     ],
 )
 def test_redirect_by_us(when: str, role: str, peers: Any, tmp_path: Path) -> None:
-    p = peers(role)
+    redirect_by_us(peers(role), when, tmp_path)
+
+
+@pytest.mark.sw6
+@pytest.mark.parametrize("role", [OURS_RESPONDER])
+@pytest.mark.parametrize("when", ["init", "auth", "established"])
+def test_sw6_redirect_by_us(when: str, role: str, peers: Any, tmp_path: Path) -> None:
+    """strongSwan 6.0.6 as the client: it follows the IKE_AUTH redirect that crashes 5.9.8."""
+    need(strongswan.missing6() is None, strongswan.missing6() or "")
+    p = peers(role, STRONGSWAN6)
+    redirect_by_us(p, when, tmp_path)
+    assert "strongSwan 6.0.6" in p.ss.log()
+
+
+def redirect_by_us(p: Peers, when: str, tmp_path: Path) -> None:
     pos = p.pos
     tree = ours_config(p.spec, pos["ours_addr"], pos["ours_peer"], pos["ours_net"],
                        pos["ss_net"], False, tmp_path / "ours-files")  # fmt: skip
