@@ -1,6 +1,7 @@
 """A passive tap on a Pair's link: every IKE message either side sends, opened with its
-sender's keys, so a test can say what was actually on the wire (exchange, request or
-response, notify types, Delete payloads) rather than what it expected to be there.
+sender's keys (RFC 7383 fragments reassembled first), so a test can say what was actually on
+the wire (exchange, request or response, notify types, Delete payloads) rather than what it
+expected to be there.
 
 The tap never changes a datagram. Each time datagrams are collected it learns the outbound SK
 cipher of every IKE SA either side holds, and keeps it after the SA is gone, so a message sent
@@ -15,10 +16,12 @@ from dataclasses import dataclass
 from ikev2.constants import ExchangeType, NotifyType, ProtocolId
 from ikev2.crypto.sk import SkCipher
 from ikev2.engine.events import Datagram
+from ikev2.engine.fragments import Reassembler
 from ikev2.wire import (
     DeletePayload,
     NotifyPayload,
     SaPayload,
+    SkfPayload,
     SkPayload,
     decode_message,
     decode_payloads,
@@ -62,6 +65,7 @@ class Tap:
         # (side, spi_i, spi_r) -> the SK cipher that side sends with on that IKE SA; it is the
         # peer's inbound one too (the same key, the same code both ways)
         self._keys: dict[tuple[str, bytes, bytes], SkCipher] = {}
+        self._fragments: dict[tuple[str, bytes, bytes, bool], Reassembler] = {}
         self._learn()
         pair.tamper = self._observe
 
@@ -81,13 +85,22 @@ class Tap:
         if header.exchange == ExchangeType.IKE_SA_INIT:
             payloads = message.payloads
         else:
-            sk = message.payloads[-1] if message.payloads else None
-            assert isinstance(sk, SkPayload), "the tap reads SK messages, not fragments"
             key = self._keys.get((self._name(sender), header.spi_i, header.spi_r))
             assert key is not None, f"the tap never saw the {self._name(sender)}'s keys"
-            aad = d.data[: len(d.data) - len(sk.body)]
-            plain = key.unprotect(aad, sk.body)
-            payloads = decode_payloads(sk.inner_next_payload, plain, len(aad))
+            sk = message.payloads[-1] if message.payloads else None
+            if isinstance(sk, SkfPayload):  # RFC 7383: one Seen per reassembled message
+                where = (self._name(sender), header.spi_i, header.spi_r, header.is_response)
+                joined = self._fragments.setdefault(where, Reassembler()).add(
+                    d.data, message, key, self.pair.now
+                )
+                if joined is None:
+                    return d
+                payloads = joined
+            else:
+                assert isinstance(sk, SkPayload), "the tap reads SK and SKF messages"
+                aad = d.data[: len(d.data) - len(sk.body)]
+                plain = key.unprotect(aad, sk.body)
+                payloads = decode_payloads(sk.inner_next_payload, plain, len(aad))
         self.seen.append(
             Seen(
                 sender=self._name(sender),

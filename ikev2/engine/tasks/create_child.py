@@ -230,6 +230,9 @@ class CreateChildExchange:
         lost = collision is not None and lowest_nonce_is_in(
             nonces, (collision.nonce_i, collision.nonce_r)
         )
+        unmade = (
+            None if collision is None or followup_ke.made(collision.created) else collision.created
+        )
         if collision is not None and lost:
             # our exchange holds the lowest nonce: our new child is the redundant one and we
             # delete it; the peer, whose rekey won, deletes the old child
@@ -238,8 +241,12 @@ class CreateChildExchange:
             home.start_exchange(DeleteChildExchange(new), now)
             if old in home.children:
                 _redundant(old)
+            if unmade is not None:  # the peer's child, made after its IKE_FOLLOWUP_KE, stays
+                unmade.redundant = False
             return
-        if collision is not None:
+        if unmade is not None:  # the peer's child is made later; it deletes it (RFC 9370)
+            unmade.redundant = True
+        elif collision is not None:
             _redundant(collision.created)  # the peer deletes its redundant child; never rekey it
         if old in home.children:  # (the peer may have deleted it meanwhile, §2.25.1)
             _redundant(old)
@@ -263,18 +270,45 @@ class _Made:
     tsr: Sequence[TrafficSelector]
     nonces: tuple[bytes, bytes] = field(repr=False)
     shared: bytes | None = field(repr=False)
+    # a collision recorded when we answered (RFC 9370: the child comes after IKE_FOLLOWUP_KE)
+    unmade: followup_ke.Unmade = field(default_factory=followup_ke.Unmade)
+
+    def collides(self, sa: IkeSa) -> None:
+        """We answered while rekeying `old` ourselves (§2.8.1): a collision from now on, though
+        the peer's child is only made after its IKE_FOLLOWUP_KE exchanges."""
+        old = self.old
+        if old is not None and old.state is ChildState.REKEYING:
+            sa.child_collisions[old.spi_in] = Collision(*self.nonces, self.unmade)
 
     def finish(self, sa: IkeSa, additional: tuple[bytes, ...], now: float) -> None:
         child, old = self.child, self.old
         child.created_by_request = sa.responses.expected_id
         keys = KeyInput(self.nonces[0], self.nonces[1], self.shared, additional)
         establish(sa, child, self.suite, self.tsi, self.tsr, keys, now, creator_is_us=False)
-        if old is not None and old.state is ChildState.REKEYING:
+        collision = sa.child_collisions.get(old.spi_in) if old is not None else None
+        if collision is not None and collision.created is self.unmade:
+            collision.created = child  # our own rekey of `old` is still under way: it decides
+        elif self.unmade.redundant:
+            _redundant(child)  # our rekey won meanwhile (§2.8.1): the peer deletes this one
+        elif old is not None and old.state is ChildState.REKEYING:
             # §2.8.1: a collision; decided when our own rekey of `old` completes
             sa.child_collisions[old.spi_in] = Collision(*self.nonces, child)
         elif old is not None and old in sa.children:
             old.state = ChildState.REKEYED  # the peer deletes it next (§1.3.3)
             old.rekey_at = None
+
+    def abort(self, sa: IkeSa, reason: str, now: float) -> None:
+        """The peer's IKE_FOLLOWUP_KE exchanges failed: no child; forget the collision, and if
+        our rekey lost to this one, `old` is ours to rekey again."""
+        old = self.old
+        if old is not None:
+            collision = sa.child_collisions.get(old.spi_in)
+            if collision is not None and collision.created is self.unmade:
+                del sa.child_collisions[old.spi_in]
+            if self.unmade.redundant is False and old in sa.children:
+                old.state = ChildState.INSTALLED
+                old.rekey_at = now + RETRY_AFTER_TEMPORARY_FAILURE + sa.jitter(30.0)
+        _dropped(sa, reason, now)
 
 
 def _dropped(sa: IkeSa, reason: str, now: float) -> None:
@@ -381,8 +415,9 @@ def _respond(
         finish = made.finish
         answer: list[Payload] = []
         if suite.additional_ke:  # RFC 9370 §2.2.4: made after the IKE_FOLLOWUP_KE exchanges
-            pending = followup_ke.Pending(suite.additional_ke, finish, _dropped, for_child=True)
+            pending = followup_ke.Pending(suite.additional_ke, finish, made.abort, for_child=True)
             answer.append(followup_ke.offer(sa, pending))
+            made.collides(sa)
         else:
             finish(sa, (), now)
         if mode is Mode.TRANSPORT:

@@ -52,6 +52,21 @@ class Pending:
         return len(self.secrets)
 
 
+@dataclass(slots=True)
+class Unmade:
+    """The SA of a peer's rekey we answered while our own rekey of the same SA was under way,
+    not made yet because its IKE_FOLLOWUP_KE exchanges are still out. The collision record
+    (RFC 7296 §2.8.1, §2.8.2) holds it as `created` from our answer on; when our own rekey
+    completes first, the lowest-nonce verdict is left here for when the SA is made."""
+
+    redundant: bool | None = None  # True: ours won, delete it once made; False: ours lost
+
+
+def made(created: object) -> bool:
+    """Has the peer's rekey that a collision record holds made its SA here yet?"""
+    return not isinstance(created, Unmade)
+
+
 def link_notify(link: bytes) -> NotifyPayload:
     return NotifyPayload(NotifyType.ADDITIONAL_KEY_EXCHANGE, data=link)
 

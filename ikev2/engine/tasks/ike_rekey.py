@@ -202,9 +202,19 @@ class IkeRekeyExchange:
     ) -> None:
         new = sa.spawn(True, self.spi, chosen.spi, now)
         _adopt(sa, new, suite, shared, (self.nonce, nonce_r), now, additional)
+        unmade = None
+        if collision is not None and not followup_ke.made(collision.created):
+            unmade = collision.created  # the peer's new IKE SA waits for its IKE_FOLLOWUP_KE
         if collision is not None and min(self.nonce, nonce_r) < min(
             collision.nonce_i, collision.nonce_r
         ):
+            if unmade is not None:
+                # §2.8.2: ours is redundant; the children stay here until the peer's new IKE
+                # SA is made (its follow-ups done), which then takes them
+                unmade.redundant = False
+                sa.log.info("IKE rekey collision lost", redundant=new.id)
+                new.start_exchange(DeleteIkeExchange(), now)
+                return
             # §2.8.2: ours is redundant; the peer's new IKE SA gets the children and the
             # peer deletes the old one
             winner: IkeSa = collision.created
@@ -216,13 +226,13 @@ class IkeRekeyExchange:
         move_children(sa, new)
         retire(sa, now)
         sa.queue.append(DeleteIkeExchange())
-        if collision is not None:
+        if unmade is not None:
+            unmade.redundant = True  # deleted once made (below, _delete_redundant)
+        elif collision is not None:
             # the peer's new IKE SA is the redundant one (§2.8.2). Its creator should delete it,
             # but if the peer's own exchange never completed there (we deleted the old IKE SA
             # first), nobody would: so we delete it too — a Delete × Delete is harmless (§2.25.2)
-            redundant: IkeSa = collision.created
-            redundant.dpd_due = redundant.rekey_at = redundant.expire_at = None
-            redundant.start_exchange(DeleteIkeExchange(), now)
+            _delete_redundant(collision.created, now)
 
     def _accept(
         self, payloads: tuple[Payload, ...]
@@ -319,15 +329,28 @@ def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload
     nonce_r = sa.new_nonce()
     our_spi = new_ike_spi(sa)
     nonces = (nonce.data, nonce_r)
+    unmade = followup_ke.Unmade()  # a collision recorded at our answer (RFC 9370 follow-ups)
 
     def finish(sa: IkeSa, additional: tuple[bytes, ...], now: float) -> None:
         new = sa.spawn(False, chosen.spi, our_spi, now)
         _adopt(sa, new, suite, shared, nonces, now, additional)
-        if getattr(sa.pending, "is_ike_rekey", False):
+        collision = sa.ike_collision
+        if collision is not None and collision.created is unmade:
+            collision.created = new  # our own rekey is still under way: it decides (§2.8.2)
+        elif unmade.redundant:
+            _delete_redundant(new, now)  # our rekey won meanwhile
+        elif unmade.redundant is None and getattr(sa.pending, "is_ike_rekey", False):
             sa.ike_collision = Collision(*nonces, new)  # decided in process_i (§2.8.2)
-        else:
+        else:  # no collision, or ours lost meanwhile: this one takes the children
             move_children(sa, new)
             retire(sa, now)
+
+    def abort(sa: IkeSa, reason: str, now: float) -> None:
+        if sa.ike_collision is not None and sa.ike_collision.created is unmade:
+            sa.ike_collision = None
+        if unmade.redundant is False and sa.rekeyed_at is None:  # ours lost to this one
+            sa.rekey_at = now + RETRY_AFTER_TEMPORARY_FAILURE + sa.jitter(30.0)
+        _not_rekeyed(sa, reason, now)
 
     answer = Proposal(chosen.number, chosen.protocol, our_spi, chosen.transforms)
     reply: list[Payload] = [
@@ -336,11 +359,19 @@ def _respond(sa: IkeSa, payloads: Sequence[Payload], now: float) -> list[Payload
         KePayload(suite.ke, exchange.public_bytes),
     ]
     if suite.additional_ke:  # RFC 9370 §2.2.4: made after the IKE_FOLLOWUP_KE exchanges
-        pending = followup_ke.Pending(suite.additional_ke, finish, _not_rekeyed)
+        pending = followup_ke.Pending(suite.additional_ke, finish, abort)
         reply.append(followup_ke.offer(sa, pending))
+        if getattr(sa.pending, "is_ike_rekey", False):  # our own rekey is out: a collision
+            sa.ike_collision = Collision(*nonces, unmade)  # (§2.8.2), its SA made later
     else:
         finish(sa, (), now)
     return reply
+
+
+def _delete_redundant(redundant: IkeSa, now: float) -> None:
+    """A peer's new IKE SA that lost a rekey collision (§2.8.2): no timers, and our Delete."""
+    redundant.dpd_due = redundant.rekey_at = redundant.expire_at = None
+    redundant.start_exchange(DeleteIkeExchange(), now)
 
 
 def _not_rekeyed(sa: IkeSa, reason: str, now: float) -> None:

@@ -16,7 +16,7 @@ from ...wire import DeletePayload, Header, Message, NotifyPayload, Payload, enco
 from ..events import ChildSaDeleted, IkeSaDeleted, IkeSaFailed
 from ..ike_sa import ChildState
 from ..state import IkeInput, IkeState
-from . import as_notify_type, error_notifies
+from . import as_notify_type, error_notifies, followup_ke
 
 if TYPE_CHECKING:
     from ..ike_sa import ChildSa, IkeSa
@@ -178,7 +178,7 @@ def respond(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
         # §1.4.1: answer with an empty INFORMATIONAL, then the IKE SA and its children are gone
         sa.pending_close = "deleted by peer"
         collision, sa.ike_collision = sa.ike_collision, None
-        if collision is not None:
+        if collision is not None and followup_ke.made(collision.created):
             # §2.25.2: the peer deletes the old IKE SA while we were rekeying it too, so its
             # rekey won: the children live on in the IKE SA that its rekey created here
             from .ike_rekey import move_children
