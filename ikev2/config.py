@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from . import config_pools, config_ppk, config_redirect
+from . import config_pools, config_ppk, config_redirect, config_xfrm
 from .constants import IpProto, ProtocolId
 from .engine.config import (
     AuthMethodName,
@@ -478,7 +478,7 @@ LOCAL_KEYS = ("auth", "id", "certs", "key", "eap_id")
 REMOTE_KEYS = ("auth", "id", "cacerts", "cadir", "eap_id", "revocation", "crls")
 CHILD_KEYS = ("local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window",
-              "dpd_action", "close_action")  # fmt: skip
+              "dpd_action", "close_action", *config_xfrm.CHILD_KEYS)  # fmt: skip
 SECRET_KEYS = ("ids", "secret", "secret_file")
 # swanctl's auth values: psk, pubkey, eap-METHOD (RFC 7296 §2.16); "eap" alone lets a client
 # run whichever of our methods the gateway asks for, and makes a gateway offer MSCHAPv2 first
@@ -739,6 +739,7 @@ def _child(
         replay_window=int(table.number("replay_window", int, base.replay_window, "32")),
         dpd_action=_recovery(table, "dpd_action"),
         close_action=_recovery(table, "close_action"),
+        xfrm_ids=config_xfrm.child_xfrm_ids(table),  # route-based VPNs (config_xfrm.py)
     )
     return child, table.choice("start_action", START_ACTIONS, "none")
 

@@ -160,6 +160,29 @@ class TrafficSelectorSpec:
     end_port: int = 65535
 
 
+UNIQUE = -1  # swanctl's %unique: one value per child SA (kept across its rekeys)
+UNIQUE_DIR = -2  # %unique-dir: one value per child SA and direction
+
+
+@dataclass(frozen=True, slots=True)
+class XfrmIds:
+    """Route-based VPNs (swanctl.conf mark_in / mark_out, if_id_in / if_id_out): XFRM marks
+    (value, mask) and interface IDs on a child's SAs and policies; inbound SA + in/fwd policies
+    carry the _in ones, the outbound SA + out policy the _out ones. A value may be UNIQUE or
+    UNIQUE_DIR (the service resolves them from the child's reqid). `interface`: an xfrm
+    interface (IFLA_XFRM_IF_ID = if_id_out) the service creates, or uses when it exists. None
+    and "" mean not set. Purely local: the peer never learns them."""
+
+    mark_in: tuple[int, int] | None = None
+    mark_out: tuple[int, int] | None = None
+    if_id_in: int | None = None
+    if_id_out: int | None = None
+    interface: str = ""
+
+
+NO_XFRM_IDS = XfrmIds()
+
+
 @dataclass(frozen=True, slots=True)
 class ChildConfig:
     name: str
@@ -176,6 +199,7 @@ class ChildConfig:
     # what to do when the peer is found dead (§2.4) or deletes the IKE SA (recovery.py)
     dpd_action: Recovery = Recovery.CLEAR
     close_action: Recovery = Recovery.CLEAR
+    xfrm_ids: XfrmIds = NO_XFRM_IDS  # marks and interface IDs (route-based VPNs)
 
 
 # the longest single wait between two sends of a request, whatever the configuration (a day)

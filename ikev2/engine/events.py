@@ -9,7 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..constants import NotifyType, ProtocolId
-from .config import IPAddress, IPNetwork, Mode, TrafficSelectorSpec
+from .config import (
+    NO_XFRM_IDS,
+    IPAddress,
+    IPNetwork,
+    Mode,
+    TrafficSelectorSpec,
+    XfrmIds,
+)
 
 Endpoint = tuple[IPAddress, int]
 
@@ -110,6 +117,7 @@ class ChildSaEstablished(Event):
     life_packets: int
     suite: str
     encap_tcp: bool = False
+    xfrm_ids: XfrmIds = NO_XFRM_IDS  # the child's marks and interface IDs (route-based VPNs)
 
     @property
     def spi_in(self) -> int:

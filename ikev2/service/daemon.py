@@ -40,6 +40,7 @@ from ..engine.config import Transport
 from ..engine.env import Env
 from ..engine.state import IkeState
 from ..errors import ConfigError, UsageError
+from ..kernel.links import make_links
 from ..log import LEVELS, configure_logging, get_logger
 from .channel import WorkerChannel
 from .child_waits import then_children, up_child
@@ -131,7 +132,7 @@ class Daemon:
         self.transport = transport_class(loop, self._on_datagram, self._on_batch)
         if role is None:
             engine = Engine(self.config.engine)
-            applier = KernelApplier(kernel)
+            applier = KernelApplier(kernel, links=make_links(self.choice.name))
         else:
             spis = TaggedSpis(role.index, role.workers)
             # worker i's engine reqid r becomes kernel reqid base + (r-1)*N + i + 1, kept below
@@ -139,7 +140,8 @@ class Daemon:
             engine = Engine(
                 self.config.engine, Env(spi_bytes=spis), max_reqid=(TRAP_BASE - 1) // role.workers
             )
-            applier = KernelApplier(kernel, reqid_stride=role.workers, reqid_offset=role.index)
+            applier = KernelApplier(kernel, reqid_stride=role.workers, reqid_offset=role.index,
+                                    links=make_links(self.choice.name))  # fmt: skip
         vips = make_virtual_ips(self.choice.name, settings.vip_interface, settings.dns_hook, loop)
         driver_class = Driver if self.meter is None else MeteredDriver
         self.driver = driver_class(

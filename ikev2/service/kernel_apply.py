@@ -14,6 +14,13 @@ such slot keeps a stack of owners, the newest in the kernel; when it goes, the n
 Kernel reqids are the engine's reqid offset by the kernel's reqid_base, so
 `flush_owned()` after a crash removes exactly what this daemon installed.
 
+Route-based VPNs (swanctl mark_in/mark_out, if_id_in/if_id_out; config_xfrm.py): the inbound
+SA and the in/fwd policies carry the _in mark and interface ID, the outbound SA and out policy
+the _out ones; %unique is the child's kernel reqid (the same across its rekeys, as strongSwan
+keeps a child's values), %unique-dir sets bit 31 on the outbound value. The kernel keys policies
+by (selector, direction, mark, if_id), and so do our slots. A child naming xfrm_interface gets
+that interface (kernel/links.py) before its SAs.
+
 Trap policies (start_action = trap) are out policies with a template and no SA: the first packet
 makes the kernel send an Acquire for that reqid. They sit in a reqid block of their own (TRAP_BASE),
 are replaced by the real policies when the child comes up, and return when it goes.
@@ -27,7 +34,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..constants import IpProto, ProtocolId
-from ..engine.config import ChildConfig, ConnectionConfig, Mode, TrafficSelectorSpec
+from ..engine.config import (
+    UNIQUE,
+    UNIQUE_DIR,
+    ChildConfig,
+    ConnectionConfig,
+    Mode,
+    TrafficSelectorSpec,
+    XfrmIds,
+)
 from ..engine.events import ChildSaDeleted, ChildSaEstablished, SaDirection
 from ..kernel import (
     Aead,
@@ -38,6 +53,7 @@ from ..kernel import (
     Kernel,
     KernelError,
     Lifetime,
+    Mark,
     PolicySpec,
     SaSpec,
     Selector,
@@ -45,6 +61,7 @@ from ..kernel import (
     ip_proto,
 )
 from ..kernel import Mode as XfrmMode
+from ..kernel.links import Links, MemoryLinks
 from ..log import get_logger
 
 log = get_logger("ikev2.service.kernel")
@@ -53,7 +70,49 @@ POLICY_PRIORITY = 2000  # below strongSwan's default range start; lower value wi
 TRAP_PRIORITY = 2100
 TRAP_BASE = 0xF0000  # trap reqids: kernel reqid_base + TRAP_BASE + index (65,536 of them)
 SaKey = tuple[IPAddress, int, IpProto]
-SlotKey = tuple[Selector, Direction]
+SlotKey = tuple[Selector, Direction, Mark | None, int | None]
+UNIQUE_DIR_OUT = 1 << 31  # %unique-dir: the outbound value is the inbound one with bit 31 set
+
+
+@dataclass(frozen=True, slots=True)
+class KernelIds:
+    """A child's resolved marks and interface IDs (None: not set)."""
+
+    mark_in: Mark | None = None
+    mark_out: Mark | None = None
+    if_id_in: int | None = None
+    if_id_out: int | None = None
+
+
+NO_IDS = KernelIds()
+
+
+def _value(value: int, reqid: int, outbound: bool) -> int:
+    if value == UNIQUE:
+        return reqid
+    if value == UNIQUE_DIR:
+        return reqid | (UNIQUE_DIR_OUT if outbound else 0)
+    return value
+
+
+def resolve_ids(ids: XfrmIds, reqid: int) -> KernelIds:
+    """XfrmIds with %unique / %unique-dir replaced by values of this kernel reqid."""
+
+    def mark(spec: tuple[int, int] | None, outbound: bool) -> Mark | None:
+        if spec is None:
+            return None
+        value, mask = spec
+        return Mark(_value(value, reqid, outbound) & mask, mask)
+
+    def if_id(value: int | None, outbound: bool) -> int | None:
+        return None if value is None else _value(value, reqid, outbound)
+
+    return KernelIds(mark(ids.mark_in, False), mark(ids.mark_out, True),
+                     if_id(ids.if_id_in, False), if_id(ids.if_id_out, True))  # fmt: skip
+
+
+def _slot(policy: PolicySpec) -> SlotKey:
+    return (policy.selector, policy.direction, policy.mark, policy.if_id)
 
 
 def _port(ts: TrafficSelectorSpec) -> int:
@@ -87,7 +146,13 @@ def _lifetime(rekey: float, life: float, life_bytes: int, life_packets: int) -> 
     )
 
 
-def sa_spec(event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: bool) -> SaSpec:
+def sa_spec(
+    event: ChildSaEstablished,
+    sa: SaDirection,
+    reqid: int,
+    inbound: bool,
+    ids: KernelIds = NO_IDS,
+) -> SaSpec:
     """One direction of a child SA as the kernel wants it."""
     aead = enc = auth = None
     if sa.icv_bits and sa.enc_alg:
@@ -116,6 +181,8 @@ def sa_spec(event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: boo
         encap=encap,
         encap_tcp=event.encap_tcp,  # RFC 9329: ESP in the IKE SA's TCP connection
         lifetime=_lifetime(event.rekey_time, event.life_time, event.life_bytes, event.life_packets),
+        mark=ids.mark_in if inbound else ids.mark_out,
+        if_id=ids.if_id_in if inbound else ids.if_id_out,
     )
 
 
@@ -135,16 +202,25 @@ def _policy_shape(event: ChildSaEstablished) -> tuple[object, ...]:
     """What a child's policies depend on: a rekeyed or reauthenticated child keeps its reqid,
     but its peer may have moved (NAT, RFC 7296 §2.23) or its selectors been narrowed anew."""
     return (event.mode, event.protocol, event.outbound.src, event.outbound.dst,
-            event.local_ts, event.remote_ts)  # fmt: skip
+            event.local_ts, event.remote_ts, event.xfrm_ids)  # fmt: skip
 
 
 class KernelApplier:
     """Applies child SA events to a Kernel, keeping what it installed for teardown."""
 
-    def __init__(self, kernel: Kernel, reqid_stride: int = 1, reqid_offset: int = 0) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        reqid_stride: int = 1,
+        reqid_offset: int = 0,
+        links: Links | None = None,
+    ) -> None:
         """With N workers (workers.py) worker i maps engine reqid r to base + (r-1)*N + i + 1,
-        so the workers' reqids never meet in the (global) XFRM tables."""
+        so the workers' reqids never meet in the (global) XFRM tables. `links`: where xfrm
+        interfaces are made (recorded in memory by default)."""
         self.kernel = kernel
+        self.links: Links = links if links is not None else MemoryLinks()
+        self.marks: dict[SaKey, Mark | None] = {}  # an SA with a mark is deleted by it
         self.reqid_stride = reqid_stride
         self.reqid_offset = reqid_offset
         self.reqids: dict[int, _ReqidState] = {}
@@ -164,14 +240,19 @@ class KernelApplier:
         any SA of that shape lives (a reqid's rekeys and reauthentications share them).
         KernelError on failure, after undoing what this call installed."""
         reqid = self.kernel_reqid(event.reqid)
+        ids = resolve_ids(event.xfrm_ids, reqid)
+        name = event.xfrm_ids.interface
+        if name and ids.if_id_out is not None and self.links.ensure_xfrm(name, ids.if_id_out):
+            log.info("xfrm interface created", interface=name, if_id=ids.if_id_out)
         installed: list[SaKey] = []
         try:
             for direction, inbound in ((event.inbound, True), (event.outbound, False)):
-                spec = sa_spec(event, direction, reqid, inbound)
+                spec = sa_spec(event, direction, reqid, inbound, ids)
                 self.kernel.add_sa(spec)
                 key = (spec.dst, spec.spi, spec.proto)
                 installed.append(key)
                 self.sas[key] = reqid
+                self.marks[key] = spec.mark
             state = self.reqids.setdefault(reqid, _ReqidState({}))
             shape = _policy_shape(event)
             if state.active_entry is not None and shape == state.active:
@@ -179,7 +260,7 @@ class KernelApplier:
                 return
             entry = state.shapes.pop(shape, None)
             if entry is None:
-                entry = (self._policies(event, reqid), set())
+                entry = (self._policies(event, reqid, ids), set())
             state.shapes[shape] = entry  # now the newest shape
             sas = entry[1]
             try:
@@ -209,7 +290,9 @@ class KernelApplier:
         if previous is not None and previous in state.shapes:
             self._release_all(state.shapes[previous][0])
 
-    def _policies(self, event: ChildSaEstablished, reqid: int) -> list[PolicySpec]:
+    def _policies(
+        self, event: ChildSaEstablished, reqid: int, ids: KernelIds = NO_IDS
+    ) -> list[PolicySpec]:
         mode = XFRM_MODE[event.mode]
         proto = ip_proto(event.protocol)
         local, remote = event.outbound.src, event.outbound.dst
@@ -217,14 +300,15 @@ class KernelApplier:
         out_t = Template(proto, mode, reqid, local if tunnel else None, remote if tunnel else None)
         in_t = Template(proto, mode, reqid, remote if tunnel else None, local if tunnel else None)
         policies = []
+        out, inward = (ids.mark_out, ids.if_id_out), (ids.mark_in, ids.if_id_in)
         for out_sel, in_sel in selector_pairs(event.local_ts, event.remote_ts):
-            policies.append(PolicySpec(out_sel, Direction.OUT, priority=POLICY_PRIORITY,
-                                       templates=(out_t,)))  # fmt: skip
-            policies.append(PolicySpec(in_sel, Direction.IN, priority=POLICY_PRIORITY,
-                                       templates=(in_t,)))  # fmt: skip
+            rows = [(out_sel, Direction.OUT, out_t, out), (in_sel, Direction.IN, in_t, inward)]
             if tunnel:  # RFC 4301 §5.1: forwarded traffic out of the tunnel needs a fwd policy
-                policies.append(PolicySpec(in_sel, Direction.FWD, priority=POLICY_PRIORITY,
-                                           templates=(in_t,)))  # fmt: skip
+                rows.append((in_sel, Direction.FWD, in_t, inward))
+            for selector, direction, template, (mark, if_id) in rows:
+                policies.append(PolicySpec(selector, direction, priority=POLICY_PRIORITY,
+                                           templates=(template,), mark=mark,
+                                           if_id=if_id))  # fmt: skip
         return policies
 
     def _claim_all(self, policies: list[PolicySpec]) -> None:
@@ -240,18 +324,18 @@ class KernelApplier:
     def _claim(self, policy: PolicySpec, *, bottom: bool = False) -> None:
         """Own a policy slot: on top (into the kernel, replacing the previous owner's policy),
         or at the bottom (a trap: in the kernel only while nobody else owns the slot)."""
-        owners = self.slots.get((policy.selector, policy.direction))
+        owners = self.slots.get(_slot(policy))
         if not owners or not bottom:
             self.kernel.update_policy(policy)
         if owners is None:
-            self.slots[(policy.selector, policy.direction)] = [policy]
+            self.slots[_slot(policy)] = [policy]
         elif bottom:
             owners.insert(0, policy)
         else:
             owners.append(policy)
 
     def _release(self, policy: PolicySpec) -> None:
-        key = (policy.selector, policy.direction)
+        key = _slot(policy)
         owners = self.slots.get(key, [])
         index = next((i for i, p in enumerate(owners) if p is policy), None)
         if index is None:
@@ -260,7 +344,9 @@ class KernelApplier:
         try:
             if not owners:
                 del self.slots[key]
-                self.kernel.delete_policy(policy.selector, policy.direction)
+                self.kernel.delete_policy(
+                    policy.selector, policy.direction, policy.mark, policy.if_id
+                )
             elif index == len(owners):  # it was in the kernel: the next owner's policy returns
                 self.kernel.update_policy(owners[-1])
         except KernelError as exc:
@@ -282,7 +368,7 @@ class KernelApplier:
             return
         dst, spi, proto = key
         try:
-            self.kernel.delete_sa(dst, spi, proto)
+            self.kernel.delete_sa(dst, spi, proto, self.marks.pop(key, None))
         except KernelError as exc:
             if exc.errno not in (errno.ESRCH, errno.ENOENT):
                 log.warning("kernel SA delete failed", error=str(exc))
@@ -316,8 +402,18 @@ class KernelApplier:
         tunnel = mode is XfrmMode.TUNNEL
         template = Template(proto, mode, reqid, local if tunnel else None,
                             remote if tunnel else None)  # fmt: skip
+        ids = resolve_ids(child.xfrm_ids, reqid)
+        if child.xfrm_ids.interface and ids.if_id_out is not None:
+            self.links.ensure_xfrm(child.xfrm_ids.interface, ids.if_id_out)
         policies = [
-            PolicySpec(out_sel, Direction.OUT, priority=TRAP_PRIORITY, templates=(template,))
+            PolicySpec(
+                out_sel,
+                Direction.OUT,
+                priority=TRAP_PRIORITY,
+                templates=(template,),
+                mark=ids.mark_out,
+                if_id=ids.if_id_out,
+            )
             for out_sel, _ in selector_pairs(child.local_ts, child.remote_ts)
         ]
         for policy in policies:
@@ -347,4 +443,6 @@ class KernelApplier:
         sas, policies = len(self.sas), len(self.slots)
         for key in list(self.sas):
             self._delete_sa(key)
+        for name in self.links.remove_created():
+            log.info("xfrm interface removed", interface=name)
         return sas, policies

@@ -267,6 +267,7 @@ def establish(
         remote_ts=ts_specs(remote_sel),
         encap=(sa.local[1], sa.remote[1]) if nat or sa.tcp else None,  # RFC 9329 §6.5
         encap_tcp=sa.tcp is not None,
+        xfrm_ids=child.config.xfrm_ids,
         esn=suite.esn,
         replay_window=child.config.replay_window,
         rekey_time=child.config.rekey_time,
