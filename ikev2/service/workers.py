@@ -15,6 +15,7 @@ control socket and routes:
                    its start_action and trap SAs and gets that peer's own IKE_SA_INIT requests
   down ID          the owner of the IKE SA; `down NAME`: every worker, merged
   rekey ID         the owner
+  redirect ID      the owner (RFC 5685 §3.6)
   list-sas, stats  every worker, merged ("worker" names the owner of each IKE SA)
   reload, SIGHUP   every worker re-reads the file
 
@@ -282,6 +283,7 @@ class Supervisor:
             "up": self._cmd_up,
             "down": self._cmd_down,
             "rekey": self._cmd_rekey,
+            "redirect": self._cmd_rekey,  # the same routing: the owner of the IKE SA
             "list-sas": self._cmd_list,
             "reload": self._cmd_reload,
             "stats": self._cmd_stats,
@@ -333,8 +335,10 @@ class Supervisor:
             return {"ok": False, "error": f"no IKE SA {number}"}
         index, local = split_id(number, self.workers)
         answer = await self.links[index].call({**request, "id": local})
-        if not answer.get("ok") and answer.get("error") == f"no IKE SA {local}":
-            answer["error"] = f"no IKE SA {number}"  # the id the user gave, not the worker's
+        error = str(answer.get("error", ""))
+        if not answer.get("ok") and error.endswith(f"IKE SA {local}"):
+            # the id the user gave, not the worker's
+            answer["error"] = error.removesuffix(str(local)) + str(number)
         return answer
 
     async def _cmd_list(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from ikev2.service.udp import free_port_pair
 
 from .daemons import MOON, SUN, Daemon, side_config, wait_until
@@ -27,7 +29,7 @@ class Three:
 
 
 @contextlib.asynccontextmanager
-async def three_daemons(redirect_a: str = "") -> AsyncIterator[Three]:
+async def three_daemons(redirect_a: str = "", a_args: tuple[str, ...] = ()) -> AsyncIterator[Three]:
     """moon initiates `net` to A; A (with `redirect_a` keys in its connection) and B are
     gateways of the same identity and PSK."""
     workdir = Path(tempfile.mkdtemp(prefix="ikev2r-"))
@@ -43,7 +45,10 @@ async def three_daemons(redirect_a: str = "") -> AsyncIterator[Three]:
     for name, text in texts.items():
         config = workdir / f"{name}.toml"
         config.write_text(text)
-        daemons[name] = Daemon(name, config, str(workdir / f"{name}.sock"), workdir / f"{name}.log")
+        args = a_args if name == "a" else ()
+        daemons[name] = Daemon(
+            name, config, str(workdir / f"{name}.sock"), workdir / f"{name}.log", args
+        )
     try:
         for name in ("b", "a", "moon"):
             await daemons[name].start()
@@ -88,8 +93,10 @@ async def test_redirect_in_ike_auth() -> None:
         assert await wait_until(lambda: _at_b_only(three)), three.a.log.read_text()
 
 
-async def test_redirect_of_an_established_sa_from_the_cli() -> None:
-    async with three_daemons() as three:
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_redirect_of_an_established_sa_from_the_cli(workers: int) -> None:
+    """With workers = 2 on A the supervisor hands the command to the IKE SA's owner."""
+    async with three_daemons(a_args=("--workers", str(workers))) as three:
         code, _, err = await three.moon.cli("up", "net")
         assert code == 0, err
         [at_a] = await three.a.sas()
