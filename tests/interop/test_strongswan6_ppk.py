@@ -12,6 +12,9 @@ strongSwan's swanctl.conf: connections.<conn>.ppk_id / ppk_required and secrets.
   AUTHENTICATION_FAILED).
 - `sw6_ppk_optional_fallback`: both optional but the responder lacks the initiator's PPK_ID: it
   verifies NO_PPK_AUTH and both go on without a PPK, keys equal.
+- `sw6_ppk_ike_rekey`: the PPK IKE SA rekeyed with x25519 + ML-KEM-768 (one IKE_FOLLOWUP_KE,
+  RFC 9370 §2.2.4): the new IKE SA's keys (from the PPK's SK_d, RFC 7296 §2.18) equal
+  strongSwan's, the child moves over, and both still list the IKE SA as PPK.
 """
 
 from __future__ import annotations
@@ -166,3 +169,31 @@ def test_sw6_ppk_optional_fallback(role: str, pair: Topology, peers: Any) -> Non
     p.check_children(expected=1)
     derivations = p.ss.ike_keys()
     assert compare_ike(p.ours.key_log(), derivations[-1], theirs.spi_i, theirs.spi_r) == []
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_sw6_ppk_ike_rekey(role: str, pair: Topology, peers: Any) -> None:
+    side = PpkSpec((MOON,), ppk_id=MOON[0], required=True)
+    p = peers(ppk_spec("sw6-ppk-rekey", side, side), pair, role)
+    p.establish()
+    mine, _ = p.ike_pair()
+    old = (mine["spi_i"], mine["spi_r"])
+    (child,) = mine["children"]
+    if role == interop.OURS_INITIATOR:
+        done = p.ours.cli("rekey", str(mine["id"]))
+        assert done.ok, done.output
+    else:
+        result = p.ss.rekey(ike=p.spec.name)
+        assert result.ok, f"{result.output}\n{p.logs()}"
+    p.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old
+                    and sas[0]["state"].upper() == "ESTABLISHED", timeout=15)  # fmt: skip
+    p.ss.wait_for(lambda sas: len(sas) == 1 and (sas[0].spi_i, sas[0].spi_r) != old, timeout=15)
+    mine, theirs = p.ike_pair()
+    assert mine["ppk"] is True and theirs.raw.get("dh-group") == "CURVE_25519", theirs.raw
+    assert theirs.raw.get("ake1") == "ML_KEM_768", theirs.raw
+    followups = r"(?:generating|parsed) IKE_FOLLOWUP_KE request (\d+) \[ KE N\(ADD_KE\)"
+    assert len(set(re.findall(followups, p.ss.log()))) == 1, p.ss.tail()
+    derivations = p.ss.ike_keys()
+    assert compare_ike(p.ours.key_log(), derivations[-1], theirs.spi_i, theirs.spi_r) == []
+    assert [c["spi_in"] for c in mine["children"]] == [child["spi_in"]]  # moved, not rekeyed
+    p.check_children(expected=1)
