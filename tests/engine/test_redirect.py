@@ -319,3 +319,16 @@ def test_established_redirect_refused_when_not_following() -> None:
     assert list(net.engines[C].sas) == [old]  # kept until A deletes it after its timeout
     net.run(until=net.now + 60)
     assert not net.engines[A].sas and not net.engines[C].sas
+
+
+def test_random_gateway_data_never_raises() -> None:
+    """Peer bytes: decode_gateway answers a (gateway, nonce) pair or None, never an exception."""
+    rng = random.Random(5685)
+    seen = 0
+    for _ in range(5000):
+        data = bytes([rng.choice((1, 2, 3, 0, 9))]) + rng.randbytes(rng.randrange(0, 40))
+        parsed = decode_gateway(data)
+        if parsed is not None:
+            seen += 1
+            assert decode_gateway(encode_gateway(*parsed)) == parsed
+    assert seen > 0
