@@ -46,8 +46,6 @@ WHY = {
     "keyingtries": "retransmission is set per connection (retransmit_*), no retry loop",
     "dpd_timeout": "IKEv1 only",
     "send_cert": "our certificate is always sent",
-    "ppk_id": "no post-quantum preshared keys (RFC 8784)",
-    "ppk_required": "no post-quantum preshared keys (RFC 8784)",
     "if_id_in": "no XFRM interfaces", "if_id_out": "no XFRM interfaces",
     "mediation": "no mediation", "mediated_by": "no mediation", "mediation_peer": "no mediation",
     "rand_time": "no lifetime jitter", "rekey_bytes": "no volume-based rekeying (life_bytes only)",
@@ -69,7 +67,8 @@ WHY = {
 }  # fmt: skip
 CONN_KEYS = {"local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "dpd_delay",
              "rekey_time", "reauth_time", "over_time", "fragmentation", "send_certreq",
-             "pools", "vips", "version", "children", "childless"}  # fmt: skip
+             "pools", "vips", "version", "children", "childless", "ppk_id",
+             "ppk_required"}  # fmt: skip
 CHILD_KEYS = {"local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window"}  # fmt: skip
 POOL_KEYS = {"addrs": "addrs", "dns": "dns", "subnet": "subnet", "split_include": "subnet"}
@@ -288,6 +287,10 @@ def _connection(imp: Import, name: str, table: Tree) -> dict[str, Any] | None:
     for name_list in ("pools", "vips"):
         if name_list in table:
             out[name_list] = _list(table[name_list])
+    if table.get("ppk_id", "").strip():  # RFC 8784 (config_ppk.py), the same names
+        out["ppk_id"] = table["ppk_id"].strip()
+    if "ppk_required" in table:
+        out["ppk_required"] = _yes(table["ppk_required"])
     rounds = sorted(k for k in table if k == "local" or k.startswith("local-"))
     remotes = sorted(k for k in table if k == "remote" or k.startswith("remote-"))
     for extra in rounds[1:] + remotes[1:]:
@@ -357,13 +360,18 @@ def _secrets(imp: Import, table: Tree) -> dict[str, Any]:
             imp.drop(key, "not a section")
             continue
         kind = name.split("-", 1)[0].rstrip("0123456789")
-        if kind not in ("ike", "eap"):
-            why = {"xauth": "IKEv1 only", "ntlm": "no NTLM", "ppk": "no PPK (RFC 8784)",
-                   "token": "no smartcards"}.get(kind, "encrypted private keys are not supported: "
-                                                 "store the key decrypted, mode 0600")  # fmt: skip
+        if kind not in ("ike", "eap", "ppk"):
+            why = {"xauth": "IKEv1 only", "ntlm": "no NTLM", "token": "no smartcards"}.get(
+                kind, "encrypted private keys are not supported: store the key decrypted, "
+                "mode 0600")  # fmt: skip
             imp.drop(key, why)
             continue
         ids = [v for k, v in data.items() if k == "id" or k.startswith("id-")]
+        if kind == "ppk":  # RFC 8784: our loader reads swanctl's 0x/0s forms itself
+            out[name] = {"ids": ids, "secret": data.get("secret", "")}
+            others = {k: v for k, v in data.items() if k != "secret" and k not in ids_keys(data)}
+            _rest(imp, key, others, set())
+            continue
         secret = _secret_value(imp, key, data.get("secret", ""))
         if secret is None:
             continue

@@ -18,7 +18,7 @@ from ikev2.config import ServiceConfig, load_config
 from ikev2.engine.config import AuthMethodName, ConnectionConfig
 from ikev2.engine.identity import identity_to_str
 from ikev2.testing.daemon import render_toml
-from ikev2.testing.interop import ChildSpec, Spec, ours_config, swanctl_config
+from ikev2.testing.interop import ChildSpec, PpkSpec, Spec, ours_config, swanctl_config
 from ikev2.testing.strongswan import render_conf
 from ikev2.tools.import_swanctl import import_swanctl
 from ikev2.tools.import_swanctl import render_toml as ours_render
@@ -205,6 +205,8 @@ HARNESS_SPECS = [
         "ah",
         children=(ChildSpec(proto="ah", ours_proposals=("sha256",), ss_proposals=("sha256",)),),
     ),
+    # RFC 8784: connections.X.ppk_id / ppk_required and secrets.ppk* carried over
+    Spec("rfc8784", ours_ppk=PpkSpec((("ppk-moon", "5f7a0c31" * 8),), "ppk-moon", required=True)),
 ]
 
 
@@ -217,6 +219,7 @@ def _shape(conn: ConnectionConfig) -> dict[str, object]:
         "proposals": conn.ike_proposals,
         "timers": (conn.timers.dpd_delay, conn.timers.ike_rekey_time, conn.timers.reauth_time),
         "fragmentation": conn.fragmentation,
+        "ppk": (conn.ppk_id, conn.ppk_required, conn.ppks),
         "children": [
             (c.name, c.local_ts, c.remote_ts, c.proposals, c.mode, c.rekey_time)
             for c in conn.children
