@@ -144,6 +144,7 @@ class DaemonSettings:
     # the DNS servers (README "Remote access"); "" = no hook
     vip_interface: str = "lo"
     dns_hook: str = ""
+    install_routes: bool = True  # routes from the virtual IP in table 220 (service/vip_routes.py)
     # Prometheus endpoint (service/metrics.py): (host, port), or None (off, the default)
     metrics: tuple[str, int] | None = None
     # RFC 5685, the client's half (config_redirect.py)
@@ -328,7 +329,7 @@ class _Loader:
 DAEMON_KEYS = ("addresses", "port", "nat_port", "tcp_port", "control_socket", "kernel",
                "log_format", "log_level", "cookie_threshold", "max_half_open", "block_threshold",
                "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
-               "metrics", *config_redirect.DAEMON_KEYS)  # fmt: skip
+               "install_routes", "metrics", *config_redirect.DAEMON_KEYS)  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -363,6 +364,7 @@ def _daemon(table: _Table) -> DaemonSettings:
         workers=_workers(table, base.workers),
         vip_interface=config_pools.vip_interface(table, base.vip_interface),
         dns_hook=config_pools.dns_hook(table),
+        install_routes=bool(table.get("install_routes", bool, base.install_routes, "true")),
         metrics=_metrics(table),
         redirect=config_redirect.daemon_redirects(table),
     )

@@ -142,7 +142,10 @@ class Daemon:
             )
             applier = KernelApplier(kernel, reqid_stride=role.workers, reqid_offset=role.index,
                                     links=make_links(self.choice.name))  # fmt: skip
-        vips = make_virtual_ips(self.choice.name, settings.vip_interface, settings.dns_hook, loop)
+        vips = make_virtual_ips(
+            self.choice.name, settings.vip_interface, settings.dns_hook, loop,
+            settings.install_routes,
+        )  # fmt: skip
         driver_class = Driver if self.meter is None else MeteredDriver
         self.driver = driver_class(
             engine, kernel, self.transport, loop, self.key_log, applier, vips

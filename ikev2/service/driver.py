@@ -425,6 +425,8 @@ class Driver:
     def _child_established(self, event: ChildSaEstablished) -> None:
         self.counts["children"] += 1
         self.child_waits.established(event)
+        if self.vips is not None:
+            self.vips.child_established(event)  # a road warrior's routes (vip_routes.py)
         if self.key_log is not None:
             try:
                 self.key_log.child_sa(event)
@@ -433,6 +435,8 @@ class Driver:
 
     def _child_deleted(self, event: ChildSaDeleted) -> None:
         self.applier.child_deleted(event)
+        if self.vips is not None:
+            self.vips.child_deleted(event)
 
     def _vips_assigned(self, event: VirtualIpsAssigned) -> None:
         if self.vips is not None:

@@ -13,6 +13,8 @@ VirtualIpsAssigned / VirtualIpsReleased events.
       IKEV2_DNS          DNS servers, space-separated IKEV2_DNS_DOMAINS  INTERNAL_DNS_DOMAIN names
       IKEV2_SUBNETS      INTERNAL_IP4/6_SUBNET networks behind the gateway
   e.g. a script that feeds `resolvconf -a ikev2.$IKEV2_CONNECTION` or `resolvectl dns`.
+- Routes: to each tunnel-mode child's remote selectors from the virtual IP, in table 220 as
+  strongSwan does (vip_routes.py); `[daemon] install_routes = false` for none.
 """
 
 from __future__ import annotations
@@ -22,10 +24,17 @@ import os
 from collections.abc import Sequence
 
 from ..engine.config import IPAddress
-from ..engine.events import VirtualIpsAssigned, VirtualIpsReleased
+from ..engine.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    VirtualIpsAssigned,
+    VirtualIpsReleased,
+)
 from ..kernel import KernelError
 from ..kernel.addresses import AddressTable, MemoryAddresses, NetlinkAddresses
+from ..kernel.routes import MemoryRoutes, NetlinkRoutes, RouteTable
 from ..log import get_logger
+from .vip_routes import VipRoutes
 
 log = get_logger("ikev2.service.vips")
 HOOK_TIMEOUT = 10.0
@@ -56,8 +65,10 @@ class VirtualIps:
         interface: str = "lo",
         dns_hook: str = "",
         loop: asyncio.AbstractEventLoop | None = None,
+        routes: VipRoutes | None = None,
     ) -> None:
         self.addresses = addresses
+        self.routes = routes  # None: no routes (install_routes = false)
         self.interface = interface
         self.dns_hook = dns_hook
         self.loop = loop
@@ -88,8 +99,18 @@ class VirtualIps:
                 self._remove(vip)
         self._hook("down", event)
 
+    def child_established(self, event: ChildSaEstablished) -> None:
+        if self.routes is not None:
+            self.routes.child_up(event, list(self.holders))
+
+    def child_deleted(self, event: ChildSaDeleted) -> None:
+        if self.routes is not None:
+            self.routes.child_down(event)
+
     def remove_all(self) -> int:
-        """At shutdown: every address we added goes."""
+        """At shutdown: every route and address we added goes."""
+        if self.routes is not None:
+            self.routes.remove_all()
         count = 0
         for vip in sorted(self.ours, key=str):
             self._remove(vip)
@@ -175,13 +196,21 @@ class VirtualIps:
 
 
 def make_virtual_ips(
-    kernel_name: str, interface: str, dns_hook: str, loop: asyncio.AbstractEventLoop
+    kernel_name: str,
+    interface: str,
+    dns_hook: str,
+    loop: asyncio.AbstractEventLoop,
+    install_routes: bool = True,
 ) -> VirtualIps:
-    """Real interface addresses with the XFRM kernel, recorded ones with the in-memory kernel."""
+    """Real interface addresses and routes with the XFRM kernel, recorded ones with the
+    in-memory kernel."""
     table: AddressTable = MemoryAddresses()
+    routes: RouteTable = MemoryRoutes()
     if kernel_name == "xfrm":
         try:
-            table = NetlinkAddresses()
+            table, routes = NetlinkAddresses(), NetlinkRoutes()
         except KernelError as exc:
             log.warning("virtual IPs are recorded only: no NETLINK_ROUTE", error=str(exc))
-    return VirtualIps(table, interface, dns_hook, loop)
+    return VirtualIps(
+        table, interface, dns_hook, loop, VipRoutes(routes) if install_routes else None
+    )

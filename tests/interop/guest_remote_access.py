@@ -8,8 +8,10 @@ asserts every recorded check.
 road warrior (kernel-netlink, install_virtual_ip) gets 10.3.0.1, pings 10.2.0.1 behind the
 gateway from it through the tunnel, and our kernel's policies and states name 10.3.0.1/32.
 `client--ours-initiator`: our daemon is the road warrior against a strongSwan gateway with
-swanctl pools: netlink puts 10.4.0.1/32 and fd04::1/128 on its lo (kernel/addresses.py), it
-pings 10.2.0.1 from 10.4.0.1 through the tunnel, and `down` removes the addresses again.
+swanctl pools: netlink puts 10.4.0.1/32 and fd04::1/128 on its lo (kernel/addresses.py) and
+the route to 10.2.0.0/24 from 10.4.0.1 in table 220 with rule 220 (kernel/routes.py), it
+pings 10.2.0.1 from 10.4.0.1 through the tunnel by that route, and `down` removes the
+addresses, the route and the rule again.
 """
 
 from __future__ import annotations
@@ -117,7 +119,16 @@ def client(topo: Topology, workdir: Path, checks: dict[str, Any]) -> None:
         lo = sh("ip", "-n", topo.left.ns, "addr", "show", "dev", "lo").stdout
         checks["_lo"] = lo
         checks["vips_on_lo"] = "inet 10.4.0.1/32" in lo and "inet6 fd04::1/128" in lo
-        _routes(topo, "10.4.0.0/28", "10.4.0.1")
+        # our routes, as strongSwan's install_routes: rule 220, table 220 from the virtual IP
+        # (service/vip_routes.py); only the strongSwan gateway's way back is added here
+        sh("ip", "-n", topo.right.ns, "route", "replace", "10.4.0.0/28", "via", topo.left.addr)
+        table = sh("ip", "-n", topo.left.ns, "route", "show", "table", "220").stdout
+        rules = sh("ip", "-n", topo.left.ns, "rule", "show").stdout
+        checks["_table_220"], checks["_rules"] = table, rules
+        checks["route_from_vip"] = bool(
+            re.search(r"^10\.2\.0\.0/24 .*proto static .*src 10\.4\.0\.1", table, re.M)
+        )
+        checks["rule_220"] = "220:\tfrom all lookup 220" in rules
         checks["ping"], checks["_ping"] = _ping(topo.left.ns, "10.4.0.1")
         policy = sh("ip", "-n", topo.left.ns, "xfrm", "policy").stdout
         checks["_client_policy"] = policy[-3000:]
@@ -128,6 +139,9 @@ def client(topo: Topology, workdir: Path, checks: dict[str, Any]) -> None:
         time.sleep(0.5)
         lo_after = sh("ip", "-n", topo.left.ns, "addr", "show", "dev", "lo").stdout
         checks["vips_removed"] = "10.4.0.1" not in lo_after and "fd04::1" not in lo_after
+        table_after = sh("ip", "-n", topo.left.ns, "route", "show", "table", "220").stdout
+        rules_after = sh("ip", "-n", topo.left.ns, "rule", "show").stdout
+        checks["routes_removed"] = table_after.strip() == "" and "lookup 220" not in rules_after
         checks["zero_after_teardown"] = _packets(topo.left.ns) == 0
     except BaseException:
         checks["error"] = traceback.format_exc()[-4000:]

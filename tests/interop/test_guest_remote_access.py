@@ -25,8 +25,9 @@ EXPECTED = {
     "gateway": {"established", "strongswan_got_vips", "ours_lists_remote_vips", "ping",
                 "gateway_policy_names_lease", "gateway_counters_moved", "down",
                 "zero_after_teardown"},
-    "client": {"established", "ours_got_vips", "vips_on_lo", "ping", "client_policy_from_vip",
-               "client_counters_moved", "down", "vips_removed", "zero_after_teardown"},
+    "client": {"established", "ours_got_vips", "vips_on_lo", "route_from_vip", "rule_220",
+               "ping", "client_policy_from_vip", "client_counters_moved", "down",
+               "vips_removed", "routes_removed", "zero_after_teardown"},
 }  # fmt: skip
 
 
