@@ -472,7 +472,8 @@ def _selectors(
 CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
                    "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
                    "fragmentation", "send_certreq", "unique", "keyingtries", "transport",
-                   "retransmit_timeout", "retransmit_base", "retransmit_tries",
+                   "mobike", "mobike_no_nats", "retransmit_timeout", "retransmit_base",
+                   "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
                    "vips", "childless", *config_ppk.PPK_CONNECTION_KEYS,
                    *config_redirect.CONNECTION_KEYS)  # fmt: skip
@@ -842,6 +843,8 @@ def _connection(
         timers=timers,
         fragmentation=bool(table.get("fragmentation", bool, True, "true")),
         send_certreq=bool(table.get("send_certreq", bool, True, "true")),
+        mobike=bool(table.get("mobike", bool, True, "true")),
+        mobike_no_nats=bool(table.get("mobike_no_nats", bool, False, "false")),
         make_before_break=bool(table.get("make_before_break", bool, True, "true")),
         pools=pool_names,
         vips=vips,

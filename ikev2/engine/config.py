@@ -307,6 +307,10 @@ class ConnectionConfig:
     remote_port: int = 500
     timers: Timers = Timers()
     fragmentation: bool = True
+    # RFC 4555: offer/accept MOBIKE in IKE_AUTH (swanctl.conf's mobike, default yes); with
+    # mobike_no_nats our UPDATE_SA_ADDRESSES carries NO_NATS_ALLOWED (§3.9)
+    mobike: bool = True
+    mobike_no_nats: bool = False
     fragment_size: int = 0  # largest IKE datagram when fragmenting; 0: RFC 7383 default
     send_certreq: bool = True
     send_initial_contact: bool = True

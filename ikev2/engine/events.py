@@ -168,3 +168,20 @@ class VirtualIpsReleased(Event):
     connection: str
     vips: tuple[IPAddress, ...]
     dns: tuple[IPAddress, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IkeSaMoved(Event):
+    """The IKE SA's endpoints changed: a MOBIKE UPDATE_SA_ADDRESSES (RFC 4555 §3.5), or the
+    peer's NAT mapping moved (RFC 7296 §2.23). `children` pairs each child SA's installed event
+    with its replacement: the same SPIs and keys, the new tunnel endpoints and UDP
+    encapsulation. The service moves the kernel SAs and policies in place."""
+
+    connection: str
+    old_local: Endpoint
+    old_remote: Endpoint
+    local: Endpoint
+    remote: Endpoint
+    nat_local: bool
+    nat_remote: bool
+    children: tuple[tuple[ChildSaEstablished, ChildSaEstablished], ...] = ()

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .tasks.config_payload import CpState
     from .tasks.followup_ke import Pending
     from .tasks.intermediate import IntermediateState
+    from .tasks.mobike import MobikeState
     from .tasks.ppk import PpkState
     from .tcp import TcpLink
 
@@ -181,6 +182,7 @@ class IkeSa:
         "last_heard",
         "local",
         "log",
+        "mobike",
         "nat_local",
         "nat_remote",
         "nonce_i",
@@ -204,6 +206,7 @@ class IkeSa:
         "rekeyed_at",
         "remote",
         "remote_identity",
+        "reply_path",
         "requests",
         "responses",
         "sk_in",
@@ -275,6 +278,9 @@ class IkeSa:
         self.sk_in: SkCipher | None = None
         self.nat_local = False
         self.nat_remote = False
+        self.mobike: MobikeState | None = None  # RFC 4555 (tasks/mobike.py)
+        # RFC 7296 §2.11: answers go where the request came from (remote, local)
+        self.reply_path: tuple[Endpoint, Endpoint] | None = None
         self.peer_fragmentation = False
         self.peer_childless = False  # RFC 6023 §3: CHILDLESS_IKEV2_SUPPORTED in its IKE_SA_INIT
         # RFC 7383 §2.6: reassembly, one per direction (False: requests, True: responses),
@@ -454,9 +460,14 @@ class IkeSa:
     ) -> tuple[bytes, ...]:
         packets = self.protect_all(exchange, message_id, True, payloads)
         self.responses.answered(message_id, packets)
-        for packet in packets:
-            self.send(packet)
+        self.send_reply(packets)
         return packets
+
+    def send_reply(self, packets: Sequence[bytes]) -> None:
+        """§2.11: a response goes to the address and port its request came from."""
+        remote, local = self.reply_path or (self.remote, self.local)
+        for packet in packets:
+            self.outbox.datagrams.append(Datagram(packet, remote, local, self.tcp is not None))
 
     # --- timers
     def deadline(self) -> float | None:
@@ -560,16 +571,6 @@ class IkeSa:
         )
         if self.reauth_by is not None or rekey_later:
             self.rekey_at = None
-
-    def follow_peer(self, remote: Endpoint, local: Endpoint) -> None:
-        """RFC 7296 §2.23: behind a NAT, follow the address the peer's packets come from."""
-        if (self.nat_local or self.nat_remote) and (self.remote != remote or self.local != local):
-            self.log.info(
-                "peer endpoint updated",
-                old=f"{self.remote[0]}:{self.remote[1]}",
-                new=f"{remote[0]}:{remote[1]}",
-            )
-            self.remote, self.local = remote, local
 
     def established_event(
         self, remote_id: str, suite: str, rekeyed_from: int | None = None

@@ -54,6 +54,7 @@ from .tasks import (
     ike_rekey,
     informational,
     intermediate,
+    mobike,
     redirect,
     revocation_wait,
 )
@@ -233,6 +234,20 @@ class Engine:
             log.info("acquire: initiating", conn=name, child=config.name)
             self.initiate(name, now, children=(config,))
         else:
+            self._after(sa)
+        return self._drain()
+
+    def local_address_changed(
+        self,
+        old: IPAddress,
+        new: IPAddress,
+        now: float,
+        additional: tuple[IPAddress, ...] = (),
+    ) -> list[Event]:
+        """Our address `old` is gone and `new` reaches the peers: each MOBIKE IKE SA we
+        initiated on `old` moves there with UPDATE_SA_ADDRESSES (RFC 4555 §3.5), announcing
+        `additional` as our other addresses (§3.6); IkeSaMoved events follow (tasks/mobike.py)."""
+        for sa in mobike.local_address_changed(list(self.sas.values()), old, new, now, additional):
             self._after(sa)
         return self._drain()
 
@@ -429,8 +444,10 @@ class Engine:
             self._gate_info(now, "message ID is not 0", "IKE_SA_INIT response dropped", sa.log)
             return
         if ike_init.process_i(sa, raw, message, now):
-            if (sa.nat_local or sa.nat_remote) and sa.remote[1] == 500 and sa.tcp is None:
-                # RFC 7296 §2.23: move to port 4500 from IKE_AUTH on
+            if sa.tcp is None:
+                mobike.natd_seen(sa, message)
+            if mobike.floats(sa) and sa.remote[1] == 500 and sa.tcp is None:
+                # RFC 7296 §2.23 (and RFC 4555 §3.3): move to port 4500 from IKE_AUTH on
                 sa.local = (sa.local[0], 4500)
                 sa.remote = (sa.remote[0], 4500)
             self.by_spi[sa.local_spi] = sa
@@ -450,8 +467,8 @@ class Engine:
             if sa.tcp is not None:
                 return tcp.replay(sa, remote, local)  # RFC 9329 §6.2
             sa.log.debug("retransmitted request answered from cache", mid=header.message_id)
-            for packet in sa.responses.last_response:
-                sa.send(packet)
+            for packet in sa.responses.last_response:  # §2.11: to where the request came from
+                self._send_plain(packet, remote, local)
             return
         if kind is RequestClass.INVALID:
             self._gate_info(
@@ -482,7 +499,10 @@ class Engine:
             return  # more fragments to come
         inner = opened
         sa.last_heard = now
-        tcp.follow(sa, remote, local) if sa.tcp else sa.follow_peer(remote, local)
+        if sa.tcp:
+            tcp.follow(sa, remote, local)
+        else:
+            mobike.observe(sa, remote, local, header.message_id, True)
         for child in sa.children:  # a new request: the peer has our earlier answers
             if 0 <= child.created_by_request < header.message_id:
                 child.created_by_request = -1
@@ -520,7 +540,7 @@ class Engine:
             return answer
         if exchange == ExchangeType.INFORMATIONAL:
             redirect.informational(sa, inner, now)  # RFC 5685 §3.6
-            return informational.respond(sa, inner)
+            return informational.respond(sa, inner) + mobike.respond(sa, inner)
         if exchange == ExchangeType.IKE_INTERMEDIATE:
             return intermediate.respond(sa, inner, now)
         if exchange == ExchangeType.IKE_FOLLOWUP_KE:
@@ -568,7 +588,10 @@ class Engine:
             return  # more fragments to come
         inner = opened
         sa.last_heard = now
-        tcp.follow(sa, remote, local) if sa.tcp else sa.follow_peer(remote, local)
+        if sa.tcp:
+            tcp.follow(sa, remote, local)
+        else:
+            mobike.observe(sa, remote, local, header.message_id, False)
         try:
             validate_payloads(header.exchange, True, inner, inner=True)
         except ProtocolError as exc:

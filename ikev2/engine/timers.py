@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import reauth, tcp
 from .ike_sa import ChildState, IkeSa
 from .state import IkeState
-from .tasks import create_child, ike_init, ike_rekey, informational
+from .tasks import create_child, ike_init, ike_rekey, informational, mobike
 from .window import RetransmitAction
 
 
@@ -31,7 +31,7 @@ def on_timer(sa: IkeSa, now: float) -> None:
         delay = sa.conn.timers.dpd_delay
         if now - sa.last_heard >= delay and not sa.requests.busy:
             sa.dpd_due = None
-            sa.start_exchange(informational.LivenessExchange(), now)
+            sa.start_exchange(mobike.liveness(sa), now)  # RFC 4555 §3.8 NAT checks
         else:  # heard lately, or a request is out (its retransmits check liveness, §2.4)
             sa.dpd_due = max(sa.last_heard + delay, sa.requests.deadline() or now, now + 0.001)
 

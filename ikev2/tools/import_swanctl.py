@@ -38,7 +38,6 @@ from .swanctl_syntax import SwanctlSyntaxError, Tree, read_settings
 KEY_DIRS = ("private", "rsa", "ecdsa", "pkcs8")
 # settings with no counterpart here, and why (anything else unknown: "no equivalent setting")
 WHY = {
-    "mobike": "no MOBIKE (RFC 4555) here",
     "encap": "UDP encapsulation is used only when a NAT is detected",
     "unique": "no uniqueness policy; INITIAL_CONTACT replaces old IKE SAs",
     "aggressive": "IKEv1 only",
@@ -274,7 +273,7 @@ def _connection(imp: Import, name: str, table: Tree) -> dict[str, Any] | None:
         out["proposals"] = _list(table["proposals"])
     out["dpd_delay"] = table.get("dpd_delay", "0s") or "0s"  # swanctl: no DPD unless set
     _durations(out, table, ("rekey_time", "reauth_time", "over_time"))
-    for flag in ("fragmentation", "send_certreq"):
+    for flag in ("fragmentation", "send_certreq", "mobike"):
         if flag in table:
             value = table[flag].strip().lower()
             if value in ("accept", "force"):

@@ -153,7 +153,7 @@ def test_init_redirect_is_followed(seed: int, loss: float) -> None:
     sa_id = net.engines[C].initiate("net", net.now)
     net.run()
     [up] = net.of(C, IkeSaEstablished)
-    assert up.ike_sa_id == sa_id and up.remote == (B, 500)  # the same IKE SA, now at B
+    assert up.ike_sa_id == sa_id and up.remote == (B, 4500)  # the same IKE SA, now at B
     assert [e.gateway for e in net.of(C, IkeSaRedirected)] == [str(B)]
     assert len(net.of(C, ChildSaEstablished)) == 1
     assert not net.engines[A].sas  # A keeps no state for a redirect
@@ -174,7 +174,7 @@ def test_no_redirect_without_support() -> None:
     net.engines[C].initiate("net", net.now)
     net.run()
     [up] = net.of(C, IkeSaEstablished)
-    assert up.remote == (A, 500)  # §3.2: A must not redirect a client that did not ask
+    assert up.remote == (A, 4500)  # §3.2: no redirect unasked (4500: RFC 4555 §3.3)
     assert not any(NotifyType.REDIRECT_SUPPORTED in notify_types(d) for d in net.sent)
 
 
@@ -200,7 +200,7 @@ def test_forged_redirect_is_ignored() -> None:
     net.run()
     assert forged
     [up] = net.of(C, IkeSaEstablished)
-    assert up.remote == (A, 500)
+    assert up.remote == (A, 4500)
     assert not net.of(C, IkeSaRedirected) and not net.init_requests_to(B)
 
 
@@ -247,7 +247,7 @@ def test_auth_redirect_is_followed(seed: int, loss: float) -> None:
     [moved] = net.of(C, IkeSaRedirected)
     assert moved.ike_sa_id == old and moved.new_ike_sa_id != old
     [up] = net.of(C, IkeSaEstablished)  # only the new one: the old one never counted as up
-    assert up.ike_sa_id == moved.new_ike_sa_id and up.remote == (B, 500)
+    assert up.ike_sa_id == moved.new_ike_sa_id and up.remote == (B, 4500)
     assert [e.ike_sa_id for e in net.of(C, ChildSaEstablished)] == [up.ike_sa_id]
     assert list(net.engines[C].sas) == [up.ike_sa_id]
     assert not net.engines[A].sas  # the client deleted the redirected IKE SA (§3.5)
@@ -287,7 +287,7 @@ def test_established_redirect_is_followed(seed: int, loss: float) -> None:
     [moved] = net.of(C, IkeSaRedirected)
     assert moved.ike_sa_id == old
     [up] = net.of(C, IkeSaEstablished)
-    assert up.ike_sa_id == moved.new_ike_sa_id and up.remote == (B, 500)
+    assert up.ike_sa_id == moved.new_ike_sa_id and up.remote == (B, 4500)
     # make-before-break: the new child is up before the old one goes (over a lossy link A
     # may delete the old IKE SA first, after its half-open timeout: §3.6)
     order = [type(e) for e in net.events[C] if isinstance(e, ChildSaEstablished | ChildSaDeleted)]

@@ -52,6 +52,7 @@ from . import (
     eap,
     find_payload,
     intermediate,
+    mobike,
     ppk,
     redirect,
     revocation_wait,
@@ -182,6 +183,7 @@ class IkeAuthExchange:
         if conn.send_initial_contact and self.initial_contact:
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         payloads += config_payload.request(sa)  # §2.19 CP(CFG_REQUEST) for the vips
+        payloads += mobike.auth_request(sa)  # RFC 4555 §3.3
         way = childless.first_child(sa, self.child_config)  # RFC 6023: the policy table
         if way is childless.FirstChild.FAIL:
             _fail(sa, "the peer does not support childless IKE SAs (childless = force)", None)
@@ -225,6 +227,7 @@ class IkeAuthExchange:
         if redirect.auth_redirected(sa, self, identity, payloads, now):  # RFC 5685 §3.5
             return
         established(sa, identity, now)
+        mobike.auth_response(sa, payloads)
         config_payload.process_reply(sa, payloads)
         if self.child_request is not None:
             child_create.process_i(sa, self.child_request, payloads, now)
@@ -295,7 +298,7 @@ def respond(
     if moved:
         return answer + moved
     cp_answer, child_allowed = config_payload.respond(sa, payloads, now)  # §2.19 CP(CFG_REPLY)
-    answer += cp_answer
+    answer += cp_answer + mobike.auth_answer(sa, payloads)
     if child_allowed:
         answer += child_create.respond(sa, payloads, reqid_source, now)
     return answer

@@ -33,7 +33,15 @@ from ..ike_sa import ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
 from ..support import crypto_supports, describe_suite
-from . import as_notify_type, config_payload, error_notifies, find_payload, followup_ke, ppk
+from . import (
+    as_notify_type,
+    config_payload,
+    error_notifies,
+    find_payload,
+    followup_ke,
+    mobike,
+    ppk,
+)
 from .informational import DeleteIkeExchange
 
 if TYPE_CHECKING:
@@ -88,6 +96,7 @@ def _adopt(
     ppk.inherit(new, old)  # RFC 8784: the new keys come from the PPK's SK_d
     new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
     new.peer_fragmentation = old.peer_fragmentation
+    mobike.adopt(old, new)  # RFC 4555 stays negotiated
     new.peer_hash_algorithms = old.peer_hash_algorithms
     new.transition(IkeInput.ADOPT)
     new.established_at = now
