@@ -74,6 +74,14 @@ class Kernel(Protocol):
         """Remove an SA (XFRM_MSG_DELSA); ESRCH if there is none. An SA with a mark needs it."""
         ...
 
+    def move_sa(self, old_dst: IPAddress, spec: SaSpec) -> None:
+        """Move the SA (old_dst, spec.spi, spec.proto) to spec's addresses and encapsulation,
+        keeping its sequence numbers, replay window and lifetime use (MOBIKE, RFC 4555 §3.5;
+        a NAT rebinding, RFC 7296 §2.23). XFRM_MSG_UPDSA changes neither address of a live SA,
+        so: GETSA, then NEWSA with the replay state and DELSA of the old one (DELSA first when
+        the destination, part of the SA's key, stays). ESRCH if there is no such SA."""
+        ...
+
     def get_sa_counters(
         self, dst: IPAddress, spi: int, proto: IpProto | ProtocolId, mark: Mark | None = None
     ) -> SaCounters:

@@ -139,6 +139,15 @@ class InMemoryKernel:
         self.calls.append(("delete_sa", dst, spi, p))
         del self.sas[self._find("delete_sa", dst, spi, p, mark)]
 
+    def move_sa(self, old_dst: IPAddress, spec: SaSpec) -> None:
+        self.calls.append(("move_sa", old_dst, spec))
+        self._check_supported("move_sa", spec)
+        key = self._find("move_sa", old_dst, spec.spi, spec.proto, spec.mark)
+        if self._key(spec) != key and self._key(spec) in self.sas:
+            raise KernelError("move_sa", errno.EEXIST, f"{spec.proto.name} spi {spec.spi:#010x}")
+        old = self.sas.pop(key)  # its counters go along, as the replay state does in XFRM
+        self.sas[self._key(spec)] = _Sa(spec, spec.src, spec.reqid, old.counters, old.soft_expired)
+
     def get_sa_counters(
         self, dst: IPAddress, spi: int, proto: IpProto | ProtocolId, mark: Mark | None = None
     ) -> SaCounters:

@@ -118,8 +118,10 @@ class XfrmKernel:
             raise KernelError("allocate_spi", errno.EPROTO, "no NEWSA reply to ALLOCSPI")
         return codec.parse_sa(replies[0], "allocate_spi").spi
 
-    def _install_sa(self, op: str, msg_type: int, spec: SaSpec) -> None:
-        body = codec.encode_sa(spec)
+    def _install_sa(
+        self, op: str, msg_type: int, spec: SaSpec, carried: list[tuple[int, bytes]] | None = None
+    ) -> None:
+        body = codec.encode_sa(spec, carried or ())
         try:
             self._nl.request(op, msg_type, body)
         except KernelError as exc:
@@ -132,6 +134,19 @@ class XfrmKernel:
 
     def update_sa(self, spec: SaSpec) -> None:
         self._install_sa("update_sa", s.XfrmMsg.UPDSA, spec)
+
+    def move_sa(self, old_dst: IPAddress, spec: SaSpec) -> None:
+        p = ip_proto(spec.proto)
+        replies = self._sa_request("move_sa", s.XfrmMsg.GETSA, old_dst, spec.spi, p, spec.mark)
+        if not replies:
+            raise KernelError("move_sa", errno.EPROTO, "no NEWSA reply to GETSA")
+        carried = codec.sa_state_attrs(replies[0], "move_sa")
+        if old_dst == spec.dst:  # the same key: the old one must go first
+            self.delete_sa(old_dst, spec.spi, p, spec.mark)
+            self._install_sa("move_sa", s.XfrmMsg.NEWSA, spec, carried)
+            return
+        self._install_sa("move_sa", s.XfrmMsg.NEWSA, spec, carried)
+        self.delete_sa(old_dst, spec.spi, p, spec.mark)
 
     def _sa_request(
         self, op: str, msg_type: int, dst: IPAddress, spi: int, proto: IpProto, mark: Mark | None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import ip_address, ip_network
 from typing import Any
 
@@ -217,8 +217,25 @@ def mark_attrs(mark: Mark | None, if_id: int | None) -> list[tuple[int, bytes]]:
     return attrs
 
 
-def encode_sa(spec: SaSpec) -> bytes:
-    return bytes(s.xfrm_usersa_info.build(usersa_info_fields(spec))) + pack_attrs(sa_attrs(spec))
+def encode_sa(spec: SaSpec, carried: Sequence[tuple[int, bytes]] = ()) -> bytes:
+    """NEWSA/UPDSA body; `carried` attributes (sa_state_attrs of the SA it replaces) take the
+    place of the spec's own of the same type."""
+    attrs = sa_attrs(spec)
+    if carried:
+        kinds = {kind for kind, _ in carried}
+        attrs = [a for a in attrs if a[0] not in kinds] + list(carried)
+    return bytes(s.xfrm_usersa_info.build(usersa_info_fields(spec))) + pack_attrs(attrs)
+
+
+# what an SA has counted so far: a moved SA goes on from there (sequence numbers, replay window)
+STATE_ATTRS = (s.Xfrma.REPLAY_VAL, s.Xfrma.REPLAY_ESN_VAL, s.Xfrma.LTIME_VAL)
+
+
+def sa_state_attrs(payload: bytes, op: str) -> list[tuple[int, bytes]]:
+    """The replay state and lifetime use of a GETSA reply, as attributes for NEWSA."""
+    size = _require(payload, "xfrm_usersa_info", op)
+    attrs = parse_attrs(payload[s.nl_align(size) :], op)
+    return [(kind, attrs[kind]) for kind in STATE_ATTRS if kind in attrs]
 
 
 def encode_sa_id(dst: IPAddress, spi: int, proto: IpProto, mark: Mark | None) -> bytes:

@@ -40,7 +40,9 @@ from ..engine.config import Transport
 from ..engine.env import Env
 from ..engine.state import IkeState
 from ..errors import ConfigError, UsageError
+from ..kernel import KernelError
 from ..kernel.links import make_links
+from ..kernel.roaming import NetlinkRoaming
 from ..log import LEVELS, configure_logging, get_logger
 from .channel import WorkerChannel
 from .child_waits import then_children, up_child
@@ -51,6 +53,7 @@ from .kernel_apply import TRAP_BASE, KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
 from .metrics import Meter, MeteredDriver, MeteredTransport, MetricsServer, snapshot, to_json
+from .roaming import Roamer
 from .systemd import Notifier
 from .tcp import TcpTransport
 from .udp import UdpTransport
@@ -105,6 +108,7 @@ class Daemon:
         self.tcp: TcpTransport | None = None  # RFC 9329, when a connection may use TCP
         self.control: ControlServer | None = None
         self.key_log: KeyLog | None = None
+        self.roamer: Roamer | None = None  # MOBIKE: our addresses come and go (roaming.py)
         # sd_notify to systemd (Type=notify): the one process it watches, never a worker
         self.notifier = Notifier() if role is None else Notifier({})
         # [daemon] metrics: counted in every process; served here only without workers
@@ -174,6 +178,12 @@ class Daemon:
             return 1
         with contextlib.suppress(OSError, NotImplementedError):
             loop.add_reader(kernel.fileno(), self.driver.on_kernel_readable)
+        if role is None:  # RFC 4555: the initiator moves when its address goes away
+            try:
+                self.roamer = Roamer(self.driver, NetlinkRoaming())
+                loop.add_reader(self.roamer.roaming.fileno(), self.roamer.on_readable)
+            except (KernelError, OSError, NotImplementedError) as exc:
+                log.warning("no address monitor; MOBIKE moves only when told", error=str(exc))
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         if role is None:
             loop.add_signal_handler(signal.SIGINT, self.stopping.set)
@@ -321,6 +331,10 @@ class Daemon:
             self.choice.kernel.close()
         if self.key_log is not None:
             self.key_log.close()
+        if self.roamer is not None:
+            with contextlib.suppress(OSError, NotImplementedError, Exception):
+                loop.remove_reader(self.roamer.roaming.fileno())
+            self.roamer.roaming.close()
         self.notifier.close()
 
     # --- reload

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import Engine
-from ..engine.config import ChildConfig
+from ..engine.config import ChildConfig, IPAddress
 from ..engine.events import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -28,6 +28,7 @@ from ..engine.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaMoved,
     IkeSaRedirected,
     VirtualIpsAssigned,
     VirtualIpsReleased,
@@ -221,6 +222,7 @@ class Driver:
             ChildSaEstablished: self._child_established,
             ChildSaDeleted: self._child_deleted,
             ChildSaFailed: self._child_failed,
+            IkeSaMoved: self._ike_moved,
             VirtualIpsAssigned: self._vips_assigned,
             VirtualIpsReleased: self._vips_released,
             RevocationFetch: self._fetch_revocation,
@@ -346,6 +348,11 @@ class Driver:
         self._after()
         return True
 
+    def local_address_changed(self, old: IPAddress, new: IPAddress) -> None:
+        """Our address `old` is gone, `new` reaches the peers: MOBIKE moves (roaming.py)."""
+        self.apply(self.engine.local_address_changed(old, new, self.loop.time()))
+        self._after()
+
     def wait_for(self, sa_ids: set[int], want_up: bool) -> asyncio.Future[dict[str, Any]]:
         future: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         waiter = Waiter(set(sa_ids), future, want_up)
@@ -432,6 +439,20 @@ class Driver:
                 self.key_log.child_sa(event)
             except UnknownToWireshark as exc:
                 log.warning("key log: no Wireshark name", error=str(exc))
+
+    def _ike_moved(self, event: IkeSaMoved) -> None:
+        """RFC 4555 §3.5 / RFC 7296 §2.23: the children's kernel SAs and policies follow."""
+        log.info("IKE SA moved", ike_sa=event.ike_sa_id,
+                 local=f"{event.local[0]}:{event.local[1]}",
+                 remote=f"{event.remote[0]}:{event.remote[1]}")  # fmt: skip
+        for old, new in event.children:
+            try:
+                self.applier.child_moved(old, new)
+            except KernelError as exc:
+                log.warning("kernel could not move child SA", ike_sa=event.ike_sa_id,
+                            child=new.child, error=str(exc))  # fmt: skip
+                self.apply(self.engine.kernel_failed(
+                    event.ike_sa_id, new.spi_in, f"move: {exc}", self.loop.time()))  # fmt: skip
 
     def _child_deleted(self, event: ChildSaDeleted) -> None:
         self.applier.child_deleted(event)

@@ -5,6 +5,8 @@
   lifetimes from rekey_time/life_time), then out/in policies (+fwd in tunnel mode) for every
   (local_ts, remote_ts) pair of one address family, each with a template naming the reqid.
 - ChildSaDeleted: both SAs go; the policies go with the last SA of their reqid.
+- IkeSaMoved (child_moved per child): both SAs move to the new endpoints keeping their replay
+  state, and policies with the new tunnel endpoints replace the old ones (RFC 4555 §3.5).
 
 SAs are keyed by (dst, spi, proto), policies are reference-counted per reqid: a rekeyed child
 arrives with the SAME reqid before the old one is deleted, and its traffic must never fall
@@ -356,6 +358,48 @@ class KernelApplier:
     def _release_all(self, policies: list[PolicySpec]) -> None:
         for policy in policies:
             self._release(policy)
+
+    def child_moved(self, old: ChildSaEstablished, new: ChildSaEstablished) -> None:
+        """MOBIKE (RFC 4555 §3.5) or a NAT rebinding (RFC 7296 §2.23): move both SAs to the
+        new endpoints in place (same SPIs, keys and sequence numbers: Kernel.move_sa), then
+        let the policies of the new shape (their templates name the new tunnel endpoints)
+        take over the selectors from the old ones (XFRM_MSG_UPDPOLICY, no moment without a
+        policy). An SA that is not ours (never installed, already gone) is left alone."""
+        reqid = self.kernel_reqid(new.reqid)
+        moved: list[tuple[SaKey, SaKey]] = []
+        pairs = ((old.inbound, new.inbound, True), (old.outbound, new.outbound, False))
+        for before, after, inbound in pairs:
+            old_spec = sa_spec(old, before, reqid, inbound)
+            spec = sa_spec(new, after, reqid, inbound)
+            old_key = (old_spec.dst, old_spec.spi, old_spec.proto)
+            if self.sas.get(old_key) != reqid:
+                continue
+            self.kernel.move_sa(old_spec.dst, spec)
+            del self.sas[old_key]
+            new_key = (spec.dst, spec.spi, spec.proto)
+            self.sas[new_key] = reqid
+            moved.append((old_key, new_key))
+        state = self.reqids.get(reqid)
+        if state is None or not moved:
+            return
+        emptied = []
+        for shape, (_policies, sas) in state.shapes.items():
+            sas.difference_update(o for o, _ in moved)
+            if not sas:
+                emptied.append(shape)
+        shape = _policy_shape(new)
+        entry = state.shapes.pop(shape, None) or (self._policies(new, reqid), set())
+        entry[1].update(n for _, n in moved)
+        state.shapes[shape] = entry  # the newest shape now
+        released: list[PolicySpec] = []
+        for gone in emptied:
+            if gone == shape:
+                continue
+            released += state.shapes.pop(gone)[0]
+            if gone == state.active:
+                state.active, state.active_entry = None, None
+        self._activate(state)
+        self._release_all(released)
 
     def child_deleted(self, event: ChildSaDeleted) -> None:
         proto = ip_proto(event.protocol)
