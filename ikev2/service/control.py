@@ -179,8 +179,9 @@ def request(path: str, message: dict[str, Any], timeout: float = 60.0) -> dict[s
         except OSError as exc:
             raise ControlError(f"cannot connect to {path}: {exc.strerror}") from None
         sock.sendall(json.dumps(message).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
+        data = bytearray()  # appended in place: `bytes +=` copied the whole answer per chunk,
+        chunk = b""  # quadratic in its size (list-sas of 100,000 SAs is ~60 MB: issue 17)
+        while not chunk.endswith(b"\n"):
             try:
                 chunk = sock.recv(1 << 20)
             except TimeoutError:
