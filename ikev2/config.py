@@ -18,7 +18,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,10 @@ LIMITS: dict[str, Limit] = {
     "drop_log_interval": Limit(0.001, 86400, _SECONDS, 'write e.g. "10s"'),
     "redirect_limit": Limit(1, 1000, _WHOLE, "write e.g. 5 redirects (per redirect_period)"),
     "redirect_period": Limit(1, 86400, _SECONDS, 'write e.g. "5m"'),
+    # strongSwan's charon.max_packet (10000): an IKE_SA_INIT needs ~300 octets, a certificate
+    # IKE_AUTH a few thousand; a UDP datagram carries at most 65535
+    "max_packet": Limit(1280, 65535, _WHOLE, "write e.g. 10000 octets"),
+    "half_open_timeout": Limit(1, 3600, _SECONDS, 'write e.g. "30s"'),
 }
 
 
@@ -139,6 +143,9 @@ class DaemonSettings:
     # drop_log_interval, then one summary line (engine/dos.py DropLog)
     drop_log_lines: int = 10
     drop_log_interval: float = 10.0
+    # strongSwan's charon.max_packet and charon.half_open_timeout (engine/config.py)
+    max_packet: int = 10000
+    half_open_timeout: float = 30.0
     workers: int = 1
     # remote-access client (RFC 7296 §2.19): where virtual IPs go, and the script that gets
     # the DNS servers (README "Remote access"); "" = no hook
@@ -329,7 +336,8 @@ class _Loader:
 DAEMON_KEYS = ("addresses", "port", "nat_port", "tcp_port", "control_socket", "kernel",
                "log_format", "log_level", "cookie_threshold", "max_half_open", "block_threshold",
                "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
-               "install_routes", "metrics", *config_redirect.DAEMON_KEYS)  # fmt: skip
+               "install_routes", "metrics", *config_redirect.DAEMON_KEYS,
+               "max_packet", "half_open_timeout")  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -361,6 +369,8 @@ def _daemon(table: _Table) -> DaemonSettings:
         block_threshold=int(table.number("block_threshold", int, base.block_threshold, "5")),
         drop_log_lines=int(table.number("drop_log_lines", int, base.drop_log_lines, "10")),
         drop_log_interval=table.duration("drop_log_interval", base.drop_log_interval),
+        max_packet=int(table.number("max_packet", int, base.max_packet, "10000")),
+        half_open_timeout=table.duration("half_open_timeout", base.half_open_timeout),
         workers=_workers(table, base.workers),
         vip_interface=config_pools.vip_interface(table, base.vip_interface),
         dns_hook=config_pools.dns_hook(table),
@@ -893,6 +903,11 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
     if daemon.workers > 1 and any(c.pools for c in connections):
         problem = "address pools need one process (each worker would lease the same addresses)"
         loader.fail("daemon.workers", problem, "set workers = 1 on a gateway with pools")
+    # strongSwan's charon.half_open_timeout is global: every connection's responder side
+    timeout = daemon.half_open_timeout
+    connections = [
+        replace(c, timers=replace(c.timers, half_open_timeout=timeout)) for c in connections
+    ]
     engine = EngineConfig(
         tuple(connections),
         pools=pools,
@@ -902,6 +917,7 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         drop_log_lines=daemon.drop_log_lines,
         drop_log_interval=daemon.drop_log_interval,
         tcp_port=daemon.tcp_port,
+        max_packet=daemon.max_packet,
     )
     return ServiceConfig(path, daemon, engine, actions)
 

@@ -357,6 +357,10 @@ class EngineConfig:
     # 0 in either: log every line
     drop_log_lines: int = 10
     drop_log_interval: float = 10.0
+    # strongSwan's charon.max_packet: a longer datagram is dropped unread, and the fragments of
+    # one message (RFC 7383) are collected up to this many octets; so the fragments held for
+    # half-open IKE SAs stay below max_half_open × max_packet
+    max_packet: int = 10000
     pools: tuple[PoolConfig, ...] = ()  # address pools connections name in `pools`
     tcp_port: int = DEFAULT_TCP_PORT  # RFC 9329: the TCP port we connect to (and listen on)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -30,6 +30,10 @@ from ..wire import (
     encode_payloads,
     sk_associated_data,
 )
+
+if TYPE_CHECKING:
+    from .ike_sa import IkeSa
+    from .manager import Engine
 
 log = structlog.get_logger("ikev2.engine")
 
@@ -166,7 +170,9 @@ class Reassembler:
 
     def _drop(self, reason: str, message_id: int, number: int = 0, total: int = 0) -> None:
         self.last_drop = reason
-        log.info(
+        # debug: at info the engine logs it through its rate limit (log_drop), since a flood of
+        # forged fragments must not become a flood of log lines
+        log.debug(
             "IKE fragment dropped",
             reason=reason,
             message_id=message_id,
@@ -292,3 +298,17 @@ class Reassembler:
         data = b"".join(current.parts[index] for index in range(1, total + 1))
         self.completed = (current.first_type, data)
         return decode_payloads(current.first_type, data, is_response=header.is_response)
+
+
+def log_drop(engine: Engine, sa: IkeSa, responses: bool, now: float) -> None:
+    """The engine's rate-limited line (DropLog) for a fragment the SA's reassembler just
+    dropped, if it dropped one (RFC 7383 §2.6)."""
+    reassembler = sa.fragments_in.get(responses)
+    if reassembler is not None and reassembler.last_drop is not None:
+        engine._gate_info(
+            now,
+            "IKE fragment dropped",
+            "IKE fragment dropped",
+            sa.log,
+            detail=reassembler.last_drop,
+        )

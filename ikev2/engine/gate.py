@@ -13,9 +13,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..constants import NotifyType
+from ..constants import ExchangeType, HeaderFlag, NotifyType
 from ..errors import CryptoError, NoProposalChosen, ProtocolError
-from ..wire import Message, NoncePayload, validate_payloads
+from ..wire import (
+    Header,
+    Message,
+    NoncePayload,
+    NotifyPayload,
+    encode_message,
+    probe_init_request,
+    validate_payloads,
+)
 from .events import Endpoint
 from .state import IkeInput
 from .tasks import ike_init, informational, redirect
@@ -28,6 +36,37 @@ INVALID_IKE_SPI_INTERVAL = 1.0  # rate limit of unprotected INVALID_IKE_SPI answ
 
 def _fmt(endpoint: Endpoint) -> str:
     return f"{endpoint[0]}:{endpoint[1]}"
+
+
+def cookie_first(
+    engine: Engine, data: bytes, remote: Endpoint, local: Endpoint, now: float
+) -> bool:
+    """RFC 7296 §2.6 under attack, before the datagram is decoded: while COOKIEs are demanded,
+    a new IKE_SA_INIT without one is answered with one from its SPIi and Ni alone, which the
+    chain walk finds (wire.probe_init_request), so a forged flood costs no payload decoding.
+    False (the full path decides) for anything else: a COOKIE first, a retransmit of a
+    half-open SA, a source over block_threshold, a malformed or other message."""
+    if len(engine.half_open) < engine.config.cookie_threshold:
+        return False
+    probe = probe_init_request(data)
+    if probe is None or probe.cookie_first or (probe.spi_i, remote) in engine.half_open:
+        return False
+    limit = engine.config.block_threshold
+    if limit > 0 and engine.half_open.count(remote[0]) >= limit:
+        return False
+    engine._drops.flush(now)
+    fresh = engine.cookies.make(probe.nonce, remote[0], probe.spi_i, now)
+    engine._gate_info(
+        now,
+        "half-open COOKIE threshold reached",
+        "COOKIE demanded",
+        peer=_fmt(remote),
+        half_open=len(engine.half_open),
+    )
+    header = Header(probe.spi_i, bytes(8), 0, ExchangeType.IKE_SA_INIT, HeaderFlag.RESPONSE, 0, 0)
+    answer = Message(header, (NotifyPayload(NotifyType.COOKIE, data=fresh),))
+    engine._send_plain(encode_message(answer), remote, local)
+    return True
 
 
 def init_request(

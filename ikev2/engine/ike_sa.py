@@ -131,6 +131,9 @@ class SaHost(Protocol):
     pools: Pools  # address pools for CP (RFC 7296 §2.19)
     revocation: RevocationCache  # CRLs / OCSP answers the service fetched (revocation.py)
 
+    @property
+    def max_packet(self) -> int: ...  # the longest message reassembled (RFC 7383 §2.6)
+
     def spawn_sa(
         self,
         parent: IkeSa,
@@ -400,7 +403,11 @@ class IkeSa:
         last = message.payloads[-1] if message.payloads else None
         if isinstance(last, SkfPayload):
             assert self.sk_in is not None
-            reassembler = self.fragments_in.setdefault(message.header.is_response, Reassembler())
+            reassembler = self.fragments_in.get(message.header.is_response)
+            if reassembler is None:  # strongSwan's max_packet bounds a reassembled message too
+                limit = self.host.max_packet if self.host is not None else 65535
+                reassembler = Reassembler(max_bytes=limit)
+                self.fragments_in[message.header.is_response] = reassembler
             payloads = reassembler.add(raw, message, self.sk_in, now)
             if payloads is not None and self.intermediate is not None:
                 assert reassembler.completed is not None

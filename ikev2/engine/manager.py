@@ -34,7 +34,7 @@ from ..wire import (
     decode_message,
     validate_payloads,
 )
-from . import gate, kernel_events, reauth, recovery, tcp, timers, unique
+from . import fragments, gate, kernel_events, reauth, recovery, tcp, timers, unique
 from .config import ChildConfig, ConnectionConfig, EngineConfig, IPAddress
 from .cookies import CookieGate
 from .dos import DropLog, HalfOpenTable
@@ -386,7 +386,16 @@ class Engine:
         sa.state = IkeState.CLOSED
         self._forget(sa)
 
+    @property
+    def max_packet(self) -> int:
+        return self.config.max_packet
+
     def _receive(self, data: bytes, remote: Endpoint, local: Endpoint, now: float) -> None:
+        if len(data) > self.config.max_packet:  # strongSwan's charon.max_packet
+            self._gate_info(now, "datagram over max_packet", "datagram dropped", size=len(data))
+            return
+        if gate.cookie_first(self, data, remote, local, now):  # RFC 7296 §2.6, undecoded
+            return
         try:
             message = decode_message(data)
         except DecodeError as exc:
@@ -495,8 +504,9 @@ class Engine:
         except DecodeError as exc:
             self._refuse_request(sa, message, ProtocolError(f"inner payloads: {exc.reason}"))
             return
-        if opened is None:
-            return  # more fragments to come
+        if opened is None:  # more fragments to come, or one dropped (RFC 7383 §2.6)
+            fragments.log_drop(self, sa, header.is_response, now)
+            return
         inner = opened
         sa.last_heard = now
         if sa.tcp:
@@ -584,8 +594,9 @@ class Engine:
         except DecodeError as exc:
             sa.log.info("response unreadable", reason=exc.reason)
             opened = ()
-        if opened is None:
-            return  # more fragments to come
+        if opened is None:  # more fragments to come, or one dropped (RFC 7383 §2.6)
+            fragments.log_drop(self, sa, header.is_response, now)
+            return
         inner = opened
         sa.last_heard = now
         if sa.tcp:

@@ -367,6 +367,7 @@ class Daemon:
             block_threshold=self.config.engine.block_threshold,
             drop_log_lines=self.config.engine.drop_log_lines,
             drop_log_interval=self.config.engine.drop_log_interval,
+            max_packet=self.config.engine.max_packet,
         )
         self.driver.engine.update_config(engine_config)
         removed = sorted(old - new)

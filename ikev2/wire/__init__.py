@@ -11,7 +11,7 @@ than 2); no construct type ever leaves this package.
 
 from __future__ import annotations
 
-from .chain import UnsupportedVersion, sk_associated_data
+from .chain import InitProbe, UnsupportedVersion, probe_init_request, sk_associated_data
 from .message import (
     decode_message,
     decode_payloads,
@@ -67,6 +67,7 @@ __all__ = [
     "IdPayload",
     "IdiPayload",
     "IdrPayload",
+    "InitProbe",
     "KePayload",
     "Message",
     "NoncePayload",
@@ -92,6 +93,7 @@ __all__ = [
     "encode_payloads",
     "encrypted_payload",
     "payload_type_of",
+    "probe_init_request",
     "sk_associated_data",
     "validate_payloads",
 ]

@@ -152,3 +152,47 @@ def _name(payload_type: int) -> str:
         return PayloadType(payload_type).name
     except ValueError:
         return f"type {payload_type}"
+
+
+class InitProbe(NamedTuple):
+    """What the RFC 7296 §2.6 COOKIE check needs of an initial IKE_SA_INIT request."""
+
+    spi_i: bytes
+    nonce: bytes  # Ni, the Nonce payload's data
+    cookie_first: bool  # the first payload is a COOKIE notify (where §2.6 puts it)
+
+
+_IKE_SA_INIT: Final = 34  # ExchangeType.IKE_SA_INIT (constants.py); §3.1 flags below
+_FLAGS_MASK: Final = 0x38  # Initiator 0x08, Version 0x10, Response 0x20
+_NOTIFY_COOKIE: Final = struct.pack(">H", 16390)  # NotifyType.COOKIE
+
+
+def probe_init_request(data: bytes) -> InitProbe | None:
+    """An initial IKE_SA_INIT request (SPIr zero, Initiator set, Response clear) read just far
+    enough for a responder under attack to demand a COOKIE without decoding it (§2.6): SPIi, Ni
+    and whether a COOKIE notify comes first. None for anything else or anything malformed: the
+    full decoder then decides what to answer."""
+    if len(data) < HEADER_LENGTH or data[18] != _IKE_SA_INIT or data[19] & _FLAGS_MASK != 0x08:
+        return None
+    if data[8:16] != bytes(8) or data[17] >> 4 != SUPPORTED_MAJOR_VERSION:
+        return None
+    if int.from_bytes(data[24:28]) != len(data):
+        return None
+    # the chain walk of walk_chain, without building slices: only Ni and the first payload
+    next_type, offset, end = data[16], HEADER_LENGTH, len(data)
+    nonce: bytes | None = None
+    cookie = next_type == PayloadType.NOTIFY and data[offset + 6 : offset + 8] == _NOTIFY_COOKIE
+    unpack = GENERIC.unpack_from
+    while next_type != PayloadType.NONE:
+        if offset + GENERIC_LENGTH > end or next_type in ENCRYPTED_TYPES:
+            return None
+        following, _flags, length = unpack(data, offset)
+        if length < GENERIC_LENGTH or offset + length > end:
+            return None
+        if next_type == PayloadType.NONCE:
+            nonce = data[offset + GENERIC_LENGTH : offset + length]
+        offset += length
+        next_type = following
+    if offset != end or nonce is None:
+        return None
+    return InitProbe(data[:8], nonce, cookie)
