@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from . import config_pools, config_ppk, config_redirect, config_xfrm
+from . import config_pools, config_ppk, config_redirect, config_tunables, config_xfrm
 from .constants import IpProto, ProtocolId
 from .engine.config import (
     AuthMethodName,
@@ -120,6 +120,7 @@ LIMITS: dict[str, Limit] = {
     "max_packet": Limit(1280, 65535, _WHOLE, "write e.g. 10000 octets"),
     "half_open_timeout": Limit(1, 3600, _SECONDS, 'write e.g. "30s"'),
 }
+LIMITS.update(config_tunables.limits(Limit, _SECONDS, _WHOLE))  # keep_alive, fragment_size...
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +157,8 @@ class DaemonSettings:
     metrics: tuple[str, int] | None = None
     # RFC 5685, the client's half (config_redirect.py)
     redirect: RedirectConfig = field(default_factory=RedirectConfig)
+    # keep_alive, half_open_timeout, fragment_size, retransmit_*, cookie_secret_lifetime
+    tunables: config_tunables.Tunables = field(default_factory=config_tunables.Tunables)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +340,7 @@ DAEMON_KEYS = ("addresses", "port", "nat_port", "tcp_port", "control_socket", "k
                "log_format", "log_level", "cookie_threshold", "max_half_open", "block_threshold",
                "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
                "install_routes", "metrics", *config_redirect.DAEMON_KEYS,
-               "max_packet", "half_open_timeout")  # fmt: skip
+               "max_packet", "half_open_timeout", *config_tunables.DAEMON_KEYS)  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -377,6 +380,7 @@ def _daemon(table: _Table) -> DaemonSettings:
         install_routes=bool(table.get("install_routes", bool, base.install_routes, "true")),
         metrics=_metrics(table),
         redirect=config_redirect.daemon_redirects(table),
+        tunables=config_tunables.daemon_tunables(table),
     )
 
 
@@ -894,6 +898,7 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
     for name, conn_data in conns.items():
         conn_t = _Table(loader, f"connections.{name}", conn_data, CONNECTION_KEYS)
         conn, conn_actions = _connection(loader, conn_t, name, secrets, pools, ppks)
+        conn = config_tunables.apply(conn, conn_t, daemon.tunables)  # [daemon] defaults
         conn = config_redirect.connection_redirects(conn_t, conn, daemon.redirect)
         connections.append(conn)
         actions.update(conn_actions)
@@ -918,6 +923,7 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         drop_log_interval=daemon.drop_log_interval,
         tcp_port=daemon.tcp_port,
         max_packet=daemon.max_packet,
+        cookie_secret_lifetime=daemon.tunables.cookie_secret_lifetime,
     )
     return ServiceConfig(path, daemon, engine, actions)
 

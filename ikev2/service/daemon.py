@@ -191,7 +191,7 @@ class Daemon:
         else:  # a terminal's ^C or a group-wide HUP reaches the supervisor, which relays it
             loop.add_signal_handler(signal.SIGINT, lambda: None)
             loop.add_signal_handler(signal.SIGHUP, lambda: None)
-        self.driver.start_keepalives()
+        self.driver.start_keepalives(settings.tunables.keep_alive)  # [daemon] keep_alive
         self._install_traps()
         loop_name = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
         where = ", ".join(t.describe() for t in (self.transport, self.tcp) if t is not None)

@@ -533,6 +533,10 @@ class Driver:
 
     # --- NAT-T keepalives (RFC 3948 §2.3)
     def start_keepalives(self, interval: float = KEEPALIVE_INTERVAL) -> None:
+        """Every `interval` seconds (strongSwan's keep_alive; 0: none) to each NATed peer."""
+        if interval <= 0:
+            return
+
         def tick() -> None:
             # the IKE SAs themselves, not list_sas(): a view per SA every 20 s was ~60 µs
             # each (seconds of CPU per tick at 100,000 SAs)
