@@ -25,7 +25,11 @@ that interface (kernel/links.py) before its SAs.
 
 Trap policies (start_action = trap) are out policies with a template and no SA: the first packet
 makes the kernel send an Acquire for that reqid. They sit in a reqid block of their own (TRAP_BASE),
-are replaced by the real policies when the child comes up, and return when it goes.
+are replaced by the real policies when the child comes up, and return when it goes. A trapped
+child's SAs and policies take the trap's reqid (as strongSwan's trap and CHILD_SA share one):
+the kernel replaces the larval SA it made for the Acquire only by an SA of the same reqid
+(xfrm_state_add finds it by reqid and addresses), which would otherwise linger until
+xfrm_acq_expires.
 """
 
 from __future__ import annotations
@@ -228,6 +232,7 @@ class KernelApplier:
         self.reqids: dict[int, _ReqidState] = {}
         self.sas: dict[SaKey, int] = {}  # (dst, spi, proto) -> kernel reqid
         self.traps: dict[int, tuple[ConnectionConfig, ChildConfig, list[PolicySpec]]] = {}
+        self.trapped: dict[tuple[str, str], int] = {}  # (connection, child) -> trap reqid
         # (selector, direction) -> owners, oldest first; the last one is in the kernel
         self.slots: dict[SlotKey, list[PolicySpec]] = {}
 
@@ -241,7 +246,7 @@ class KernelApplier:
         """Install both SAs, then the policies: those of the newest child's shape, kept while
         any SA of that shape lives (a reqid's rekeys and reauthentications share them).
         KernelError on failure, after undoing what this call installed."""
-        reqid = self.kernel_reqid(event.reqid)
+        reqid = self.trapped.get((event.connection, event.child)) or self.kernel_reqid(event.reqid)
         ids = resolve_ids(event.xfrm_ids, reqid)
         name = event.xfrm_ids.interface
         if name and ids.if_id_out is not None and self.links.ensure_xfrm(name, ids.if_id_out):
@@ -463,6 +468,7 @@ class KernelApplier:
         for policy in policies:
             self._claim(policy, bottom=True)
         self.traps[reqid] = (conn, child, policies)
+        self.trapped[(conn.name, child.name)] = reqid
         return reqid
 
     def trap_owner(self, reqid: int) -> str | None:
@@ -479,6 +485,7 @@ class KernelApplier:
         for _conn, _child, policies in self.traps.values():
             self._release_all(policies)
         self.traps.clear()
+        self.trapped.clear()
 
     # --- shutdown
     def remove_all(self) -> tuple[int, int]:

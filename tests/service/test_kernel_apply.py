@@ -207,7 +207,11 @@ def test_trap_policy_is_replaced_by_the_child_and_returns_after_it() -> None:
     event = established(0x1111, 0x2222)
     applier.child_established(event)
     out = [p for p in kernel.list_policies() if p.direction is Direction.OUT]
-    assert [p.templates[0].reqid for p in out] == [kernel.reqid_base + 1]
+    # the trapped child takes the trap's reqid: the kernel's larval SA of the Acquire is
+    # replaced by the child's SA only when their reqids are equal
+    assert [p.templates[0].reqid for p in out] == [reqid]
+    assert {sa.reqid for sa in kernel.list_sas()} == {reqid}
+    assert out[0].priority < trap.priority  # the child's policy, not the trap's
     applier.child_deleted(deleted(event))
     assert kernel.list_policies() == [trap]
     applier.remove_all()
