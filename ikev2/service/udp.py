@@ -17,6 +17,7 @@ never capture IKE) and the 4500 sockets get UDP_ENCAP_ESPINUDP so the kernel dec
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import ipaddress
 import secrets
@@ -39,6 +40,7 @@ IPV6_PKTINFO = getattr(socket, "IPV6_PKTINFO", 50)
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 _CMSG_SPACE = socket.CMSG_SPACE(32)
 ADDRESS_CACHE = 4096  # peer addresses kept parsed
+SEND_BACKLOG = 65536  # datagrams queued per socket while its send buffer is full
 
 log = get_logger("ikev2.service.udp")
 
@@ -55,6 +57,12 @@ class UdpSocket:
     port: int
     nat: bool  # the NAT-T port: non-ESP marker framing
     stats: dict[str, int] = field(default_factory=lambda: {"rx": 0, "tx": 0, "dropped": 0})
+    # datagrams the socket's send buffer had no room for, sent when it is writable again
+    # (UdpTransport._sendmsg): a burst of thousands (the DELETEs of a shutdown, the DPDs of a
+    # gateway's 100,000 SAs) would otherwise be dropped at the socket
+    backlog: collections.deque[tuple[bytes, tuple[str, int], IPAddress]] = field(
+        default_factory=collections.deque
+    )
 
     def local_of(self, ancdata: list[tuple[int, int, bytes]]) -> IPAddress | None:
         """The datagram's destination address (ours), from the PKTINFO control message."""
@@ -240,23 +248,56 @@ class UdpTransport:
 
     def _sendmsg(self, udp: UdpSocket, data: bytes, remote: Endpoint, source: IPAddress) -> bool:
         host = self._text.get(remote[0]) or str(remote[0])
+        if udp.backlog:  # keep the order: after what waits already
+            return self._defer(udp, data, (host, remote[1]), source)
         try:
-            if udp.address is not None:  # bound: no source address to choose
-                udp.sock.sendto(data, (host, remote[1]))
-            else:
-                udp.sock.sendmsg([data], udp.source_cmsg(source), 0, (host, remote[1]))
+            self._write(udp, data, (host, remote[1]), source)
         except (BlockingIOError, InterruptedError):
-            udp.stats["dropped"] += 1  # UDP: the peer retransmits (RFC 7296 §2.1)
-            return False
+            return self._defer(udp, data, (host, remote[1]), source)
         except OSError as exc:
             log.info("send failed", error=exc.strerror, peer=f"{remote[0]}:{remote[1]}")
             return False
         udp.stats["tx"] += 1
         return True
 
+    @staticmethod
+    def _write(udp: UdpSocket, data: bytes, to: tuple[str, int], source: IPAddress) -> None:
+        if udp.address is not None:  # bound: no source address to choose
+            udp.sock.sendto(data, to)
+        else:
+            udp.sock.sendmsg([data], udp.source_cmsg(source), 0, to)
+
+    def _defer(self, udp: UdpSocket, data: bytes, to: tuple[str, int], source: IPAddress) -> bool:
+        """Queue a datagram until the socket is writable; past SEND_BACKLOG queued, drop it
+        (UDP: the peer or our engine retransmits, RFC 7296 §2.1)."""
+        if len(udp.backlog) >= SEND_BACKLOG:
+            udp.stats["dropped"] += 1
+            return False
+        if not udp.backlog:
+            self.loop.add_writer(udp.sock.fileno(), self._flush, udp)
+        udp.backlog.append((data, to, source))
+        return True
+
+    def _flush(self, udp: UdpSocket) -> None:
+        while udp.backlog:
+            data, to, source = udp.backlog[0]
+            try:
+                self._write(udp, data, to, source)
+            except (BlockingIOError, InterruptedError):
+                return  # still full: wait for the next writable event
+            except OSError as exc:
+                log.info("send failed", error=exc.strerror, peer=f"{to[0]}:{to[1]}")
+            else:
+                udp.stats["tx"] += 1
+            udp.backlog.popleft()
+        self.loop.remove_writer(udp.sock.fileno())
+
     def close(self) -> None:
         for udp in self.sockets:
             self.loop.remove_reader(udp.sock.fileno())
+            if udp.backlog:
+                self.loop.remove_writer(udp.sock.fileno())
+                udp.backlog.clear()
             udp.sock.close()
         self.sockets.clear()
         self._by_local.clear()
