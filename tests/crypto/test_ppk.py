@@ -1,5 +1,6 @@
 """RFC 8784 §3, the PPK mixed into SK_d, SK_pi and SK_pr, against the RFC's formulas built here
-with hmac and RFC 7296 §2.13's prf+ (not with keymat.py)."""
+with hmac and RFC 7296 §2.13's prf+ (not with keymat.py), and against strongSwan 6.0.6's own
+derivation (fixtures/vectors/strongswan6-ppk.json, from its log)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from ikev2.constants import EncrId, PrfId
 from ikev2.crypto.keymat import IkeKeys, derive_ike_keys
 from ikev2.crypto.ppk import mix_ppk
 from ikev2.crypto.suites import encr_suite
+
+from .vectors import h, load
 
 PPK = bytes(range(32))
 NI, NR = b"\x01" * 32, b"\x02" * 32
@@ -72,3 +75,14 @@ def test_aes_xcbc_prf_takes_a_ppk_of_any_length() -> None:
 def test_repr_shows_no_key() -> None:
     new = mix_ppk(PrfId.HMAC_SHA2_256, PPK, keys_for(PrfId.HMAC_SHA2_256))
     assert new.sk_d.hex() not in repr(new) and PPK.hex() not in repr(new)
+
+
+def test_strongswan6_derivation() -> None:
+    """strongSwan 6.0.6's SK_d, SK_pi, SK_pr after the PPK equal ours from its keys before."""
+    vector = load("strongswan6-ppk.json")
+    before, after = vector["before"], vector["after"]
+    old = IkeKeys(h(before["sk_d"]), b"", b"", b"", b"", h(before["sk_pi"]), h(before["sk_pr"]))
+    new = mix_ppk(PrfId.HMAC_SHA2_256, h(vector["ppk"]), old)
+    assert (new.sk_d.hex(), new.sk_pi.hex(), new.sk_pr.hex()) == (
+        after["sk_d"], after["sk_pi"], after["sk_pr"]
+    )  # fmt: skip
