@@ -1,8 +1,12 @@
-"""Runs INSIDE the QEMU guest: the post-quantum hybrid with real ESP (issue 15's guest row).
+"""Runs INSIDE the QEMU guest: the post-quantum hybrid with real ESP (issue 15's guest rows).
 strongSwan 6.0.6 (the .cache build, kernel-netlink; the guest sees the host root read-only, so
 the prefix is there) against our daemon (--kernel xfrm): an IKE SA of x25519 + ML-KEM-768
-(one IKE_INTERMEDIATE, RFC 9370 §2.2.1), then its child rekeyed with PFS x25519 + ADDKE1
-ML-KEM-768 (CREATE_CHILD_SA then one IKE_FOLLOWUP_KE, §2.2.4), and pings through the NEW child.
+(one IKE_INTERMEDIATE, RFC 9370 §2.2.1), then
+- hybrid-pfs-followup: its child rekeyed with PFS x25519 + ADDKE1 ML-KEM-768 (CREATE_CHILD_SA
+  then one IKE_FOLLOWUP_KE, §2.2.4), and pings through the NEW child;
+- hybrid-ppk-ike-rekey: the IKE SA also keyed with a post-quantum preshared key (RFC 8784),
+  then the IKE SA rekeyed with x25519 + ML-KEM-768 (CREATE_CHILD_SA then one IKE_FOLLOWUP_KE),
+  and pings through the child, which moved to the new IKE SA with its PPK-derived keys.
 One JSON file per scenario; tests/interop/test_guest_pq.py asserts every recorded check.
 
     python guest_pq.py RESULTS_DIR [SCENARIO ...]
@@ -24,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # guest_interop's help
 
 from guest_interop import GuestScenario, Sniffer, process_state, xfrm_states
 
-from ikev2.testing.interop import OURS_INITIATOR, OURS_RESPONDER, ChildSpec, Peers, Spec
+from ikev2.testing.interop import OURS_INITIATOR, OURS_RESPONDER, ChildSpec, Peers, PpkSpec, Spec
 from ikev2.testing.strongswan import STRONGSWAN6
 from ikev2.testing.topology import Topology, sh
 
@@ -36,10 +40,15 @@ _SPEC = Spec(
     ss_ike=(HYBRID,),
     children=(ChildSpec(ours_proposals=(PFS_CHILD,), ss_proposals=(PFS_CHILD,)),),
 )
+_PPK = PpkSpec((("ppk-guest", "3c9e51a7" * 8),), ppk_id="ppk-guest", required=True)
+_PPK_SPEC = Spec("gpqk", ours_ike=(HYBRID,), ss_ike=(HYBRID,), ours_ppk=_PPK, ss_ppk=_PPK)
+IKE_REKEY = "hybrid-ppk-ike-rekey-esp-tunnel"
 # the rekeying side is the role's, as in the host rows: ours-initiator: ours, else strongSwan
 SCENARIOS = (
     GuestScenario("hybrid-pfs-followup-esp-tunnel", OURS_INITIATOR, _SPEC),
     GuestScenario("hybrid-pfs-followup-esp-tunnel", OURS_RESPONDER, _SPEC),
+    GuestScenario(IKE_REKEY, OURS_INITIATOR, _PPK_SPEC),
+    GuestScenario(IKE_REKEY, OURS_RESPONDER, _PPK_SPEC),
 )
 SCENARIO_KEYS = tuple(s.key for s in SCENARIOS)
 LEFT_HOST, RIGHT_HOST = "10.1.0.1", "10.2.0.1"
@@ -63,6 +72,56 @@ def _rekey_child(peers: Peers, role: str) -> str:
                         not in ([], [old["spi_in"]]), timeout=60)  # fmt: skip
     peers.ss.wait_for(lambda sas: len(sas[0].installed_children) == 1, timeout=60)
     return str(old["spi_in"])
+
+
+def _rekey_ike(peers: Peers, role: str) -> tuple[str, str]:
+    """`role`'s side rekeys the IKE SA; waits until both hold just the new one. Old SPIs."""
+    (mine,) = peers.ours.list_sas()
+    old = (mine["spi_i"], mine["spi_r"])
+    if role == OURS_INITIATOR:  # over the control socket: a CLI start under TCG takes ~30 s
+        answer = peers.ours.control({"cmd": "rekey", "id": mine["id"]}, timeout=90)
+        assert answer.get("ok"), answer
+    else:
+        result = peers.ss.rekey(ike=peers.spec.name)
+        assert result.ok, result.output
+    peers.ours.wait_for(lambda sas: len(sas) == 1 and (sas[0]["spi_i"], sas[0]["spi_r"]) != old
+                        and sas[0]["state"].upper() == "ESTABLISHED", timeout=60)  # fmt: skip
+    peers.ss.wait_for(lambda sas: len(sas) == 1 and (sas[0].spi_i, sas[0].spi_r) != old,
+                      timeout=60)  # fmt: skip
+    return old
+
+
+def _rekey_checks(scenario: GuestScenario, peers: Peers, checks: dict[str, Any]) -> str:
+    """Rekey as the scenario says and record its checks; the spi_in the child had before."""
+    followups = r"(?:generating|parsed) IKE_FOLLOWUP_KE request (\d+) \[ KE N\(ADD_KE\)"
+    if scenario.name != IKE_REKEY:
+        old_in = _rekey_child(peers, scenario.role)
+        log = peers.ss.log()
+        checks["pfs_child_selected"] = bool(
+            re.search(r"selected proposal: ESP:AES_GCM_16_256/CURVE_25519/\S*KE1_ML_KEM_768", log)
+        )
+        checks["one_followup_ke"] = _count(followups, log) == 1
+        return old_in
+    (mine,) = peers.ours.list_sas()
+    (first,) = peers.ss.list_sas()
+    checks["ppk_used"] = (
+        "using PPK for PPK_ID 'ppk-guest'" in peers.ss.log()
+        and mine["ppk"] is True
+        and first.raw.get("ppk") == "yes"
+    )
+    (child,) = mine["children"]
+    old_spis = _rekey_ike(peers, scenario.role)
+    (new,) = peers.ours.list_sas()
+    (theirs,) = peers.ss.list_sas()
+    checks["ike_rekeyed_hybrid"] = (
+        (new["spi_i"], new["spi_r"]) != old_spis
+        and theirs.raw.get("dh-group") == "CURVE_25519"
+        and theirs.raw.get("ake1") == "ML_KEM_768"
+        and new["ppk"] is True  # the new IKE SA's keys come from the PPK's SK_d (§2.18)
+    )
+    checks["one_followup_ke"] = _count(followups, peers.ss.log()) == 1
+    checks["child_moved"] = [c["spi_in"] for c in new["children"]] == [child["spi_in"]]
+    return "(moved, not rekeyed)"
 
 
 def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
@@ -94,16 +153,8 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
         checks["one_intermediate"] = (
             _count(r"(?:generating|parsed) IKE_INTERMEDIATE request (\d+) \[ KE", log) == 1
         )
-        old_in = _rekey_child(peers, scenario.role)
+        old_in = _rekey_checks(scenario, peers, checks)
         phase("rekeyed")
-        log = peers.ss.log()
-        checks["pfs_child_selected"] = bool(
-            re.search(r"selected proposal: ESP:AES_GCM_16_256/CURVE_25519/\S*KE1_ML_KEM_768", log)
-        )
-        checks["one_followup_ke"] = (
-            _count(r"(?:generating|parsed) IKE_FOLLOWUP_KE request (\d+) \[ KE N\(ADD_KE\)", log)
-            == 1
-        )
         pairs = peers.check_children(expected=1)  # SPIs mirrored, keys equal strongSwan's log
         child, _ = pairs[0]
         checks["children_and_keys_match"] = len(pairs) == 1 and child["spi_in"] != old_in
