@@ -22,6 +22,7 @@ APT_PACKAGES=(qemu-system-x86 busybox-static kmod xz-utils iproute2 iputils-ping
               strongswan-charon strongswan-swanctl libcharon-extra-plugins
               libstrongswan-standard-plugins
               libcharon-extauth-plugins  # strongSwan's eap-mschapv2 (tests/interop/test_eap.py)
+              freeradius  # the RADIUS server behind EAP-RADIUS (tests/service/test_radius.py)
               # to build strongSwan 6 from source, the interop peer with ML-KEM and RFC 9370
               # (.ci/strongswan6.sh; /work/shared/vendor/README.md)
               autoconf automake libtool pkg-config gperf bison flex libssl-dev libgmp-dev make gcc)
