@@ -11,7 +11,7 @@ from dataclasses import replace
 from ikev2.engine.config import TrafficSelectorSpec
 from ikev2.engine.events import ChildSaDeleted, ChildSaEstablished, IkeSaEstablished
 from ikev2.kernel import Direction
-from ikev2.service.kernel_apply import TRAP_BASE
+from ikev2.service.kernel_apply import POLICY_PRIORITY
 
 from .kernels import KernelPair, KernelSide
 from .pairing import Pair, psk_connections
@@ -63,8 +63,14 @@ def test_first_acquire_initiates_an_ike_sa_with_that_child_only() -> None:
     assert len(ike_sas(pair.i)) == 1 and len(ike_sas(pair.r)) == 1
     assert child_names(pair.i) == ["web"] == child_names(pair.r)
     assert len(pair.pair.i.of(ChildSaEstablished)) == 1
-    # the child's own policy is on top of the trap; `net` is still only trapped
-    assert out_policy_reqid(pair.i, "10.3.0.0/24") < pair.i.kernel.reqid_base + TRAP_BASE
+    # the child's own policy is on top of the trap, with the trap's reqid (kernel_apply: the
+    # kernel replaces its larval ACQUIRE state only by an SA of that reqid); `net` is still
+    # only trapped
+    assert out_policy_reqid(pair.i, "10.3.0.0/24") == web
+    assert {sa.reqid for sa in pair.i.kernel.list_sas()} == {web}
+    assert {p.priority for p in pair.i.kernel.list_policies() if p.templates[0].reqid == web} == {
+        POLICY_PRIORITY
+    }
     assert out_policy_reqid(pair.i, "10.2.0.0/24") == net
 
 
