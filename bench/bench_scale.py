@@ -28,7 +28,9 @@ The last line is one JSON object; the `*_ratio` figures are last step / first st
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
+import functools
 import json
 import os
 import random
@@ -37,8 +39,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bench_daemon import GENERATORS, PSK, RESPONDER, psk_conn
 from loadgen import ConnFactory, Generator, _cpu_seconds, rss_kib
@@ -48,6 +51,7 @@ from ikev2.service.control import request
 from ikev2.service.udp import free_port_pair
 
 WARMUP = 500
+T = TypeVar("T")
 
 CONFIG = """
 [daemon]
@@ -102,6 +106,16 @@ def counters(control: str) -> dict[str, float]:
     return wanted
 
 
+def while_answering(generator: Generator, call: Callable[[], T]) -> T:
+    """Run a blocking call (the control socket, the CLI) in a thread while the generator keeps
+    answering the responder: a generator that stops for a minute makes its peers dead (DPD)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(call)
+        while not future.done():
+            generator._poll(0.02)
+        return future.result()
+
+
 def hold(generator: Generator, seconds: float) -> None:
     """Answer the responder's rekeys and DPDs, start nothing new."""
     end = time.monotonic() + seconds
@@ -109,13 +123,17 @@ def hold(generator: Generator, seconds: float) -> None:
         generator._poll(0.05)
 
 
-def list_sas(control: str) -> tuple[float, int, int]:
+def list_sas(control: str) -> tuple[float, float, int, int]:
+    """The daemon's answer to list-sas (seconds, entries), then `ikev2 list-sas --json` as a
+    user runs it (seconds, bytes of output: the CLI's own start included)."""
     t0 = time.monotonic()
+    entries = len(request(control, {"cmd": "list-sas"}, timeout=600)["sas"])
+    t1 = time.monotonic()
     out = subprocess.run(
         [sys.executable, "-m", "ikev2.cli", "list-sas", "--json", "--control", control],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
-    return time.monotonic() - t0, len(out), len(json.loads(out))
+    return t1 - t0, time.monotonic() - t1, len(out), entries
 
 
 def rekey_burst(generator: Generator, count: int, window: int) -> int:
@@ -151,19 +169,27 @@ def checkpoint(
     generator._poll(0.0)
     rss = rss_kib([pid])
     # the responder's own timers at work: child rekeys and DPDs while nothing else happens
-    before, cpu0, t0 = counters(control), _cpu_seconds(pid), time.monotonic()
+    ask = functools.partial(while_answering, generator)
+    before = ask(lambda: counters(control))
+    cpu0, t0 = _cpu_seconds(pid), time.monotonic()
     hold(generator, args.hold)
-    after, cpu = counters(control), _cpu_seconds(pid) - cpu0
+    cpu = _cpu_seconds(pid) - cpu0
+    after = ask(lambda: counters(control))
     wall = time.monotonic() - t0
     rekeys = after["child_rekeys"] - before["child_rekeys"]
     dpds = after["dpd_sent"] - before["dpd_sent"]
     # the same kind of event on demand: the generator rekeys --burst children
-    b0, bcpu0, bt0 = counters(control), _cpu_seconds(pid), time.monotonic()
+    b0 = ask(lambda: counters(control))
+    bcpu0, bt0 = _cpu_seconds(pid), time.monotonic()
     done = rekey_burst(generator, args.burst, args.window)
-    b1, bcpu = counters(control), _cpu_seconds(pid) - bcpu0
+    bcpu, burst_s = _cpu_seconds(pid) - bcpu0, time.monotonic() - bt0
+    b1 = ask(lambda: counters(control))
     burst_events = b1["child_rekeys"] - b0["child_rekeys"] + b1["dpd_sent"] - b0["dpd_sent"]
-    seconds, size, listed = list_sas(control)
-    stats = request(control, {"cmd": "stats"})
+    answer_s, cli_s, size, listed = ask(lambda: list_sas(control))
+    t_metrics = time.monotonic()
+    ask(lambda: counters(control))
+    metrics_s = time.monotonic() - t_metrics
+    stats = ask(lambda: request(control, {"cmd": "stats"}))
     return {
         "ike_sas": stats["ike_sas"],
         "kernel_sas": stats["kernel_sas"],
@@ -175,12 +201,15 @@ def checkpoint(
         "hold_responder_cpu_s": round(cpu, 2),
         "hold_cpu_us_per_event": round(cpu / (rekeys + dpds) * 1e6, 1) if rekeys + dpds else None,
         "burst_rekeys_done": done,
-        "burst_s": round(time.monotonic() - bt0, 1),
+        "burst_s": round(burst_s, 1),
         "burst_events": int(burst_events),  # ours plus the responder's own meanwhile
         "burst_cpu_us_per_event": round(bcpu / burst_events * 1e6, 1) if burst_events else None,
-        "list_sas_s": round(seconds, 2),
+        "list_sas_answer_s": round(answer_s, 2),
+        "list_sas_cli_s": round(cli_s, 2),
         "list_sas_bytes": size,
         "list_sas_entries": listed,
+        "metrics_snapshot_s": round(metrics_s, 2),
+        "sockets": stats["sockets"],
     }
 
 
@@ -234,7 +263,9 @@ def main() -> None:
         result["points"] = points
         result["failed"] = generator.failed
         t0 = time.monotonic()
-        answer = request(control, {"cmd": "reload"}, timeout=600)
+        answer = while_answering(
+            generator, lambda: request(control, {"cmd": "reload"}, timeout=600)
+        )
         result["reload_s"] = round(time.monotonic() - t0, 2)
         result["reload_ok"] = bool(answer.get("ok"))
         # SIGTERM: the daemon deletes every IKE SA with its peer; keep answering the DELETEs
@@ -256,8 +287,10 @@ def main() -> None:
         for key in ("burst_cpu_us_per_event", "hold_cpu_us_per_event"):
             if first[key] and last[key]:
                 result[f"{key}_ratio"] = round(last[key] / first[key], 2)
-        result["list_sas_us_per_sa_ratio"] = round(
-            (last["list_sas_s"] / last["ike_sas"]) / (first["list_sas_s"] / first["ike_sas"]), 2
+        result["list_sas_answer_us_per_sa_ratio"] = round(
+            (last["list_sas_answer_s"] / last["list_sas_entries"])
+            / (first["list_sas_answer_s"] / first["list_sas_entries"]),
+            2,
         )
         result["load_average"] = os.getloadavg()
         print(json.dumps(result))
