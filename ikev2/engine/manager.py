@@ -61,6 +61,8 @@ from .tasks import (
 from .views import IkeSaView, KeyExport, ike_sa_view, key_export
 from .window import RequestClass
 
+NEW = RequestClass.NEW
+
 log = structlog.get_logger("ikev2.engine")
 
 
@@ -266,11 +268,22 @@ class Engine:
         self.revocation.answer(request, data, now)
         for sa_id in list(self.revocation.held):
             sa = self.sas.get(sa_id)
-            if sa is None:
+            held = self.revocation.requests.pop(sa_id, None)
+            if sa is None or (held is not None and sa.responses.classify(held[0]) is not NEW):
                 self.revocation.held.discard(sa_id)
-            else:
-                revocation_wait.resume(sa, now)
-        return self._drain()
+                continue
+            try:
+                if held is None:
+                    revocation_wait.resume(sa, now)  # our IKE_AUTH: resent, the peer replays
+                elif not revocation_wait.hold(sa, ike_auth.select_connection(sa, held[1]),
+                                              held[1], now, held[0]):  # fmt: skip
+                    self._answer(sa, ExchangeType.IKE_AUTH, held[0], held[1], now)
+            except Exception:
+                if self.strict:
+                    raise
+                log.exception("internal error while resuming IKE_AUTH; dropped")
+            self._after(sa)
+        return self._recover(self._drain(), now)
 
     def update_config(self, config: EngineConfig) -> None:
         """New connections apply to new IKE SAs; existing SAs keep the config they started with."""
@@ -523,11 +536,17 @@ class Engine:
             return
         if header.exchange == ExchangeType.IKE_AUTH and sa.eap is None:
             chosen = ike_auth.select_connection(sa, inner)
-            if revocation_wait.hold(sa, chosen, inner, now):
-                return  # unanswered until the revocation status is in (the peer retransmits)
-        answer = self._respond(sa, header.exchange, inner, now)
-        sa.respond(header.exchange, header.message_id, answer)
-        if header.exchange == ExchangeType.IKE_INTERMEDIATE:
+            if revocation_wait.hold(sa, chosen, inner, now, header.message_id):
+                return  # answered once the revocation status is in (revocation_fetched)
+        self._answer(sa, header.exchange, header.message_id, inner, now)
+
+    def _answer(
+        self, sa: IkeSa, exchange: int, message_id: int, inner: tuple[Payload, ...], now: float
+    ) -> None:
+        """Process a new request and send our answer (RFC 7296 §2.1: exactly one)."""
+        answer = self._respond(sa, exchange, inner, now)
+        sa.respond(exchange, message_id, answer)
+        if exchange == ExchangeType.IKE_INTERMEDIATE:
             intermediate.responded(sa)  # new keys once the answer is out (RFC 9370 §2.2.2)
         if sa.pending_close:
             informational.ike_deleted(sa, sa.pending_close)

@@ -3,12 +3,11 @@
 The engine asks and the service fetches. When a peer's chain names a CRL distribution point
 (RFC 5280 §4.2.1.13) or an OCSP responder (Authority Information Access, §4.2.2.1) whose answer
 we do not hold yet, IKE_AUTH is held (`hold`): the engine emits one RevocationFetch event per
-missing answer and does not process the message further. A held request gets no answer (the
-peer retransmits it, RFC 7296 §2.1); a held response leaves our request outstanding (we
-retransmit it and the peer replays its answer, §2.1). When the service hands an answer back
-(`Engine.revocation_fetched`), the engine resends our held requests at once, so an initiator
-waits only for the fetch. The retransmission series bounds every wait: a fetch nobody answers
-counts as failed after FETCH_TIMEOUT, and the peer gives up on its own schedule.
+missing answer and does not process the message further: a held request is answered, and a
+held response processed (our request resent, the peer replays its answer, RFC 7296 §2.1), as
+soon as the service hands the answer back (`Engine.revocation_fetched`). The retransmission
+series bounds every wait: a fetch nobody answers counts as failed after FETCH_TIMEOUT, and a
+retransmission then finds the status decided; the peer gives up on its own schedule.
 
 Then `verdict` decides with strongSwan's revocation policies (swanctl.conf remote.revocation):
 - strict: every certificate of the path must be known good;
@@ -101,6 +100,9 @@ class RevocationCache:
         self.ocsp: dict[tuple[str, ...], ocsp.OCSPResponse] = {}
         self.attempts: dict[tuple[str, ...], tuple[_Attempt, float]] = {}
         self.held: set[int] = set()  # IKE SAs whose IKE_AUTH waits for an answer
+        # the peer's held IKE_AUTH request per IKE SA (message ID, inner payloads), answered
+        # as soon as the status is in (tasks/revocation_wait.py)
+        self.requests: dict[int, tuple[int, tuple[Any, ...]]] = {}
 
     def state(self, key: tuple[str, ...], now: float) -> str:
         """ "new" (fetch it), "pending" (under way) or "done" (answered, failed or given up)."""

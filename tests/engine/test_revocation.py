@@ -220,14 +220,14 @@ def test_fetched_crl_initiator_checks_responder(ca: Issued, revoked: bool) -> No
 
 @pytest.mark.parametrize("revoked", [False, True])
 def test_fetched_crl_responder_checks_initiator(ca: Issued, revoked: bool) -> None:
-    """The responder leaves the IKE_AUTH request unanswered until the CRL is in; the
-    initiator's retransmission then gets the answer."""
+    """The responder holds the IKE_AUTH request until the CRL is in, then answers it at once:
+    before the initiator's first retransmission (4 s)."""
     moon, sun = make_leaf(ca, "moon.ikev2.test", crl_uri=CRL_URI), make_leaf(ca, "sun.ikev2.test")
     crl = make_crl(ca, (moon.cert,) if revoked else ())
     p = pair(ca, moon, sun, policy_r=RevocationPolicy.STRICT, fetching=True)
     fetcher = Fetcher({CRL_URI: crl})
     p.initiate()
-    fetcher.run(p)
+    fetcher.run(p, until=1.0)
     assert fetcher.asked == [("r", CRL_URI)]
     if revoked:
         assert_auth_failed(p, "r", "certificate revoked")
@@ -246,6 +246,23 @@ def test_fetched_crl_is_reused(ca: Issued) -> None:
     fetcher.run(p, until=20)
     assert fetcher.asked == [("i", CRL_URI)]
     assert len(p.i.of(IkeSaEstablished)) == 2
+
+
+def test_a_retransmitted_request_is_held_too_and_answered_once(ca: Issued) -> None:
+    """The fetch takes longer than the initiator's first retransmit: the retransmission is
+    held as well (no second fetch), and once the CRL is in exactly one answer goes out."""
+    moon, sun = make_leaf(ca, "moon.ikev2.test", crl_uri=CRL_URI), make_leaf(ca, "sun.ikev2.test")
+    p = pair(ca, moon, sun, policy_r=RevocationPolicy.STRICT, fetching=True)
+    p.initiate()
+    p.run(until=5.0)  # nobody answers the fetch yet; the initiator retransmitted at 4 s
+    [fetch] = p.r.of(RevocationFetch)
+    assert not p.r.of(IkeSaEstablished) and p.i.engine.sas
+    sent_before = p.delivered
+    p.r.events += p.r.engine.revocation_fetched(fetch, make_crl(ca, ()), p.now)
+    p.run(until=6.0)
+    assert outcome(p)[:2] == (True, True)
+    assert len(p.r.of(RevocationFetch)) == 1
+    assert p.delivered - sent_before == 1  # one IKE_AUTH answer, nothing retransmitted
 
 
 def test_unanswered_fetch_times_out_as_unknown(ca: Issued) -> None:

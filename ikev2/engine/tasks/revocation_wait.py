@@ -1,10 +1,11 @@
 """IKE_AUTH and revocation status (engine/revocation.py): hold the exchange while the service
 fetches, then judge the peer's path with its connection's policy (swanctl remote.revocation).
 
-Both roles: the responder holds the peer's IKE_AUTH request (no answer yet; RFC 7296 §2.1: the
-initiator retransmits it), the initiator holds the peer's IKE_AUTH response (our request stays
-outstanding and is retransmitted; the peer replays its cached answer). `resume` resends our
-held requests as soon as an answer arrives, so an initiator waits only for the fetch. Over TCP
+Both roles: the responder holds the peer's IKE_AUTH request (no answer yet; a retransmission of
+it, RFC 7296 §2.1, is held the same way) and answers it as soon as the status is in
+(Engine.revocation_fetched); the initiator holds the peer's IKE_AUTH response (our request stays
+outstanding and is retransmitted; the peer replays its cached answer), and `resume` resends our
+request as soon as the status is in. Either side waits only for the fetch. Over TCP
 (RFC 9329 §6.2: no timed retransmissions) nothing is held: the answers held by then decide.
 """
 
@@ -44,8 +45,15 @@ def _path(sa: IkeSa, creds: Credentials, payloads: Sequence[Payload]) -> list[x5
         return []  # verify_peer reports it
 
 
-def hold(sa: IkeSa, conn: ConnectionConfig | None, payloads: Sequence[Payload], now: float) -> bool:
-    """Whether IKE_AUTH must wait for revocation answers; asks for those not asked for yet."""
+def hold(
+    sa: IkeSa,
+    conn: ConnectionConfig | None,
+    payloads: Sequence[Payload],
+    now: float,
+    request_id: int | None = None,
+) -> bool:
+    """Whether IKE_AUTH must wait for revocation answers; asks for those not asked for yet.
+    `request_id`: the peer's request (message ID) being held, kept to be answered later."""
     cache = _cache(sa)
     if cache is None or not cache.fetching or conn is None or sa.tcp is not None:
         return False  # over TCP (RFC 9329 §6.2) nothing is retransmitted: judge with what we hold
@@ -58,7 +66,10 @@ def hold(sa: IkeSa, conn: ConnectionConfig | None, payloads: Sequence[Payload], 
     found = assess(cache, sa.id, path, static_crls(creds.crls), sa.env.utc_now(), now)
     if found.revoked or not found.pending:
         cache.held.discard(sa.id)
+        cache.requests.pop(sa.id, None)
         return False
+    if request_id is not None:
+        cache.requests[sa.id] = (request_id, tuple(payloads))
     for request in found.wanted:
         cache.requested(request.key, now)
         sa.emit(request)
