@@ -127,6 +127,10 @@ def test_strongswan_certificate_revocation(
             p.establish(timeout=30)
             p.check_children(expected=1)
         assert "IKE_AUTH waits for revocation status" in p.ours.log()
+        if not p.ours_initiates:  # answered once fetched, not at strongSwan's retransmit (4 s)
+            assert "retransmit 1 of request" not in p.ss.log(), p.logs()
+        else:  # we resent our IKE_AUTH once the status was in; strongSwan replayed its answer
+            assert "received retransmit of request with ID 1" in p.ss.log(), p.logs()
         served_log = helpers[0].log.read_text(errors="replace")
         asked = served_log.count("GET /ca.crl") if method == "crl" else served_log.count("POST")
         assert asked == 1, served_log  # one fetch, then the answer is reused
