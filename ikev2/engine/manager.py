@@ -523,7 +523,7 @@ class Engine:
         inner = opened
         sa.last_heard = now
         if sa.tcp:
-            tcp.follow(sa, remote, local)
+            tcp.follow(sa, remote, local, self._tcp_in)
         else:
             mobike.observe(sa, remote, local, header.message_id, True)
         for child in sa.children:  # a new request: the peer has our earlier answers
@@ -619,7 +619,7 @@ class Engine:
         inner = opened
         sa.last_heard = now
         if sa.tcp:
-            tcp.follow(sa, remote, local)
+            tcp.follow(sa, remote, local, self._tcp_in)
         else:
             mobike.observe(sa, remote, local, header.message_id, False)
         try:

@@ -126,10 +126,13 @@ def replay(sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
         sa.outbox.datagrams.append(Datagram(packet, remote, local, tcp=True))
 
 
-def follow(sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
+def follow(sa: IkeSa, remote: Endpoint, local: Endpoint, over_tcp: bool) -> None:
     """§6.1: an authenticated message on another TCP connection moves the IKE SA to it; an
-    outstanding request of ours is resent there (the old connection may have lost it, §6.2)."""
+    outstanding request of ours is resent there (the old connection may have lost it, §6.2).
+    A message of this IKE SA that came over UDP moves nothing (it stays on TCP)."""
     assert sa.tcp is not None
+    if not over_tcp:
+        return
     sa.tcp.connected = True
     if (sa.remote, sa.local) == (remote, local):
         return

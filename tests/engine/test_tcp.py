@@ -282,3 +282,18 @@ def test_udp_then_tcp_stays_on_udp_when_udp_works() -> None:
     pair.initiate()
     pair.run(until=10)
     assert pair.i.of(IkeSaEstablished) and not any(d.tcp for _, d in pair.sent)
+
+
+def test_a_message_over_udp_does_not_move_an_ike_sa_off_tcp() -> None:
+    pair = TcpPair(Transport.TCP)
+    sa_id = pair.initiate()
+    pair.run(until=5)
+    (sa_r,) = pair.r.engine.sas.values()
+    before = (sa_r.remote, sa_r.local)
+    pair.i.engine.rekey_ike(sa_id, pair.now)
+    (request,) = pair.i.engine.datagrams_to_send()
+    elsewhere = (request.local[0], 500)
+    pair.r.engine.receive_datagram(request.data, elsewhere, sa_r.local, pair.now, tcp=False)
+    (answer,) = pair.r.engine.datagrams_to_send()
+    assert (sa_r.remote, sa_r.local) == before  # still the TCP connection
+    assert answer.tcp and answer.remote == before[0]

@@ -116,6 +116,21 @@ def charons(tmp_path: Path) -> Iterator[list[strongswan.Charon]]:
 
 # --- docs/interop.md ----------------------------------------------------------------------------
 
+# IKE and ESP over TCP (RFC 9329): why its rows are ours against ours, and who else could be a peer
+TCP_NOTES = (
+    "- `guest_tcp[...]` rows (tests/interop/test_guest_tcp.py): IKE over TCP (RFC 9329) between",
+    "  two of our daemons, UDP 500/4500 dropped by nftables, and the udp-then-tcp fallback.",
+    "  Neither strongSwan here can be the peer: 5.9.8 (Debian) and 6.0.6 (../shared/vendor)",
+    "  have no TCP transport (their socket plugins, socket-default/-dynamic/-win, are UDP only;",
+    "  no IKETCP, TCP_ULP or TCP_ENCAP_ESPINTCP anywhere in the 6.0.6 source). Candidate peers:",
+    "  Libreswan >= 4.0 (Debian 12 ships 4.10: `enable-tcp=yes|fallback`, `tcp-remoteport`,",
+    "  `listen-tcp`; it conflicts with the strongSwan packages, so it would run from an unpacked",
+    "  .deb), iOS/macOS IKEv2 clients (TCP fallback), Windows, Fortinet/Palo Alto/Check Point",
+    "  gateways. ESP inside the TCP stream needs the kernel's espintcp (CONFIG_INET_ESPINTCP);",
+    "  Debian 12's guest kernel is built without it, so those rows prove IKE over TCP and that",
+    "  the TCP-encapsulated child is refused by that kernel (and ping through it where present).",
+)
+
 
 def row_key(item: pytest.Item) -> tuple[str, str, str] | None:
     if item.get_closest_marker("interop") is None:
@@ -215,6 +230,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "  = strongSwan initiates; `strongswan-strongswan` = harness self-test.",
         "- `xfail` = a known gap in our engine/service/kernel, named in the note (strict: the",
         "  test must fail; when the gap closes it turns red until the mark is removed).",
+        *TCP_NOTES,
         "",
         "| where | scenario | role | result | note |",
         "|-------|----------|------|--------|------|",
