@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ from .vips import VirtualIps
 
 log = get_logger("ikev2.service")
 KEEPALIVE_INTERVAL = 20.0  # RFC 3948 §2.3 recommends 20 s
+ESPINTCP_MISSING = "ESP in TCP needs the kernel's espintcp (CONFIG_INET_ESPINTCP)"
 SWEEP_ALWAYS = 256  # a waiter for this many IKE SAs or fewer checks the engine every batch
 
 
@@ -384,6 +386,9 @@ class Driver:
 
     def _install(self, event: ChildSaEstablished) -> list[Event]:
         try:
+            if event.encap_tcp and self.tcp is not None and self.tcp.ulp_missing:
+                # RFC 9329 ESP in TCP needs espintcp; such a kernel takes seconds to say EINVAL
+                raise KernelError("add_sa", errno.EOPNOTSUPP, ESPINTCP_MISSING)
             self.applier.child_established(event)
         except KernelError as exc:
             log.warning("kernel refused child SA", ike_sa=event.ike_sa_id, conn=event.connection,

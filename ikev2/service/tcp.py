@@ -117,7 +117,8 @@ class TcpTransport:
         self.stats = {"accepted": 0, "refused": 0, "connected": 0, "failed": 0, "closed": 0,
                       "espintcp": 0, "esp_dropped": 0, "no_stream": 0}  # fmt: skip
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ulp_warned = False
+        # the XFRM kernel refused TCP_ULP "espintcp": ESP cannot ride in our streams
+        self.ulp_missing = False
 
     # --- listening (the TCP Responder's side)
     def listen(self, addresses: tuple[IPAddress, ...], port: int, reuse_port: bool = False) -> None:
@@ -237,8 +238,8 @@ class TcpTransport:
         try:
             stream.sock.setsockopt(socket.IPPROTO_TCP, TCP_ULP, ESPINTCP)
         except OSError as exc:
-            if not self._ulp_warned:
-                self._ulp_warned = True
+            if not self.ulp_missing:
+                self.ulp_missing = True
                 log.warning("kernel has no espintcp (CONFIG_INET_ESPINTCP): IKE over TCP works, "
                             "ESP in TCP cannot", error=exc.strerror)  # fmt: skip
             return

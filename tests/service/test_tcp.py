@@ -255,3 +255,19 @@ async def test_two_daemons_udp_then_tcp_falls_back() -> None:
 
 async def _established(daemon: Daemon) -> list[dict[str, object]]:
     return [sa for sa in await daemon.sas() if sa["state"] == "established"]
+
+
+async def test_without_espintcp_the_child_is_refused_at_once_and_the_ike_sa_stays() -> None:
+    """An XFRM kernel without espintcp (Debian 12's) answers a TCP-encapsulated SA with EINVAL
+    only after seconds; once the ULP was refused, the driver refuses the child itself."""
+    async with tcp_pair() as (moon, sun):
+        moon.tcp.ulp_missing = sun.tcp.ulp_missing = True
+        result = await up(moon)
+        assert result["ok"], result
+        assert any("espintcp" in w for w in result.get("warnings", [])), result
+        for side in (moon, sun):
+            installs = [c for c in side.kernel.calls if c[0] in ("add_sa", "update_sa")]
+            assert not [c for c in installs if c[1].encap_tcp]
+        await wait_until(lambda: _async(not moon.engine.sas[result["sas"][0]["id"]].children), 10)
+        (sa,) = moon.engine.sas.values()
+        assert sa.tcp is not None and sa.keys is not None and not sa.children
