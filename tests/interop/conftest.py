@@ -122,13 +122,15 @@ TCP_NOTES = (
     "  two of our daemons, UDP 500/4500 dropped by nftables, and the udp-then-tcp fallback.",
     "  Neither strongSwan here can be the peer: 5.9.8 (Debian) and 6.0.6 (../shared/vendor)",
     "  have no TCP transport (their socket plugins, socket-default/-dynamic/-win, are UDP only;",
-    "  no IKETCP, TCP_ULP or TCP_ENCAP_ESPINTCP anywhere in the 6.0.6 source). Candidate peers:",
-    "  Libreswan >= 4.0 (Debian 12 ships 4.10: `enable-tcp=yes|fallback`, `tcp-remoteport`,",
-    "  `listen-tcp`; it conflicts with the strongSwan packages, so it would run from an unpacked",
-    "  .deb), iOS/macOS IKEv2 clients (TCP fallback), Windows, Fortinet/Palo Alto/Check Point",
-    "  gateways. ESP inside the TCP stream needs the kernel's espintcp (CONFIG_INET_ESPINTCP);",
-    "  Debian 12's guest kernel is built without it, so those rows prove IKE over TCP and that",
-    "  the TCP-encapsulated child is refused by that kernel (and ping through it where present).",
+    "  no IKETCP, TCP_ULP or TCP_ENCAP_ESPINTCP anywhere in the 6.0.6 source). The candidate",
+    "  peer: Libreswan >= 4.0 (Debian 12 ships 4.10: `enable-tcp=yes|fallback`,",
+    "  `tcp-remoteport`, `listen-tcp`; it conflicts with the strongSwan packages, so it would",
+    "  run from an unpacked .deb; not tried yet). Apple's IKEv2 clients and FortiOS are said to",
+    "  speak RFC 8229 too (not checked here). ESP inside the TCP stream needs the kernel's",
+    "  espintcp (CONFIG_INET_ESPINTCP); Debian 12's guest kernel is built without it, so these",
+    "  rows prove IKE over TCP and that the TCP-encapsulated child is refused at once (the IKE",
+    "  SA stays; with no child the row's pings go in cleartext); with espintcp the same rows",
+    "  assert pings as ESP inside the TCP stream instead.",
 )
 
 
