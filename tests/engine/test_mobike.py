@@ -290,6 +290,9 @@ def test_nat_rebinding_found_by_liveness_check_starts_an_update() -> None:
     assert sa_i.nat_local and sa_r.nat_remote and sa_r.remote == (NAT_IP, 40000)
     (child,) = sa_r.children
     assert child.event.encap == (4500, 40000)
+    # the first check records the mapping (IKE_SA_INIT's ran on port 500): no update
+    pair.run(until=pair.now + 12)
+    assert updates(tap) == [] and sa_i.mobike is not None and sa_i.mobike.natd_peer
     nat.rebind()
     pair.run(until=pair.now + 25)
     # the liveness check carried NAT detection (§3.8); its answer showed the new mapping

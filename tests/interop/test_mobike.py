@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from ikev2.testing.interop import ROLES, Peers, Spec, ours_config
+from ikev2.testing.interop import OURS_INITIATOR, ROLES, Peers, Spec, ours_config
 from ikev2.testing.netns import run_in_netns
 from ikev2.testing.topology import Peer, Topology, nft, sh
 
@@ -205,15 +205,22 @@ def test_mobike_move(role: str, two_links: Topology, peers: PeersFactory) -> Non
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_mobike_nat_rebinding(role: str, natted_fresh: Topology, peers: PeersFactory) -> None:
+def test_mobike_nat_rebinding(
+    role: str, natted_fresh: Topology, peers: PeersFactory, tmp_path: Path
+) -> None:
     topo = natted_fresh
     masquerade_to(topo, 21000)
-    p = peers(Spec("mobike-nat", dpd_delay=2), topo, role).start()
+    # the initiator's liveness checks watch the mapping (§3.8): its every 2 s, the responder's
+    # every 10 s (a check answered keeps the other side's from starting)
+    ours_fast = role == OURS_INITIATOR
+    p = peers(Spec("mobike-nat", dpd_delay=10 if ours_fast else 2), topo, role)
+    ours_side(p, tmp_path / "ours-files", dpd_delay="2s" if ours_fast else "10s")
+    p.start()
     p.establish()
     ike, children = spis_of(p)
     assert _mapped_port(p) == "21000"
-    # strongSwan compares a liveness check's NAT detection with the previous one's, not with
-    # IKE_SA_INIT's (ike_natd.c): one check must have been answered before the NAT rebinds
+    # both compare a liveness check's NAT detection with the previous one's, not with
+    # IKE_SA_INIT's (port 500, ike_natd.c): one check must be answered before the NAT rebinds
     wait_until(lambda: _natd_checks(p) >= 1, 20, p, "a liveness check with NAT detection")
     masquerade_to(topo, 22000)
     assert topo.nat_ns is not None

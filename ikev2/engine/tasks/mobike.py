@@ -64,7 +64,10 @@ def natd_seen(sa: IkeSa, message: Message) -> None:
     NAT (§3.3: the NAT situation may change later, and no exchange could switch ports then)."""
     dest = message.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
     if sa.initiator and sa.conn.mobike and dest is not None:
-        sa.mobike = MobikeState(natd_peer=dest.data)
+        # a NAT maps the port-500 flow apart from the 4500 one we float to: that hash says
+        # nothing about the later mapping, and the first liveness check records it instead
+        kept = dest.data if sa.remote[1] != 500 else b""
+        sa.mobike = MobikeState(natd_peer=kept)
 
 
 def floats(sa: IkeSa) -> bool:
@@ -328,7 +331,7 @@ def _natd_answer(sa: IkeSa, payloads: Sequence[Payload]) -> bool:
     )
     if not sources or dest is None or sa.mobike is None:
         return False
-    changed = bool(sa.mobike.natd_peer) and dest != sa.mobike.natd_peer
+    changed = bool(sa.mobike.natd_peer) and dest != sa.mobike.natd_peer  # first: recorded
     sa.mobike.natd_peer = dest
     sa.nat_remote = natd_hash(sa.spi_i, sa.spi_r, sa.remote) not in sources
     sa.nat_local = dest != natd_hash(sa.spi_i, sa.spi_r, sa.local)
