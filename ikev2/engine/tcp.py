@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import structlog
 
 from .config import ConnectionConfig, IPAddress, Transport
-from .events import Datagram, Endpoint, Event, IkeSaFailed
+from .events import ChildSaEstablished, Datagram, Endpoint, Event, IkeSaFailed, IkeSaMoved
 from .state import IkeState
 from .tasks import ike_init, informational
 
@@ -138,8 +138,38 @@ def follow(sa: IkeSa, remote: Endpoint, local: Endpoint, over_tcp: bool) -> None
         return
     sa.log.info("IKE SA moved to a new TCP connection",
                 old=f"{sa.remote[0]}:{sa.remote[1]}", new=f"{remote[0]}:{remote[1]}")  # fmt: skip
+    old_local, old_remote = sa.local, sa.remote
     sa.remote, sa.local = remote, local
+    _moved(sa, old_local, old_remote)
     _resend_outstanding(sa)
+
+
+def _moved(sa: IkeSa, old_local: Endpoint, old_remote: Endpoint) -> None:
+    """ESP in TCP (§3.2): the children's kernel SAs name the connection's ports
+    (TCP_ENCAP_ESPINTCP), so a new connection moves them, in place, with the IKE SA (one
+    IkeSaMoved, the event MOBIKE moves kernel SAs with)."""
+    if sa.established_at is None or (old_local, old_remote) == (sa.local, sa.remote):
+        return
+    pairs = []
+    for child in sa.children:
+        old = child.event
+        if isinstance(old, ChildSaEstablished) and old.encap_tcp:
+            new = replace(old, encap=(sa.local[1], sa.remote[1]))
+            child.event = new
+            pairs.append((old, new))
+    sa.emit(
+        IkeSaMoved(
+            ike_sa_id=sa.id,
+            connection=sa.conn.name,
+            old_local=old_local,
+            old_remote=old_remote,
+            local=sa.local,
+            remote=sa.remote,
+            nat_local=sa.nat_local,
+            nat_remote=sa.nat_remote,
+            children=tuple(pairs),
+        )
+    )
 
 
 def _resend_outstanding(sa: IkeSa) -> bool:
@@ -174,7 +204,9 @@ def _connected(sa: IkeSa, local: Endpoint, now: float) -> None:
     assert sa.tcp is not None
     first = sa.state is IkeState.CREATED and not sa.init_request
     sa.tcp.connected = True
+    old_local = sa.local
     sa.local = local
+    _moved(sa, old_local, sa.remote)
     if first:
         ike_init.build_i(sa, now)  # NAT detection now hashes the TCP ports (§6.5)
         return

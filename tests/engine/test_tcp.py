@@ -16,6 +16,7 @@ from ikev2.engine.events import (
     Endpoint,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaMoved,
 )
 from ikev2.engine.state import IkeState
 from ikev2.engine.tcp import (
@@ -225,6 +226,12 @@ def test_initiator_reconnects_and_the_responder_follows() -> None:
     assert sa_i.local[1] == 40001 and sa_r.remote[1] == 40001
     assert sa_r.tcp.connected and sa_i.state is IkeState.ESTABLISHED  # type: ignore[union-attr]
     assert not pair.i.of(IkeSaFailed) and not sa_i.requests.busy
+    # §3.2: the children's kernel SAs (ESP in this stream) move to the new ports, in place
+    ((old_i, new_i),) = pair.i.of(IkeSaMoved)[0].children
+    ((old_r, new_r),) = pair.r.of(IkeSaMoved)[0].children
+    assert (old_i.encap, new_i.encap) == ((40000, 4500), (40001, 4500))
+    assert (old_r.encap, new_r.encap) == ((4500, 40000), (4500, 40001))
+    assert new_i.spi_in == old_i.spi_in and new_i.encap_tcp and new_r.encap_tcp
 
 
 def test_request_lost_with_the_connection_is_resent_on_the_new_one() -> None:

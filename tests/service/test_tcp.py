@@ -135,6 +135,13 @@ async def test_dropped_connection_is_reestablished_by_the_initiator() -> None:
         assert sa_m.local != first and sa_r.remote == sa_m.local
         assert (sa_m.spi_i, sa_m.spi_r) == spis and sa_m.id in moon.engine.sas
         assert moon.tcp.stats["connected"] == 2 and sun.tcp.stats["connected"] == 0
+        # ESP in TCP: both kernels' SAs moved to the new connection's ports (same SPIs)
+        moves = [c[2] for c in sun.kernel.calls if c[0] == "move_sa"]
+        assert len(moves) == 2 and all(m.encap_tcp for m in moves)
+        assert {m.encap for m in moves} == {
+            (sa_m.local[1], sun.tcp.port),
+            (sun.tcp.port, sa_m.local[1]),
+        }
         # the IKE SA still works on the new connection: a rekey of its child goes through
         child = sa_m.children[0].spi_in
         moon.driver.rekey(sa_m.id, child)
