@@ -24,7 +24,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
-from . import config_pools, config_ppk, config_redirect, config_tunables, config_xfrm
+from . import (
+    config_pools,
+    config_ppk,
+    config_radius,
+    config_redirect,
+    config_tunables,
+    config_xfrm,
+)
 from .constants import IpProto, ProtocolId
 from .engine.config import (
     AuthMethodName,
@@ -157,6 +164,7 @@ class DaemonSettings:
     metrics: tuple[str, int] | None = None
     # RFC 5685, the client's half (config_redirect.py)
     redirect: RedirectConfig = field(default_factory=RedirectConfig)
+    radius_server: tuple[str, int] | None = None  # EAP-RADIUS (config_radius.py)
     # keep_alive, half_open_timeout, fragment_size, retransmit_*, cookie_secret_lifetime
     tunables: config_tunables.Tunables = field(default_factory=config_tunables.Tunables)
 
@@ -170,6 +178,7 @@ class ServiceConfig:
     engine: EngineConfig
     # (connection, child) -> "none" | "start" | "trap" (swanctl's start_action)
     start_actions: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    radius_secret: bytes = field(default=b"", repr=False)  # EAP-RADIUS (config_radius.py)
 
     def connections_to_start(self) -> list[str]:
         names = {conn for (conn, _), action in self.start_actions.items() if action == "start"}
@@ -340,7 +349,8 @@ DAEMON_KEYS = ("addresses", "port", "nat_port", "tcp_port", "control_socket", "k
                "log_format", "log_level", "cookie_threshold", "max_half_open", "block_threshold",
                "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
                "install_routes", "metrics", *config_redirect.DAEMON_KEYS,
-               "max_packet", "half_open_timeout", *config_tunables.DAEMON_KEYS)  # fmt: skip
+               *config_radius.DAEMON_KEYS, "max_packet", "half_open_timeout",
+               *config_tunables.DAEMON_KEYS)  # fmt: skip
 
 
 def _addresses(table: _Table, name: str, values: tuple[str, ...]) -> tuple[IPAddress, ...]:
@@ -380,6 +390,7 @@ def _daemon(table: _Table) -> DaemonSettings:
         install_routes=bool(table.get("install_routes", bool, base.install_routes, "true")),
         metrics=_metrics(table),
         redirect=config_redirect.daemon_redirects(table),
+        radius_server=config_radius.radius_server(table),
         tunables=config_tunables.daemon_tunables(table),
     )
 
@@ -502,7 +513,7 @@ SECRET_KEYS = ("ids", "secret", "secret_file")
 # and MD5 to a client that Naks it (strongSwan's eap-dynamic)
 EAP_AUTHS: dict[str, tuple[int, ...]] = {f"eap-{n}": (int(t),) for n, t in EAP_METHODS.items()}
 EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_PASSWORD_METHODS), reverse=True))
-AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS)
+AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS, config_radius.AUTH)
 UNIQUE_POLICIES = tuple(u.value for u in Unique)
 CHILDLESS_POLICIES = tuple(c.value for c in Childless)  # swanctl.conf's (RFC 6023)
 TRANSPORTS = tuple(t.value for t in Transport)
@@ -640,6 +651,8 @@ def _local_credentials(
     loader: _Loader, table: _Table, secrets: list[_Secret], local: Identity, remote: Identity | None
 ) -> Credentials:
     auth = table.choice("auth", AUTH_METHODS, "psk")
+    if auth == config_radius.AUTH:
+        table.fail("auth", "eap-radius is the gateway's side", "write it as remote.auth")
     if auth in EAP_AUTHS:
         return _eap_client(loader, table, secrets, auth, local)
     if "eap_id" in table.data:
@@ -673,6 +686,8 @@ def _remote_credentials(
     loader: _Loader, table: _Table, local: Credentials, secrets: list[_Secret]
 ) -> Credentials:
     auth = table.choice("auth", AUTH_METHODS, "psk")
+    if auth == config_radius.AUTH:  # RFC 3579: the RADIUS server runs the method
+        return Credentials(AuthMethodName.EAP, eap_id=_eap_id(table), eap_radius=True)
     if auth in EAP_AUTHS:
         return _eap_gateway(loader, table, secrets, auth)
     if "eap_id" in table.data:
@@ -925,7 +940,9 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         max_packet=daemon.max_packet,
         cookie_secret_lifetime=daemon.tunables.cookie_secret_lifetime,
     )
-    return ServiceConfig(path, daemon, engine, actions)
+    radius_secret = config_radius.radius_secret(secrets)
+    config_radius.check(loader, connections, daemon.radius_server, radius_secret)
+    return ServiceConfig(path, daemon, engine, actions, radius_secret)
 
 
 def load_config(path: str | os.PathLike[str]) -> ServiceConfig:

@@ -95,6 +95,7 @@ class Credentials:
     eap_id: bytes | None = None
     eap_secret: bytes | None = field(default=None, repr=False)
     eap_users: tuple[tuple[bytes, bytes], ...] = field(default=(), repr=False)
+    eap_radius: bool = False  # gateway: a RADIUS server runs the EAP method (RFC 3579)
     # the peer's side with certificates: how revocation is checked, and CRLs from files (DER)
     revocation: RevocationPolicy = RevocationPolicy.RELAXED
     crls: tuple[bytes, ...] = field(default=(), repr=False)

@@ -185,3 +185,14 @@ class IkeSaMoved(Event):
     nat_local: bool
     nat_remote: bool
     children: tuple[tuple[ChildSaEstablished, ChildSaEstablished], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EapBackendRequest(Event):
+    """EAP-RADIUS (RFC 3579, tasks/eap_radius.py): forward this EAP Response of the client to
+    the RADIUS server, then call Engine.eap_backend_answer with what it says."""
+
+    connection: str
+    identity: bytes  # the client's EAP identity (User-Name)
+    eap: bytes = field(repr=False)
+    peer: str = ""  # the client's address[port] (Calling-Station-Id)

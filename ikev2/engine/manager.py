@@ -48,6 +48,7 @@ from .state import ALLOWED_REQUESTS, IkeInput, IkeState
 from .tasks import (
     config_payload,
     create_child,
+    eap_radius,
     followup_ke,
     ike_auth,
     ike_init,
@@ -153,6 +154,18 @@ class Engine:
             return self.initiate(name, now, children=(config,))
         self._after(sa)
         return sa.id
+
+    def eap_backend_answer(
+        self, sa_id: int, answer: eap_radius.BackendAnswer, now: float
+    ) -> list[Event]:
+        """The RADIUS server's answer to an EapBackendRequest: the parked IKE_AUTH request is
+        answered now (tasks/eap_radius.py)."""
+        sa = self.sas.get(sa_id)
+        parked = eap_radius.answered(sa, answer) if sa is not None else None
+        if sa is not None and parked is not None:
+            self._answer(sa, ExchangeType.IKE_AUTH, parked[0], parked[1], now)
+            self._after(sa)
+        return self._drain()
 
     def terminate(self, sa_id: int, now: float) -> list[Event]:
         """Delete an IKE SA with the peer (§1.4.1), and the one reauthenticating it if any
@@ -544,7 +557,11 @@ class Engine:
         self, sa: IkeSa, exchange: int, message_id: int, inner: tuple[Payload, ...], now: float
     ) -> None:
         """Process a new request and send our answer (RFC 7296 §2.1: exactly one)."""
-        answer = self._respond(sa, exchange, inner, now)
+        try:
+            answer = self._respond(sa, exchange, inner, now)
+        except eap_radius.AnswerLater:  # RFC 3579: eap_backend_answer answers it
+            eap_radius.park(sa, message_id, inner)
+            return
         sa.respond(exchange, message_id, answer)
         if exchange == ExchangeType.IKE_INTERMEDIATE:
             intermediate.responded(sa)  # new keys once the answer is out (RFC 9370 §2.2.2)

@@ -48,11 +48,13 @@ from .channel import WorkerChannel
 from .child_waits import then_children, up_child
 from .control import ControlServer
 from .driver import Driver
+from .eap_radius import RadiusBridge
 from .handoff import TaggedSpis, WorkerRole
 from .kernel_apply import TRAP_BASE, KernelApplier
 from .kernel_choice import KernelChoice, choose_kernel
 from .keylog import KeyLog
 from .metrics import Meter, MeteredDriver, MeteredTransport, MetricsServer, snapshot, to_json
+from .radius import RadiusClient
 from .roaming import Roamer
 from .systemd import Notifier
 from .tcp import TcpTransport
@@ -116,6 +118,15 @@ class Daemon:
         self.metrics: MetricsServer | None = None
 
     # --- lifecycle
+    async def _open_radius(self, loop: asyncio.AbstractEventLoop) -> None:
+        server = self.config.daemon.radius_server
+        if server is None or self.driver is None:
+            return
+        client = RadiusClient(server, self.config.radius_secret)
+        await client.open()
+        self.driver.radius = RadiusBridge(client, loop, self.driver.eap_backend_answer)
+        log.info("RADIUS server for EAP", server=f"{server[0]}:{server[1]}")
+
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         settings = self.config.daemon
@@ -160,6 +171,7 @@ class Daemon:
             self.transport.open(settings.addresses, settings.port, settings.nat_port, kernel,
                                 reuse_port=role is not None)  # fmt: skip
             self._open_tcp(loop, kernel)
+            await self._open_radius(loop)  # EAP-RADIUS (RFC 3579), when configured
             if role is None:
                 self.control = ControlServer(settings.control_socket, self._handlers(worker=False))
                 await self.control.start()
@@ -304,6 +316,8 @@ class Daemon:
         left = await self.delete_all()
         sas, policies = self.driver.applier.remove_all()
         log.info("kernel state removed", sas=sas, policies=policies, ike_sas_left=left)
+        if self.driver.radius is not None:
+            self.driver.radius.close()
         if self.driver.vips is not None:
             self.driver.vips.remove_all()
             await self.driver.vips.close()

@@ -24,6 +24,7 @@ from ..engine.events import (
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
+    EapBackendRequest,
     Endpoint,
     Event,
     IkeSaDeleted,
@@ -37,11 +38,13 @@ from ..engine.events import (
 from ..engine.pools import PoolView
 from ..engine.revocation import RevocationFetch
 from ..engine.state import IkeState
+from ..engine.tasks.eap_radius import BackendAnswer, BackendVerdict
 from ..engine.tcp import TcpChange, TcpChangeKind, TcpConnect
 from ..engine.views import IkeSaView, ike_sa_view
 from ..kernel import Acquire, Expire, Kernel, KernelError, KernelEvent, Mapping
 from ..log import get_logger
 from .child_waits import ChildWaits
+from .eap_radius import RadiusBridge
 from .kernel_apply import KernelApplier
 from .keylog import KeyLog, UnknownToWireshark
 from .revocation import RevocationFetcher
@@ -229,7 +232,9 @@ class Driver:
             VirtualIpsReleased: self._vips_released,
             RevocationFetch: self._fetch_revocation,
             TcpConnect: self._tcp_connect,
+            EapBackendRequest: self._eap_backend,
         }
+        self.radius: RadiusBridge | None = None  # EAP-RADIUS (eap_radius.py), set by the daemon
 
     # --- inputs
     def on_datagram(self, data: bytes, remote: Endpoint, local: Endpoint) -> None:
@@ -428,6 +433,8 @@ class Driver:
     def _ike_gone(self, event: IkeSaDeleted | IkeSaFailed) -> None:
         self.counts["failed" if isinstance(event, IkeSaFailed) else "deleted"] += 1
         self.child_waits.ike_gone(event.ike_sa_id, event.reason)
+        if self.radius is not None:
+            self.radius.ike_gone(event.ike_sa_id)
         for waiter in self._waiters:
             if event.ike_sa_id in waiter.sa_ids:
                 if waiter.want_up:
@@ -458,6 +465,18 @@ class Driver:
                             child=new.child, error=str(exc))  # fmt: skip
                 self.apply(self.engine.kernel_failed(
                     event.ike_sa_id, new.spi_in, f"move: {exc}", self.loop.time()))  # fmt: skip
+
+    def _eap_backend(self, event: EapBackendRequest) -> None:
+        if self.radius is not None:
+            self.radius.forward(event)
+        else:  # no server configured (config_radius refuses that): fail the round at once
+            self.eap_backend_answer(event.ike_sa_id, BackendAnswer(
+                BackendVerdict.REJECT, b"", reason="no RADIUS server"))  # fmt: skip
+
+    def eap_backend_answer(self, sa_id: int, answer: BackendAnswer) -> None:
+        """The RADIUS server's answer (RFC 3579) into the engine, then the usual output."""
+        self.apply(self.engine.eap_backend_answer(sa_id, answer, self.loop.time()))
+        self._after()
 
     def _child_deleted(self, event: ChildSaDeleted) -> None:
         self.applier.child_deleted(event)

@@ -97,7 +97,7 @@ class FreeRadius:
         eap.unlink(missing_ok=True)
         eap.write_text(EAP_MODULE)
         (self.dir / "clients.conf").write_text(
-            f"client ikev2 {{\n\tipaddr = {self.client}\n\tsecret = {self.secret}\n"
+            f'client ikev2 {{\n\tipaddr = {self.client}\n\tsecret = "{self.secret}"\n'
             "\trequire_message_authenticator = yes\n}\n"
         )
         for site in (self.dir / "sites-enabled").iterdir():
@@ -111,6 +111,7 @@ class FreeRadius:
         # the test peer stays root (no drop to freerad, who cannot enter pytest's 0700 tmp)
         conf = self.dir / "radiusd.conf"
         text = re.sub(r"(?m)^(\s*)(user|group) = freerad$", r"\1# \2 = freerad", conf.read_text())
+        text = re.sub(r"(?m)^(\s*)auth = no$", r"\1auth = yes", text)  # "Login OK: [user]" lines
         conf.write_text(text)
 
     def start(self, timeout: float = 20.0) -> FreeRadius:

@@ -134,3 +134,57 @@ def test_mppe_key_round_trip_of_rfc2548_encryption() -> None:
     assert radius.decrypt_mppe_key(secret, request_auth, salt + out) == key
     with pytest.raises(radius.RadiusError):
         radius.decrypt_mppe_key(secret, request_auth, salt + out[:5])
+
+
+# --- configuration (config_radius.py)
+GATEWAY = """
+[daemon]
+{daemon}
+[connections.rw.local]
+auth = "psk"
+id = "sun.example"
+[connections.rw.remote]
+auth = "{auth}"
+id = "%any"
+[secrets.ike]
+ids = ["sun.example"]
+secret = "a long and hard to guess secret, for tests only"
+{radius}
+"""
+RADIUS_SECRET = '[secrets.radius]\nsecret = "a RADIUS shared secret, long"'
+
+
+def _load(tmp_path: Path, daemon: str, radius_section: str, auth: str = "eap-radius") -> object:
+    from ikev2.config import parse_config
+
+    text = GATEWAY.format(daemon=daemon, radius=radius_section, auth=auth)
+    return parse_config(text, tmp_path / "gw.toml")
+
+
+def test_config_eap_radius_gateway(tmp_path: Path) -> None:
+    from ikev2.config import ServiceConfig
+
+    loaded = _load(tmp_path, 'radius_server = "127.0.0.1:18120"', RADIUS_SECRET)
+    assert isinstance(loaded, ServiceConfig)
+    assert loaded.daemon.radius_server == ("127.0.0.1", 18120)
+    assert loaded.radius_secret == b"a RADIUS shared secret, long"
+    assert "RADIUS shared" not in repr(loaded)
+    assert loaded.engine.connections[0].remote_auth.eap_radius is True
+    six = _load(tmp_path, 'radius_server = "[::1]"', RADIUS_SECRET)
+    assert isinstance(six, ServiceConfig) and six.daemon.radius_server == ("::1", 1812)
+
+
+@pytest.mark.parametrize(
+    ("daemon", "section", "where"),
+    [
+        ("", RADIUS_SECRET, "daemon.radius_server"),
+        ('radius_server = "127.0.0.1:1812"', "", "secrets"),
+        ('radius_server = "radius.example:1812"', RADIUS_SECRET, "daemon.radius_server"),
+    ],
+)
+def test_config_eap_radius_mistakes(tmp_path: Path, daemon: str, section: str, where: str) -> None:
+    from ikev2.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, daemon, section)
+    assert where in str(err.value)

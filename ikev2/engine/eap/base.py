@@ -87,6 +87,7 @@ class Outcome(enum.Enum):
     CONTINUE = "continue"  # send `data` and wait for the next packet
     SUCCESS = "success"
     FAILURE = "failure"
+    PENDING = "pending"  # the answer comes later, from a RADIUS server (tasks/eap_radius.py)
 
 
 @dataclass(frozen=True, slots=True)

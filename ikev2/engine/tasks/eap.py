@@ -53,6 +53,7 @@ from ..identity import identity_matches, parse_identity
 from . import (
     child_create,
     config_payload,
+    eap_radius,
     error_notifies,
     find_payload,
     has_notify,
@@ -303,8 +304,13 @@ class ServerRounds:
 
     __slots__ = ("first", "identity", "idi", "idr", "server", "succeeded")
 
-    def __init__(self, server: EapServer, first: tuple[Payload, ...], idr: IdrPayload) -> None:
-        self.server: EapServer | None = server
+    def __init__(
+        self,
+        server: EapServer | eap_radius.RadiusRelay,
+        first: tuple[Payload, ...],
+        idr: IdrPayload,
+    ) -> None:
+        self.server: EapServer | eap_radius.RadiusRelay | None = server
         self.first = first
         idi = find_payload(first, IdiPayload)
         assert idi is not None
@@ -333,6 +339,13 @@ def respond_first(
         raise AuthenticationFailed("EAP-only authentication configured, but the peer did not "
                                    "announce it (RFC 5998 §3)")  # fmt: skip
     eap_id = None if creds.eap_id == ASK_IDENTITY else (creds.eap_id or idi.data)
+    idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
+    ours = [] if eap_only else our_auth_payloads(sa, conn, idr)  # §2.16 / RFC 5998 §3
+    if creds.eap_radius:  # RFC 3579: the RADIUS server runs the method (tasks/eap_radius.py)
+        relay = eap_radius.RadiusRelay(sa.random_bytes)
+        sa.eap = ServerRounds(relay, payloads, idr)
+        sa.log.info("EAP started", method="radius", eap_only=eap_only)
+        return [idr, *ours, EapPayload(relay.start())]
     first, *others = (EapType(t) for t in creds.eap_types)
     tls = None
     holder: list[EapServer] = []
@@ -345,11 +358,9 @@ def respond_first(
     server = EapServer(first, eap_id, creds.eap_user_secret, SERVER_NAME, sa.random_bytes,
                        tuple(others), tls)  # fmt: skip
     holder.append(server)
-    idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     sa.eap = ServerRounds(server, payloads, idr)
     sa.log.info("EAP started", method=server.eap_type.name, ask_identity=eap_id is None,
                 eap_only=eap_only)  # fmt: skip
-    ours = [] if eap_only else our_auth_payloads(sa, conn, idr)  # §2.16 / RFC 5998 §3
     return [idr, *ours, EapPayload(server.start())]
 
 
@@ -371,6 +382,9 @@ def respond_round(
         _fail(sa, "EAP round without an EAP payload", NotifyType.AUTHENTICATION_FAILED)
         return [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
     result = server.process(data)
+    if result.outcome is Outcome.PENDING:  # RFC 3579: relayed; raises AnswerLater
+        assert isinstance(server, eap_radius.RadiusRelay)
+        eap_radius.later(sa, server)
     if result.outcome is Outcome.FAILURE:
         # the method's reason never includes the secret; the identity is the user's name
         sa.log.warning("EAP failed", reason=result.reason, eap_id=server.identity.decode(
