@@ -350,3 +350,22 @@ def test_update_never_answered_ends_the_ike_sa() -> None:
     assert sa_i.state is IkeState.CLOSED
     reasons = [e.reason for e in pair.i.events if isinstance(e, IkeSaDeleted)]
     assert reasons == ["peer did not answer UPDATE_SA_ADDRESSES"]
+
+
+def test_eap_road_warrior_negotiates_mobike_and_moves() -> None:
+    """MOBIKE_SUPPORTED rides in the first IKE_AUTH request and the last answer (§3.3), also
+    when EAP rounds lie between (RFC 7296 §2.16)."""
+    from .test_eap_auth import eap_connections
+
+    pair = Pair(*eap_connections())
+    tap = Tap(pair)
+    pair.initiate()
+    pair.run(until=5)
+    sa_i, sa_r = only_sa(pair.i), only_sa(pair.r)
+    assert mobike.enabled(sa_i) and mobike.enabled(sa_r)
+    auth = tap.of("IKE_AUTH", response=True)
+    assert "MOBIKE_SUPPORTED" in auth[-1].notify_names  # the last answer, with the AUTH
+    assert all("MOBIKE_SUPPORTED" not in a.notify_names for a in auth[:-1])
+    pair.i.engine.local_address_changed(sa_i.local[0], NEW_I, pair.now)
+    pair.run(until=pair.now + 10)
+    assert sa_r.remote == (NEW_I, 4500)

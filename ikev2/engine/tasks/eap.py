@@ -58,6 +58,7 @@ from . import (
     find_payload,
     has_notify,
     intermediate,
+    mobike,
 )
 
 if TYPE_CHECKING:
@@ -227,6 +228,7 @@ class EapRound:
             return
         identity = Identity(IdType(self.idr.id_type), self.idr.data)
         established(sa, identity, now)
+        mobike.auth_response(sa, payloads)  # RFC 4555 §3.3: in the last IKE_AUTH answer
         config_payload.process_reply(sa, payloads)  # §2.19: CP rides with the final AUTH
         if self.first.child_request is not None:
             child_create.process_i(sa, self.first.child_request, payloads, now)
@@ -433,7 +435,7 @@ def _final_request(
     identity = Identity(IdType(rounds.idi.id_type), rounds.idi.data)
     established(sa, identity, now)
     cp_answer, child_allowed = config_payload.respond(sa, first, now)  # §2.19 CP(CFG_REPLY)
-    answer += cp_answer
+    answer += cp_answer + mobike.auth_answer(sa, first)  # RFC 4555 §3.3
     if child_allowed:
         answer += child_create.respond(sa, first, reqid_source, now)
     return answer
