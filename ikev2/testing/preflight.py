@@ -52,6 +52,7 @@ REQUIREMENTS = (
     _req("/dev/net/tun", "(the kernel's tun device: modprobe tun)", "interop"),
     _req(str(strongswan.CHARON), "strongswan-charon", "interop"),
     _req(str(strongswan.SWANCTL), "strongswan-swanctl", "interop"),
+    _req("freeradius", "freeradius", "root", "interop"),  # EAP-RADIUS (RFC 3579)
 )
 
 
