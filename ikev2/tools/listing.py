@@ -58,7 +58,10 @@ def connection_json(config: ServiceConfig, conn: ConnectionConfig) -> dict[str, 
         "local_id": identity_to_str(conn.local_id),
         "remote_id": identity_to_str(conn.remote_id) if conn.remote_id else "%any",
         "local_auth": conn.local_auth.method.value,
-        "remote_auth": conn.remote_auth.method.value,
+        "remote_auth": "eap-radius"
+        if conn.remote_auth.eap_radius
+        else conn.remote_auth.method.value,
+        "childless": conn.childless.value,  # RFC 6023
         "proposals": format_proposals(conn.ike_proposals).split(","),
         "rekey_time": conn.timers.ike_rekey_time,
         "reauth_time": conn.timers.reauth_time,

@@ -209,3 +209,16 @@ def test_eap_tls_on_both_ends_and_eap_only(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, gateway.replace(f'cacerts = ["{PKI}/ca.crt"]', "")))
     assert "remote.cacerts" in str(info.value) and "eap-tls needs a CA" in str(info.value)
+
+
+def test_the_bundled_eap_radius_example_loads(tmp_path: Path) -> None:
+    examples = Path(__file__).resolve().parents[2] / "fixtures" / "config"
+    key = tmp_path / "gateway.key"
+    key.write_bytes((PKI / "moon.key").read_bytes())
+    key.chmod(0o600)
+    path = examples / "eap-radius-gateway.toml"
+    loaded = parse_config(path.read_text().replace("/tmp/gateway.key", str(key)), path)
+    [gateway] = loaded.engine.connections
+    assert gateway.remote_auth.eap_radius and not gateway.remote_auth.eap_users
+    assert loaded.daemon.radius_server == ("127.0.0.1", 1812)
+    assert loaded.radius_secret.startswith(b"demo only")
