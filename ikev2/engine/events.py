@@ -78,6 +78,8 @@ class IkeSaFailed(Event):
     connection: str
     reason: str
     notify: NotifyType | None = None
+    # the IKE SA that tries again in its place (udp-then-tcp over TCP, RFC 9329 §5.1)
+    retried_by: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,7 +238,7 @@ def fallback(engine: Engine, events: list[Event], now: float) -> bool:
     service logs which). True when one was started."""
     pending = engine.retries.pending
     started = False
-    for event in events:
+    for index, event in enumerate(events):
         if not isinstance(event, IkeSaFailed) or event.reason != UDP_INIT_UNANSWERED:
             continue
         entry = pending.get(event.ike_sa_id)
@@ -250,5 +250,6 @@ def fallback(engine: Engine, events: list[Event], now: float) -> bool:
         log.info("no answer over UDP; trying TCP", conn=name, attempt=attempt)
         sa_id = engine.initiate(name, now, children, over_tcp=True)
         pending[sa_id] = (name, children, attempt)
+        events[index] = replace(event, retried_by=sa_id)  # an `up` waits for that one
         started = True
     return started

@@ -432,12 +432,19 @@ class Driver:
 
     def _ike_gone(self, event: IkeSaDeleted | IkeSaFailed) -> None:
         self.counts["failed" if isinstance(event, IkeSaFailed) else "deleted"] += 1
-        self.child_waits.ike_gone(event.ike_sa_id, event.reason)
+        again = event.retried_by if isinstance(event, IkeSaFailed) else None
+        if again is not None:  # udp-then-tcp: the children come up under the TCP attempt
+            self.child_waits.moved(event.ike_sa_id, again)
+        else:
+            self.child_waits.ike_gone(event.ike_sa_id, event.reason)
         if self.radius is not None:
             self.radius.ike_gone(event.ike_sa_id)
         for waiter in self._waiters:
             if event.ike_sa_id in waiter.sa_ids:
-                if waiter.want_up:
+                if waiter.want_up and again is not None:  # udp-then-tcp: wait for the TCP try
+                    waiter.sa_ids.add(again)
+                    waiter.pending.add(again)
+                elif waiter.want_up:
                     waiter.failures[event.ike_sa_id] = event.reason
                 waiter.finish(event.ike_sa_id)
 

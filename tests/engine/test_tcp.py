@@ -269,6 +269,7 @@ def test_udp_then_tcp_falls_back_when_udp_is_blocked() -> None:
     (failed,) = pair.i.of(IkeSaFailed)
     assert failed.ike_sa_id == first and failed.reason == UDP_INIT_UNANSWERED
     (up,) = pair.i.of(IkeSaEstablished)
+    assert failed.retried_by == up.ike_sa_id  # an `up` follows it (service/driver.py)
     assert up.remote[1] == 4500 and pair.i.engine.sas[up.ike_sa_id].tcp is not None
     udp = [d for who, d in pair.sent if who == "i" and not d.tcp]
     assert len(udp) == 1 + TIMERS.retransmit_tries

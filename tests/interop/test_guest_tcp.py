@@ -28,7 +28,7 @@ COMMON = {"tcp_listener", "ike_over_tcp", "no_nat_seen", "ike_in_tcp_on_the_wire
           "no_esp_outside_tcp", "down"}  # fmt: skip
 PER_SCENARIO = {
     "tcp-udp-blocked": {"no_udp_sent", "nothing_dropped"},
-    "udp-then-tcp-fallback": {"udp_attempt_failed", "udp_dropped", "fallback_logged"},
+    "udp-then-tcp-fallback": {"up_followed_the_fallback", "udp_dropped", "fallback_logged"},
 }
 WITH_ESPINTCP = {"ping_through_esp_in_tcp", "no_cleartext_echo", "kernel_sa_espintcp"}
 WITHOUT_ESPINTCP = {"child_refused_without_espintcp", "no_kernel_sa_left", "ike_sa_survives"}
