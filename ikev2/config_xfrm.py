@@ -6,7 +6,7 @@ xfrm interface the daemon creates or uses (engine/config.py XfrmIds).
     if_id_out = 42
     mark_in = "0x10/0xff"          # value[/mask]; "%unique" / "%unique-dir" as value
     mark_out = "0x10/0xff"
-    xfrm_interface = "ipsec0"      # ours: an xfrm interface with if_id = if_id_out
+    xfrm_interface = "ipsec0"      # ours: an xfrm interface with if_id = if_id_out (a number)
 
 strongSwan leaves creating the interface to the operator (or an updown script); with
 xfrm_interface set, the daemon makes it (RTM_NEWLINK kind xfrm, IFLA_XFRM_IF_ID) unless it
@@ -80,7 +80,9 @@ def child_xfrm_ids(table: _Table) -> XfrmIds:
         if not IFNAME.match(ids.interface):
             table.fail("xfrm_interface", f"{ids.interface!r} is not an interface name",
                        "use up to 15 letters, digits, '.', '-' or '_'")  # fmt: skip
-        if ids.if_id_out is None or ids.if_id_in != ids.if_id_out or ids.if_id_out == UNIQUE_DIR:
-            table.fail("xfrm_interface", "an xfrm interface needs one if_id both ways",
-                       "set if_id_in = if_id_out (a number or \"%unique\")")  # fmt: skip
+        if ids.if_id_out is None or ids.if_id_in != ids.if_id_out or ids.if_id_out < 0:
+            # a %unique value changes with each new instance of the child, the interface (one
+            # name) would keep the first one's
+            table.fail("xfrm_interface", "an xfrm interface needs one fixed if_id both ways",
+                       "set if_id_in = if_id_out = a number, e.g. 42")  # fmt: skip
     return ids

@@ -48,13 +48,19 @@ def _name(common_name: str) -> x509.Name:
     )
 
 
-def make_ca(common_name: str = "Revocation Test CA") -> Issued:
+def make_ca(
+    common_name: str = "Revocation Test CA",
+    issuer: Issued | None = None,
+    *,
+    crl_uri: str | None = None,
+) -> Issued:
+    """A self-signed root, or an intermediate CA issued by `issuer` (optionally with a CDP)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(common_name)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
-        .issuer_name(name)
+        .issuer_name(issuer.cert.subject if issuer else name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(NOT_BEFORE)
@@ -65,9 +71,11 @@ def make_ca(common_name: str = "Revocation Test CA") -> Issued:
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
     )
-    return Issued(cert, key)
+    if crl_uri is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_uri)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    return Issued(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
 
 
 def make_leaf(

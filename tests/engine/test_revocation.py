@@ -48,12 +48,14 @@ def pair(
     crls_i: tuple[bytes, ...] = (),
     crls_r: tuple[bytes, ...] = (),
     fetching: bool = False,
+    sun_chain: tuple[Issued, ...] = (),
 ) -> Pair:
     conn_i, conn_r = psk_connections()
     moon_id, sun_id = parse_identity("moon.ikev2.test"), parse_identity("sun.ikev2.test")
 
-    def own(who: Issued) -> Credentials:
-        return Credentials(AuthMethodName.PUBKEY, certs=(who.der,), private_key=who.key)
+    def own(who: Issued, chain: tuple[Issued, ...] = ()) -> Credentials:
+        certs = (who.der, *(c.der for c in chain))
+        return Credentials(AuthMethodName.PUBKEY, certs=certs, private_key=who.key)
 
     def peer(policy: RevocationPolicy, crls: tuple[bytes, ...]) -> Credentials:
         return Credentials(
@@ -62,7 +64,7 @@ def pair(
 
     conn_i = replace(conn_i, local_id=moon_id, remote_id=sun_id, local_auth=own(moon),
                      remote_auth=peer(policy_i, crls_i), fragmentation=False)  # fmt: skip
-    conn_r = replace(conn_r, local_id=sun_id, remote_id=moon_id, local_auth=own(sun),
+    conn_r = replace(conn_r, local_id=sun_id, remote_id=moon_id, local_auth=own(sun, sun_chain),
                      remote_auth=peer(policy_r, crls_r), fragmentation=False)  # fmt: skip
     p = Pair(conn_i, conn_r)
     p.i.engine.revocation.fetching = p.r.engine.revocation.fetching = fetching
@@ -346,4 +348,31 @@ def test_ocsp_good_decides_when_the_crl_fails(ca: Issued) -> None:
     p.initiate()
     fetcher.run(p)
     assert sorted(fetcher.asked) == [("i", CRL_URI), ("i", OCSP_URI)]
+    assert outcome(p)[:2] == (True, True)
+
+
+# --------------------------------------------------------------------------- the whole path
+
+
+@pytest.mark.parametrize("how", ["file", "fetched"])
+def test_a_revoked_intermediate_fails_the_path(ca: Issued, how: str) -> None:
+    """sun's certificate is good, but the intermediate CA that issued it is on the root's CRL:
+    every certificate below the trust anchor is checked against its issuer (RFC 5280 §6.3)."""
+    uri = "http://192.0.2.80/root.crl"
+    intermediate = make_ca(
+        "Revocation Test Intermediate", ca, crl_uri=uri if how == "fetched" else None
+    )
+    moon, sun = make_leaf(ca, "moon.ikev2.test"), make_leaf(intermediate, "sun.ikev2.test")
+    root_crl = make_crl(ca, (intermediate.cert,))
+    p = pair(ca, moon, sun, crls_i=(root_crl,) if how == "file" else (),
+             fetching=how == "fetched", sun_chain=(intermediate,))  # fmt: skip
+    fetcher = Fetcher({uri: root_crl})
+    p.initiate()
+    fetcher.run(p)
+    assert_auth_failed(p, "i", "certificate revoked: CN=Revocation Test Intermediate")
+    assert fetcher.asked == ([("i", uri)] if how == "fetched" else [])
+    # the same chain with the intermediate not revoked comes up
+    p = pair(ca, moon, sun, crls_i=(make_crl(ca, ()),), sun_chain=(intermediate,))
+    p.initiate()
+    p.run()
     assert outcome(p)[:2] == (True, True)

@@ -155,9 +155,13 @@ def test_config_keys(tmp_path: Path) -> None:
         ("if_id_out = 4294967296", ("if_id_out", "outside")),
         ('mark_in = "0x100/0xff"', ("mark_in", "outside mask")),
         ('mark_out = "1/%unique"', ("mark_out", "mask cannot be %unique")),
-        ('xfrm_interface = "ipsec0"', ("xfrm_interface", "one if_id both ways")),
+        ('xfrm_interface = "ipsec0"', ("xfrm_interface", "fixed if_id both ways")),
         ('xfrm_interface = "a/b"\nif_id_in = 1\nif_id_out = 1', ("xfrm_interface", "not an")),
         ('if_id_in = 1\nif_id_out = 2\nxfrm_interface = "x0"', ("xfrm_interface", "both ways")),
+        (
+            'if_id_in = "%unique"\nif_id_out = "%unique"\nxfrm_interface = "x0"',
+            ("xfrm_interface", "fixed if_id"),
+        ),
     ],
 )
 def test_config_errors(tmp_path: Path, extra: str, words: tuple[str, str]) -> None:
