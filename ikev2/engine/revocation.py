@@ -270,7 +270,7 @@ def _ocsp_status(
                 return Status.REVOKED
             if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
                 return Status.GOOD
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except Exception:  # fetched bytes decode lazily: any failure means "no status from it"
         return Status.UNKNOWN
     return Status.UNKNOWN
 
@@ -293,7 +293,7 @@ def _crl_status(
                 continue  # stale (§6.3.3 (a)): a newer one must be fetched
             if crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
                 return Status.REVOKED
-        except (ValueError, TypeError, UnsupportedAlgorithm):
+        except Exception:  # fetched (or configured) bytes decode lazily: this CRL says nothing
             continue
         status = Status.GOOD
     return status

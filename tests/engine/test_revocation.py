@@ -94,6 +94,10 @@ class Fetcher:
                 return
         raise AssertionError("pair did not settle")
 
+    def run_after(self, p: Pair) -> None:
+        p.initiate()
+        self.run(p)
+
     def _answer(self, p: Pair, name: str, side: Side) -> None:
         while self.seen[name] < len(side.events):
             event = side.events[self.seen[name]]
@@ -376,3 +380,26 @@ def test_a_revoked_intermediate_fails_the_path(ca: Issued, how: str) -> None:
     p.initiate()
     p.run()
     assert outcome(p)[:2] == (True, True)
+
+
+@pytest.mark.parametrize("kind", ["crl", "ocsp"])
+def test_mangled_answers_never_raise(ca: Issued, kind: str) -> None:
+    """Fetched bytes are network input: truncated or bit-flipped CRLs and OCSP answers count as
+    no status (ifuri fails), never as an exception out of the engine."""
+    uri = CRL_URI if kind == "crl" else OCSP_URI
+    moon = make_leaf(ca, "moon.ikev2.test")
+    sun = make_leaf(ca, "sun.ikev2.test", **{f"{kind}_uri": uri})  # type: ignore[arg-type]
+    good = make_crl(ca, ()) if kind == "crl" else ocsp_answer(sun.cert, ca, GOOD)
+    variants = [good[: len(good) // 2], good[:-1]]
+    variants += [
+        good[:i] + bytes([good[i] ^ 0x40]) + good[i + 1 :] for i in range(8, len(good), 23)
+    ]
+    refused = 0
+    for mangled in variants:  # the engines are strict: an exception would fail this test
+        p = pair(ca, moon, sun, policy_i=RevocationPolicy.IFURI, fetching=True)
+        Fetcher({uri: mangled}).run_after(p)
+        up, _, fails = outcome(p)
+        assert up or NotifyType.AUTHENTICATION_FAILED in fails  # decided, one way or the other
+        refused += not up
+    # most flips land in the signed bytes or the structure: no status, so ifuri refuses
+    assert refused >= len(variants) // 2, (refused, len(variants))
