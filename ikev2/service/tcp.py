@@ -52,6 +52,7 @@ PREFIX_TIMEOUT = 10.0  # an accepted connection must send IKETCP within this (§
 MAX_STREAMS = 4096  # accepted connections at most; more are refused at once
 READ_SIZE = 65536
 BACKLOG = 128
+RECONNECT_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)  # waits before each further reconnect try
 
 log = get_logger("ikev2.service.tcp")
 
@@ -119,6 +120,7 @@ class TcpTransport:
         self._tasks: set[asyncio.Task[None]] = set()
         # the XFRM kernel refused TCP_ULP "espintcp": ESP cannot ride in our streams
         self.ulp_missing = False
+        self.reconnect_delays = RECONNECT_DELAYS
 
     # --- listening (the TCP Responder's side)
     def listen(self, addresses: tuple[IPAddress, ...], port: int, reuse_port: bool = False) -> None:
@@ -190,12 +192,12 @@ class TcpTransport:
             self._close(stream, "no IKETCP prefix in time")
 
     # --- connecting (the TCP Originator's side, §6.1)
-    def connect(self, event: TcpConnect) -> None:
-        task = self.loop.create_task(self._connect(event))
+    def connect(self, event: TcpConnect, attempt: int = 0) -> None:
+        task = self.loop.create_task(self._connect(event, attempt))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _connect(self, event: TcpConnect) -> None:
+    async def _connect(self, event: TcpConnect, attempt: int = 0) -> None:
         family = socket.AF_INET if event.local.version == 4 else socket.AF_INET6
         host, port = str(event.remote[0]), event.remote[1]
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -212,7 +214,13 @@ class TcpTransport:
             sock.close()
             self.stats["failed"] += 1
             reason = getattr(exc, "strerror", None) or type(exc).__name__
-            log.info("TCP connect failed", peer=f"{host}:{port}", reason=reason)
+            log.info("TCP connect failed", peer=f"{host}:{port}", reason=reason, attempt=attempt)
+            if event.reconnect and attempt < len(self.reconnect_delays):
+                # §6.1: the Originator re-establishes a dropped connection; a peer that is
+                # restarting or a path that flaps gets a few more tries before the engine hears
+                delay = self.reconnect_delays[attempt]
+                self.loop.call_later(delay, self.connect, event, attempt + 1)
+                return
             self.report(TcpChange(TcpChangeKind.FAILED, event.ike_sa_id, reason=str(reason)))
             return
         except Exception as exc:  # a kernel refusal of the bypass (KernelError)

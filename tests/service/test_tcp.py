@@ -275,3 +275,25 @@ async def test_without_espintcp_the_child_is_refused_at_once_and_the_ike_sa_stay
         await wait_until(lambda: _async(not moon.engine.sas[result["sas"][0]["id"]].children), 10)
         (sa,) = moon.engine.sas.values()
         assert sa.tcp is not None and sa.keys is not None and not sa.children
+
+
+async def test_reconnect_is_tried_again_while_the_responder_is_away() -> None:
+    """§6.1: the stream drops while sun's listener is gone; moon's reconnects are refused
+    until the listener is back, then one gets through and the IKE SA follows it."""
+    async with tcp_pair() as (moon, sun):
+        assert (await up(moon))["ok"]
+        moon.tcp.reconnect_delays = (0.2, 0.5, 1.0, 2.0, 4.0)  # 7.7 s of tries
+        (sa_m,) = moon.engine.sas.values()
+        (sa_r,) = sun.engine.sas.values()
+        first = sa_m.local
+        port = sun.tcp.port
+        listener = sun.tcp.listeners.pop()
+        asyncio.get_running_loop().remove_reader(listener.fileno())
+        listener.close()  # sun is unreachable on TCP: connects are refused
+        assert sun.tcp.drop(sa_r.local, sa_r.remote)
+        await wait_until(lambda: _async(moon.tcp.stats["failed"] >= 2), 5)
+        assert sa_m.id in moon.engine.sas and not sa_m.tcp.connected  # type: ignore[union-attr]
+        sun.tcp.listen((ipaddress.ip_address(SUN),), port)
+        await wait_until(lambda: _async(sa_r.remote != first and sa_r.tcp.connected), 5)
+        assert sa_m.local != first and sa_r.remote == sa_m.local
+        assert moon.tcp.stats["connected"] == 2
