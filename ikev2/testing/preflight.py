@@ -39,6 +39,7 @@ def _req(what: str, package: str, *groups: str) -> Requirement:
 # interop: strongSwan on the host or in the guest).
 REQUIREMENTS = (
     _req("ip", "iproute2", "root", "guest", "interop"),
+    _req("tc", "iproute2", "guest"),  # netem in the guest (tests/interop/guest_impair.py)
     _req("nft", "nftables", "root", "interop"),
     _req("tcpdump", "tcpdump", "guest", "interop"),
     _req("ping", "iputils-ping", "guest", "interop"),
