@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -258,5 +259,9 @@ def test_unit_file_and_systemd_analyze_verify() -> None:
         checked = subprocess.run(
             [analyze, "verify", str(unit)], capture_output=True, text=True, check=False
         )
-    # unknown or misspelt keys are only warnings ("Unknown key ..., ignoring"): none allowed
-    assert checked.returncode == 0 and checked.stderr.strip() == "", checked.stderr
+    # unknown or misspelt keys are only warnings ("Unknown key ..., ignoring"): none allowed in
+    # ours; verify also loads the units installed here (Debian's freeradius.service warns about
+    # MemoryLimit=), whose warnings are not ours
+    others = re.compile(r"^/(usr/)?lib/systemd/system/(?!ikev2)\S+:")
+    ours = [line for line in checked.stderr.splitlines() if line.strip() and not others.match(line)]
+    assert checked.returncode == 0 and ours == [], checked.stderr
