@@ -67,7 +67,7 @@ WHY = {
 CONN_KEYS = {"local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "dpd_delay",
              "rekey_time", "reauth_time", "over_time", "fragmentation", "send_certreq",
              "pools", "vips", "version", "children", "childless", "ppk_id",
-             "ppk_required"}  # fmt: skip
+             "ppk_required", "mobike"}  # fmt: skip
 CHILD_KEYS = {"local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window"}  # fmt: skip
 POOL_KEYS = {"addrs": "addrs", "dns": "dns", "subnet": "subnet", "split_include": "subnet"}

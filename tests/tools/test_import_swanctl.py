@@ -72,9 +72,10 @@ def test_net2net_psk_with_an_included_base64_secret(tmp_path: Path) -> None:
     assert [str(t.network) for t in child.local_ts] == ["10.1.0.0/16"]
     assert [str(t.network) for t in child.remote_ts] == ["10.2.0.0/16"]
     dropped = done.stderr
-    for key in ("children.net-net.updown", "children.net-net.rekey_bytes", "gw-gw.mobike"):
-        assert f"connections.gw-gw.{key.removeprefix('gw-gw.')}" in dropped, dropped
-    assert dropped.count("not carried over") == 4, dropped
+    for key in ("children.net-net.updown", "children.net-net.rekey_bytes"):
+        assert f"connections.gw-gw.{key}" in dropped, dropped
+    assert "mobike" not in dropped and conn.mobike is False  # RFC 4555: carried over
+    assert dropped.count("not carried over") == 3, dropped
 
 
 def test_host2host_transport_finds_the_private_key(tmp_path: Path) -> None:
@@ -88,7 +89,8 @@ def test_host2host_transport_finds_the_private_key(tmp_path: Path) -> None:
     [child] = conn.children
     assert child.mode.value == "transport"
     assert [str(t.network) for t in child.local_ts] == ["192.168.0.1/32"]  # dynamic
-    assert "mobike" in done.stderr and "updown" in done.stderr
+    assert "mobike" not in done.stderr and "updown" in done.stderr
+    assert conn.mobike is False  # swanctl's mobike = no, carried over (RFC 4555)
 
 
 def test_rw_cert_gateway_any_peer(tmp_path: Path) -> None:
@@ -159,7 +161,7 @@ templates {
     assert home["children"]["c"]["start_action"] == "start"
     # `home : templates.base`: the base's settings, defined later in the file, apply too
     assert home["proposals"] == ["aes256gcm16-prfsha384-ecp384"]
-    assert "connections.home.mobike = no: not carried over" in lines
+    assert home["mobike"] is False and "mobike" not in lines
 
 
 def test_syntax_includes_quotes_and_errors(tmp_path: Path) -> None:
