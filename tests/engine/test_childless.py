@@ -240,3 +240,20 @@ def test_child_config_names_are_what_initiate_child_looks_up() -> None:
     assert isinstance(conn_i.child("net"), ChildConfig)
     with pytest.raises(KeyError):
         conn_i.child("nope")
+
+
+def test_reauthentication_under_force_is_childless_too() -> None:
+    """§2.8.3 reauthentication builds a new IKE SA with its children: under force its IKE_AUTH
+    is childless as well and the child follows in CREATE_CHILD_SA, keeping its reqid."""
+    pair, tap = pair_with(Childless.FORCE, Childless.ALLOW)
+    sa_id = pair.initiate()
+    pair.run()
+    (first,) = pair.i.of(ChildSaEstablished)
+    pair.i.events += pair.i.engine.reauthenticate(sa_id, pair.now)
+    pair.run(until=pair.now + 30)
+    auths = tap.of("IKE_AUTH", response=False)
+    assert len(auths) == 2 and not any(a.proposed_spis for a in auths)
+    assert len(tap.of("CREATE_CHILD_SA", response=False)) == 2
+    (new_sa,) = pair.i.engine.sas.values()
+    assert new_sa.id != sa_id and len(new_sa.children) == 1
+    assert new_sa.children[0].reqid == first.reqid
