@@ -32,6 +32,7 @@ from .config import ChildConfig, ConnectionConfig, Identity, Mode
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaEstablished
 from .fragments import Reassembler, fragment_message, max_ike_size
+from .spis import SpiRegistry
 from .state import IkeInput, IkeState, next_state
 from .window import RequestWindow, ResponseWindow
 
@@ -130,6 +131,7 @@ class SaHost(Protocol):
 
     pools: Pools  # address pools for CP (RFC 7296 §2.19)
     revocation: RevocationCache  # CRLs / OCSP answers the service fetched (revocation.py)
+    spis: SpiRegistry  # inbound child SPIs no other child holds (spis.py)
 
     @property
     def max_packet(self) -> int: ...  # the longest message reassembled (RFC 7383 §2.6)

@@ -44,6 +44,7 @@ from .ike_sa import IkeSa, Outbox
 from .pools import Pools, PoolView
 from .reqids import DEFAULT_MAX_REQID, ReqidCounter
 from .revocation import RevocationCache, RevocationFetch
+from .spis import SpiRegistry
 from .state import ALLOWED_REQUESTS, IkeInput, IkeState
 from .tasks import (
     config_payload,
@@ -93,6 +94,7 @@ class Engine:
         self._drops = DropLog(log, config.drop_log_lines, config.drop_log_interval)
         self._ids = itertools.count(1)
         self._reqids = ReqidCounter(self.sas.values, max_reqid)
+        self.spis = SpiRegistry(self.sas.values)  # inbound child SPIs (spis.py)
         self.peers = reauth.PeerIndex()  # responders: reqids of reauthenticated children
         self.retries = recovery.Retries()
         self._timers: list[tuple[float, int, int]] = []

@@ -32,6 +32,7 @@ from ..config import ChildConfig, Mode, ProposalSpec, TrafficSelectorSpec
 from ..events import ChildSaEstablished, ChildSaFailed, SaDirection
 from ..ike_sa import ChildSa
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
+from ..spis import SpiRegistry
 from ..support import crypto_supports, describe_suite
 from ..ts import check_narrowed, narrow, selector_to_networks, spec_to_selector
 from . import config_payload, find_payload
@@ -52,11 +53,12 @@ KE_TRANSFORMS = frozenset({KE_TRANSFORM, *range(6, 13)})  # KE and ADDKE1..7 (RF
 
 
 def new_spi(sa: IkeSa) -> int:
-    """A random inbound ESP/AH SPI; values below 256 are reserved (RFC 4303 §2.1)."""
-    while True:
-        spi = int.from_bytes((sa.env.spi_bytes or sa.random_bytes)(4), "big")
-        if spi >= 256:
-            return spi
+    """A random inbound ESP/AH SPI that no other child of this engine holds (engine/spis.py;
+    values below 256 are reserved, RFC 4303 §2.1)."""
+    draw = sa.env.spi_bytes or sa.random_bytes
+    if sa.host is None:  # an IKE SA outside an engine (unit tests): no other children
+        return SpiRegistry(tuple).draw(draw)
+    return sa.host.spis.draw(draw)
 
 
 @functools.lru_cache(maxsize=256)
