@@ -1,4 +1,5 @@
-"""The engine's surface: SPI demux, the IKE_SA_INIT gate (COOKIE, half-open limits), timers.
+"""The engine's surface: commands, timers and the indexes of IKE SAs; the datagram path (SPI
+demux, SK-protected requests and responses) is engine/dispatch.py, the IKE_SA_INIT gate gate.py.
 
 Shaped like aioquic's QuicConnection: inputs are datagrams, timer ticks and commands, each with
 `now`; outputs are datagrams_to_send(), the events each input returns, and get_timer(). Nothing
@@ -10,47 +11,35 @@ a bad request is answered with the RFC 7296 §2.21 notify, a bad response ends o
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 from collections.abc import Iterable
 
 import structlog
 
-from ..constants import ExchangeType, NotifyType
+from ..constants import ExchangeType
 from ..errors import (
-    DecodeError,
-    IntegrityError,
-    ProtocolError,
     UsageError,
 )
 from ..wire import (
-    Message,
-    NotifyPayload,
     Payload,
-    SaPayload,
-    SkfPayload,
-    SkPayload,
-    decode_message,
-    validate_payloads,
 )
-from . import fragments, gate, kernel_events, reauth, recovery, tcp, timers, unique
+from . import dispatch, kernel_events, reauth, recovery, tcp, timers, unique
 from .config import ChildConfig, ConnectionConfig, EngineConfig, IPAddress
 from .cookies import CookieGate
 from .dos import DropLog, HalfOpenTable
 from .env import Env
-from .events import Datagram, Endpoint, Event, IkeSaFailed
+from .events import Datagram, Endpoint, Event
 from .ike_sa import IkeSa, Outbox
 from .pools import Pools, PoolView
 from .reqids import DEFAULT_MAX_REQID, ReqidCounter
 from .revocation import RevocationCache, RevocationFetch
 from .spis import SpiRegistry
-from .state import ALLOWED_REQUESTS, IkeInput, IkeState
+from .state import IkeState
 from .tasks import (
     config_payload,
     create_child,
     eap_radius,
-    followup_ke,
     ike_auth,
     ike_init,
     ike_rekey,
@@ -354,7 +343,7 @@ class Engine:
         remote, its framing removed (RFC 9329 §3.1)."""
         self._tcp_in = tcp
         try:
-            self._receive(data, remote, local, now)
+            dispatch.receive(self, data, remote, local, now)
         except Exception:
             if self.strict:
                 raise
@@ -418,54 +407,6 @@ class Engine:
     def max_packet(self) -> int:
         return self.config.max_packet
 
-    def _receive(self, data: bytes, remote: Endpoint, local: Endpoint, now: float) -> None:
-        if len(data) > self.config.max_packet:  # strongSwan's charon.max_packet
-            self._gate_info(now, "datagram over max_packet", "datagram dropped", size=len(data))
-            return
-        if gate.cookie_first(self, data, remote, local, now):  # RFC 7296 §2.6, undecoded
-            return
-        try:
-            message = decode_message(data)
-        except DecodeError as exc:
-            self._gate_info(
-                now,
-                "undecodable datagram",
-                "datagram dropped",
-                detail=exc.reason,
-                offset=exc.offset,
-                peer=_fmt(remote),
-            )
-            return
-        header = message.header
-        if header.exchange == ExchangeType.IKE_SA_INIT:
-            if not header.is_response and header.is_initiator and header.spi_r == bytes(8):
-                gate.init_request(self, data, message, remote, local, now)
-                return
-            if header.is_response and not header.is_initiator:
-                sa = self.by_spi.get(header.spi_i)
-                if sa is None or not sa.initiator or sa.state is not IkeState.INIT_SENT:
-                    self._gate_info(now, "no such half-open SA", "IKE_SA_INIT response dropped")
-                    return
-                self._init_response(sa, data, message, now)
-                return
-        our_spi = header.spi_r if header.is_initiator else header.spi_i
-        sa = self.by_spi.get(our_spi)
-        if sa is None or sa.spi_i != header.spi_i or sa.initiator == header.is_initiator:
-            gate.unknown_spi(self, message, remote, local, now)
-            return
-        if sa.keys is None or sa.state is IkeState.CLOSED:
-            self._gate_info(now, "IKE SA has no keys yet", "message dropped", sa.log)
-            return
-        if not message.payloads or not isinstance(message.payloads[-1], SkPayload | SkfPayload):
-            informational.unprotected(sa, header, [n.notify_type for n in message.notifies])
-            self._after(sa)
-            return
-        if header.is_response:
-            self._response(sa, data, message, remote, local, now)
-        else:
-            self._request(sa, data, message, remote, local, now)
-        self._after(sa)
-
     # --- IKE_SA_INIT, responder side (RFC 7296 §1.2, §2.6)
     def _gate_info(
         self, now: float, reason: str, event: str, logger: object = None, **fields: object
@@ -476,91 +417,12 @@ class Engine:
         self._drops.reconfigure(self.config.drop_log_lines, self.config.drop_log_interval)
         self._drops.info(now, reason, event, logger, **fields)
 
-    def _init_response(self, sa: IkeSa, raw: bytes, message: Message, now: float) -> None:
-        if message.header.message_id != 0:
-            self._gate_info(now, "message ID is not 0", "IKE_SA_INIT response dropped", sa.log)
-            return
-        if ike_init.process_i(sa, raw, message, now):
-            if sa.tcp is None:
-                mobike.natd_seen(sa, message)
-            if mobike.floats(sa) and sa.remote[1] == 500 and sa.tcp is None:
-                # RFC 7296 §2.23 (and RFC 4555 §3.3): move to port 4500 from IKE_AUTH on
-                sa.local = (sa.local[0], 4500)
-                sa.remote = (sa.remote[0], 4500)
-            self.by_spi[sa.local_spi] = sa
-            sa.pump(now)
-        self._after(sa)
-
-    # --- SK-protected requests and responses
-    def _request(
-        self, sa: IkeSa, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
-    ) -> None:
-        header = message.header
-        kind = sa.responses.classify(header.message_id)
-        if kind is RequestClass.RETRANSMIT:
-            last = message.payloads[-1] if message.payloads else None
-            if isinstance(last, SkfPayload) and last.fragment_number != 1:
-                return  # RFC 7383 §2.6.1: answer a retransmitted set once, on its first fragment
-            if sa.tcp is not None:
-                return tcp.replay(sa, remote, local)  # RFC 9329 §6.2
-            sa.log.debug("retransmitted request answered from cache", mid=header.message_id)
-            for packet in sa.responses.last_response:  # §2.11: to where the request came from
-                self._send_plain(packet, remote, local)
-            return
-        if kind is RequestClass.INVALID:
-            self._gate_info(
-                now, "unexpected message ID", "request dropped", sa.log, mid=header.message_id
-            )
-            return
-        # Before our IKE_AUTH answer arrives (AUTH_SENT) the peer may already send requests:
-        # drop them, it retransmits, and by then the IKE SA is established here too.
-        allowed = ALLOWED_REQUESTS.get(sa.state, frozenset())
-        if header.exchange not in allowed:
-            self._gate_info(
-                now,
-                "exchange not allowed now",
-                "request dropped",
-                sa.log,
-                detail=f"exchange {header.exchange} not allowed now",
-            )
-            return
-        try:
-            opened = sa.open(raw, message, now)
-        except IntegrityError:
-            self._gate_info(now, "request ICV check failed", "request dropped", sa.log)
-            return
-        except DecodeError as exc:
-            self._refuse_request(sa, message, ProtocolError(f"inner payloads: {exc.reason}"))
-            return
-        if opened is None:  # more fragments to come, or one dropped (RFC 7383 §2.6)
-            fragments.log_drop(self, sa, header.is_response, now)
-            return
-        inner = opened
-        sa.last_heard = now
-        if sa.tcp:
-            tcp.follow(sa, remote, local, self._tcp_in)
-        else:
-            mobike.observe(sa, remote, local, header.message_id, True)
-        for child in sa.children:  # a new request: the peer has our earlier answers
-            if 0 <= child.created_by_request < header.message_id:
-                child.created_by_request = -1
-        try:
-            validate_payloads(header.exchange, False, inner, inner=True)
-        except ProtocolError as exc:
-            self._refuse_request(sa, message, exc)
-            return
-        if header.exchange == ExchangeType.IKE_AUTH and sa.eap is None:
-            chosen = ike_auth.select_connection(sa, inner)
-            if revocation_wait.hold(sa, chosen, inner, now, header.message_id):
-                return  # answered once the revocation status is in (revocation_fetched)
-        self._answer(sa, header.exchange, header.message_id, inner, now)
-
     def _answer(
         self, sa: IkeSa, exchange: int, message_id: int, inner: tuple[Payload, ...], now: float
     ) -> None:
         """Process a new request and send our answer (RFC 7296 §2.1: exactly one)."""
         try:
-            answer = self._respond(sa, exchange, inner, now)
+            answer = dispatch.respond(self, sa, exchange, inner, now)
         except eap_radius.AnswerLater:  # RFC 3579: eap_backend_answer answers it
             eap_radius.park(sa, message_id, inner)
             return
@@ -570,90 +432,6 @@ class Engine:
         if sa.pending_close:
             informational.ike_deleted(sa, sa.pending_close)
         else:
-            sa.pump(now)
-
-    def _respond(
-        self, sa: IkeSa, exchange: int, inner: tuple[Payload, ...], now: float
-    ) -> list[Payload]:
-        reqids = functools.partial(self.peers.reqid_for, sa, self._reqids)
-        if exchange == ExchangeType.IKE_AUTH:
-            chosen = ike_auth.select_connection(sa, inner)
-            refused = unique.refuse_duplicate(self.peers, sa, chosen, inner)
-            answer = refused or ike_auth.respond(sa, inner, reqids, now)
-            self._dirty += unique.enforce(self.peers, sa, inner, now)  # INITIAL_CONTACT
-            if sa.half_open_key is not None:
-                self.half_open.pop(sa.half_open_key, None)
-                sa.half_open_key = None
-            sa.schedule_dpd(now)
-            return answer
-        if exchange == ExchangeType.INFORMATIONAL:
-            redirect.informational(sa, inner, now)  # RFC 5685 §3.6
-            return informational.respond(sa, inner) + mobike.respond(sa, inner)
-        if exchange == ExchangeType.IKE_INTERMEDIATE:
-            return intermediate.respond(sa, inner, now)
-        if exchange == ExchangeType.IKE_FOLLOWUP_KE:
-            return followup_ke.respond(sa, inner, now)
-        # CREATE_CHILD_SA: an IKE SA proposal means an IKE rekey (§1.3.2), else a child (§1.3.1)
-        sa_payload = next((p for p in inner if isinstance(p, SaPayload)), None)
-        if sa_payload and sa_payload.proposals and sa_payload.proposals[0].protocol == 1:
-            return ike_rekey.respond(sa, inner, now)
-        return create_child.respond(sa, inner, reqids, now)
-
-    def _refuse_request(self, sa: IkeSa, message: Message, exc: ProtocolError) -> None:
-        """§2.21.2: an authenticated but malformed request is answered with the notify."""
-        sa.log.info("request refused", reason=exc.reason, notify=getattr(exc.notify, "name", None))
-        notify = exc.notify or NotifyType.INVALID_SYNTAX
-        header = message.header
-        sa.respond(
-            header.exchange, header.message_id, [NotifyPayload(notify, data=exc.notify_data)]
-        )
-        if sa.state is IkeState.INIT_DONE:
-            sa.emit(IkeSaFailed(sa.id, sa.conn.name, exc.reason, notify))
-            sa.transition(IkeInput.CLOSE)
-
-    def _response(
-        self, sa: IkeSa, raw: bytes, message: Message, remote: Endpoint, local: Endpoint, now: float
-    ) -> None:
-        header = message.header
-        exchange = sa.pending
-        if exchange is None or not sa.requests.matches(header.message_id):
-            self._gate_info(now, "no request with this message ID", "response dropped", sa.log)
-            return
-        if header.exchange != exchange.exchange_type:
-            self._gate_info(
-                now, "exchange type differs from the request", "response dropped", sa.log
-            )
-            return
-        try:
-            opened = sa.open(raw, message, now)
-        except IntegrityError:
-            self._gate_info(now, "response ICV check failed", "response dropped", sa.log)
-            return
-        except DecodeError as exc:
-            sa.log.info("response unreadable", reason=exc.reason)
-            opened = ()
-        if opened is None:  # more fragments to come, or one dropped (RFC 7383 §2.6)
-            fragments.log_drop(self, sa, header.is_response, now)
-            return
-        inner = opened
-        sa.last_heard = now
-        if sa.tcp:
-            tcp.follow(sa, remote, local, self._tcp_in)
-        else:
-            mobike.observe(sa, remote, local, header.message_id, False)
-        try:
-            validate_payloads(header.exchange, True, inner, inner=True)
-        except ProtocolError as exc:
-            sa.log.info("response malformed; exchange ends", reason=exc.reason)
-            inner = ()
-        if isinstance(exchange, ike_auth.IkeAuthExchange) and revocation_wait.hold(
-            sa, sa.conn, inner, now
-        ):
-            return  # our request stays outstanding; resent once the status is in
-        sa.requests.done()
-        sa.pending = None
-        exchange.process_i(sa, inner, now)
-        if sa.state is not IkeState.CLOSED:
             sa.pump(now)
 
     # --- ike_sa.SaHost: what our IKE SAs ask of us

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ikev2.constants import ExchangeType, NotifyType
-from ikev2.engine import Engine, manager
+from ikev2.engine import Engine, dispatch
 from ikev2.engine.config import EngineConfig
 from ikev2.engine.fragments import fragment_message
 from ikev2.engine.ike_sa import IkeSa
@@ -52,11 +52,11 @@ def answers(engine: Engine, data: bytes, source: str = "192.0.2.7") -> list[byte
 def test_cookie_demand_before_decoding_is_the_full_paths_answer(monkeypatch: Any) -> None:
     _, data = init_request()
     calls = []
-    real = manager.decode_message
-    monkeypatch.setattr(manager, "decode_message", lambda d: calls.append(d) or real(d))
+    real = dispatch.decode_message
+    monkeypatch.setattr(dispatch, "decode_message", lambda d: calls.append(d) or real(d))
     fast = answers(responder(cookie_threshold=0), data)
     assert calls == []  # never decoded
-    monkeypatch.setattr(manager.gate, "cookie_first", lambda *args: False)
+    monkeypatch.setattr(dispatch.gate, "cookie_first", lambda *args: False)
     full = answers(responder(cookie_threshold=0), data)
     assert len(calls) == 1
     assert fast == full and len(fast) == 1
