@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import ipaddress
 import os
 import select
@@ -103,8 +104,15 @@ class Generator:
         self.address = {port: address for port, (_, address) in made.items()}
         self.by_fd = {sock.fileno(): port for port, sock in self.sockets.items()}
         self.names = [f"gen{port}" for port in self.sockets]
+        # no MOBIKE: with it an initiator floats to port 4500 for IKE_AUTH (RFC 4555 §3.3, as
+        # strongSwan does), and the generator has a socket per source port, none on 4500
         self.engine = Engine(
-            EngineConfig(tuple(conn(f"gen{p}", self.address[p], p) for p in self.sockets))
+            EngineConfig(
+                tuple(
+                    dataclasses.replace(conn(f"gen{p}", self.address[p], p), mobike=False)
+                    for p in self.sockets
+                )
+            )
         )
         self.established = 0
         self.children = 0
