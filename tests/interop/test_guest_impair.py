@@ -6,36 +6,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ikev2.testing import guest
-from ikev2.testing.gates import is_root, need
+
+from .guest_rows import boot_once
 
 pytestmark = [pytest.mark.guest]
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("guest_impair.py")
 CYCLES = int(os.environ.get("IKEV2_IMPAIR_CYCLES", "10"))  # about 21 s each under TCG
 
 
 @pytest.fixture(scope="module")
-def impair_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[guest.GuestRun]:
-    need(is_root(), "the guest shares the host root read-only with QEMU; needs root")
-    need(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86 is not installed")
-    try:
-        image = guest.prepare(guest.default_cache(REPO))
-    except guest.GuestError as exc:
-        pytest.fail(f"cannot prepare the QEMU guest: {exc}", pytrace=False)
-    results = tmp_path_factory.mktemp("guest-impair")
-    command = [str(guest.interpreter()), str(SCRIPT), "/results", str(CYCLES)]
-    run = guest.boot(image, command, results, cwd=REPO, timeout=600 + 60 * CYCLES)
-    print(f"\n[guest impair] boot + cycles: {run.wall_seconds:.1f} s, exit {run.exit_code}")
-    yield run
+def impair_run(tmp_path_factory: pytest.TempPathFactory) -> guest.GuestRun:
+    return boot_once(
+        tmp_path_factory, SCRIPT, "impair", args=(str(CYCLES),), timeout=600 + 60 * CYCLES,
+        what="cycles",
+    )  # fmt: skip
 
 
 def test_cycles_over_netem_all_succeed_and_leave_no_orphans(impair_run: guest.GuestRun) -> None:

@@ -6,22 +6,16 @@ kernels holding the same keys. One boot runs every scenario of guest_pq.py in bo
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ikev2.testing import guest, strongswan
-from ikev2.testing.gates import is_root, need
+
+from .guest_rows import all_checks_pass, boot_once, load_script, row_record
 
 pytestmark = [pytest.mark.interop, pytest.mark.guest, pytest.mark.sw6]
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("guest_pq.py")
 COMMON = {
     "strongswan6",
@@ -45,47 +39,17 @@ EXPECTED = {
 }
 
 
-def _scenarios() -> list[str]:
-    sys.path.insert(0, str(SCRIPT.parent))  # guest_pq imports guest_interop's helpers
-    spec = importlib.util.spec_from_file_location("guest_pq", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return list(module.SCENARIO_KEYS)
-
-
-SCENARIOS = _scenarios()
+SCENARIOS = list(load_script(SCRIPT, "guest_pq").SCENARIO_KEYS)
 
 
 @pytest.fixture(scope="module")
-def guest_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[guest.GuestRun]:
-    need(is_root(), "the guest shares the host root read-only with QEMU; needs root")
-    need(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86 is not installed")
-    need(strongswan.missing6() is None, strongswan.missing6() or "")
-    try:
-        image = guest.prepare(guest.default_cache(REPO))
-    except guest.GuestError as exc:
-        pytest.fail(f"cannot prepare the QEMU guest: {exc}", pytrace=False)
-    results = tmp_path_factory.mktemp("guest-pq")
-    python = guest.interpreter()
-    run = guest.boot(image, [str(python), str(SCRIPT), "/results"], results, cwd=REPO, timeout=900)
-    print(f"\n[guest pq] boot + scenarios: {run.wall_seconds:.1f} s, exit {run.exit_code}")
-    yield run
+def guest_run(tmp_path_factory: pytest.TempPathFactory) -> guest.GuestRun:
+    return boot_once(tmp_path_factory, SCRIPT, "pq", needs=(strongswan.missing6,))
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
 def test_guest_pq(guest_run: guest.GuestRun, key: str) -> None:
-    path = guest_run.results / f"{key}.json"
-    assert path.exists(), f"no result; console:\n{guest_run.console[-3000:]}"
-    record: dict[str, Any] = json.loads(path.read_text())
+    record = row_record(guest_run, key)
     checks = record["checks"]
-    assert "error" not in checks, (
-        f"{key} raised in the guest:\n{checks['error']}\n{checks.get('_logs', '')}"
-    )
-    expected = EXPECTED[record["name"]]
-    assert set(checks) >= expected, f"checks missing: {expected - set(checks)}"
-    failed = sorted(k for k, v in checks.items() if not k.startswith("_") and v is not True)
-    details = {k: v for k, v in checks.items() if k.startswith("_")}
-    assert not failed, f"failed checks {failed}; details: {details}"
+    all_checks_pass(checks, EXPECTED[record["name"]])
     print(f"[guest pq] {key}: {record['seconds']} s, phases {checks['_phases']}")

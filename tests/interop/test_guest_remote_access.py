@@ -6,20 +6,18 @@ with ours as the client, removes the addresses it put on lo)."""
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ikev2.testing import guest, strongswan
-from ikev2.testing.gates import is_root, need
 from ikev2.testing.interop import OURS_INITIATOR, OURS_RESPONDER
+
+from .guest_rows import boot_once
 
 pytestmark = [pytest.mark.interop, pytest.mark.guest]
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("guest_remote_access.py")
 EXPECTED = {
     "gateway": {"established", "strongswan_got_vips", "ours_lists_remote_vips", "ping",
@@ -32,19 +30,11 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def guest_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[guest.GuestRun]:
-    need(is_root(), "the guest shares the host root read-only with QEMU; needs root")
-    need(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86 is not installed")
-    need(strongswan.available() is None, strongswan.available() or "")
-    try:
-        image = guest.prepare(guest.default_cache(REPO))
-    except guest.GuestError as exc:
-        pytest.fail(f"cannot prepare the QEMU guest: {exc}", pytrace=False)
-    results = tmp_path_factory.mktemp("guest-remote-access")
-    python = guest.interpreter()
-    run = guest.boot(image, [str(python), str(SCRIPT), "/results"], results, cwd=REPO, timeout=600)
-    print(f"\n[guest remote access] boot + scenarios: {run.wall_seconds:.1f} s")
-    yield run
+def guest_run(tmp_path_factory: pytest.TempPathFactory) -> guest.GuestRun:
+    return boot_once(
+        tmp_path_factory, SCRIPT, "remote access", needs=(strongswan.available,), timeout=600,
+        show_exit=False,
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -7,22 +7,16 @@ scenarios of guest_tcp.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import json
-import shutil
-import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from ikev2.testing import guest
-from ikev2.testing.gates import is_root, need
+
+from .guest_rows import all_checks_pass, boot_once, load_script, nft_installed, row_record
 
 pytestmark = [pytest.mark.interop, pytest.mark.guest]
 
-REPO = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("guest_tcp.py")
 COMMON = {"tcp_listener", "ike_over_tcp", "no_nat_seen", "ike_in_tcp_on_the_wire",
           "no_esp_outside_tcp", "down"}  # fmt: skip
@@ -34,48 +28,19 @@ WITH_ESPINTCP = {"ping_through_esp_in_tcp", "no_cleartext_echo", "kernel_sa_espi
 WITHOUT_ESPINTCP = {"child_refused_without_espintcp", "no_kernel_sa_left", "ike_sa_survives"}
 
 
-def _scenarios() -> list[str]:
-    spec = importlib.util.spec_from_file_location("guest_tcp", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return list(module.SCENARIOS)
-
-
-SCENARIOS = _scenarios()
+SCENARIOS = list(load_script(SCRIPT, "guest_tcp").SCENARIOS)
 
 
 @pytest.fixture(scope="module")
-def guest_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[guest.GuestRun]:
-    need(is_root(), "the guest shares the host root read-only with QEMU; needs root")
-    need(shutil.which("qemu-system-x86_64") is not None, "qemu-system-x86 is not installed")
-    need(shutil.which("nft") is not None, "nftables is not installed")
-    try:
-        image = guest.prepare(guest.default_cache(REPO))
-    except guest.GuestError as exc:
-        pytest.fail(f"cannot prepare the QEMU guest: {exc}", pytrace=False)
-    results = tmp_path_factory.mktemp("guest-tcp")
-    python = guest.interpreter()
-    run = guest.boot(image, [str(python), str(SCRIPT), "/results"], results, cwd=REPO, timeout=900)
-    print(f"\n[guest tcp] boot + scenarios: {run.wall_seconds:.1f} s, exit {run.exit_code}")
-    yield run
+def guest_run(tmp_path_factory: pytest.TempPathFactory) -> guest.GuestRun:
+    return boot_once(tmp_path_factory, SCRIPT, "tcp", needs=(nft_installed,))
 
 
 @pytest.mark.parametrize("key", SCENARIOS)
 def test_guest_tcp(guest_run: guest.GuestRun, key: str) -> None:
-    path = guest_run.results / f"{key}.json"
-    assert path.exists(), f"no result; console:\n{guest_run.console[-3000:]}"
-    record: dict[str, Any] = json.loads(path.read_text())
+    record = row_record(guest_run, key)
     checks = record["checks"]
-    assert "error" not in checks, (
-        f"{key} raised in the guest:\n{checks['error']}\n{checks.get('_logs', '')}"
-    )
     esp = WITH_ESPINTCP if checks["_espintcp"] else WITHOUT_ESPINTCP
-    expected = COMMON | PER_SCENARIO[key] | esp
-    assert set(checks) >= expected, f"checks missing: {expected - set(checks)}"
-    failed = sorted(k for k, v in checks.items() if not k.startswith("_") and v is not True)
-    details = {k: v for k, v in checks.items() if k.startswith("_")}
-    assert not failed, f"failed checks {failed}; details: {details}"
+    all_checks_pass(checks, COMMON | PER_SCENARIO[key] | esp)
     print(f"[guest tcp] {key}: {record['seconds']} s, espintcp {checks['_espintcp']}, "
           f"wire {checks['_wire']}, phases {checks['_phases']}")  # fmt: skip
