@@ -176,3 +176,29 @@ def test_the_probe_never_raises_on_mutated_requests(data: st.DataObject) -> None
 
 
 INIT = init_request()
+
+
+def unknown_spi_request() -> bytes:
+    """An INFORMATIONAL request (RFC 7296 §3.1 header only) for an IKE SA nobody has."""
+    return (b"\x11" * 8 + b"\x22" * 8 + bytes([0, 0x20, ExchangeType.INFORMATIONAL, 0x08])
+            + (1).to_bytes(4) + (28).to_bytes(4))  # fmt: skip
+
+
+def test_invalid_ike_spi_answers_are_rate_limited_and_their_table_bounded() -> None:
+    """§2.21.4: an unprotected INVALID_IKE_SPI at most once a second per peer; the record of
+    whom we answered holds at most 1024 peers (it is cleared, not grown)."""
+    r = responder()
+    data = unknown_spi_request()
+    peer = (ipaddress.ip_address("192.0.2.9"), 500)
+    sent = 0
+    for step in range(100):  # 100 requests within one second: one answer
+        r.receive_datagram(data, peer, R_END, 1.0 + step * 0.005)
+        sent += len(r.datagrams_to_send())
+    assert sent == 1
+    r.receive_datagram(data, peer, R_END, 2.1)
+    assert len(r.datagrams_to_send()) == 1  # a second later: the next one
+    for n in range(3000):  # forged sources: each is answered once, the table stays bounded
+        source = (ipaddress.ip_address(f"198.18.{n // 250}.{n % 250 + 1}"), 500)
+        r.receive_datagram(data, source, R_END, 3.0)
+        assert len(r.datagrams_to_send()) == 1
+        assert len(r._invalid_spi_sent) <= 1025
