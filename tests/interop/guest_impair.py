@@ -1,8 +1,9 @@
-"""Runs INSIDE the QEMU guest (the host has no sch_netem): two of our daemons (--kernel xfrm) over
-a veth impaired with tc netem on both ends, N up / child rekey / IKE rekey / down cycles.
+"""Runs INSIDE the QEMU guest (the host has no sch_netem): our daemon (--kernel xfrm) against
+another of ours, then against strongSwan 5.9.8 (kernel-netlink), over a veth impaired with tc
+netem on both ends, N up / child rekey / IKE rekey / down cycles each.
 tests/interop/test_guest_impair.py asserts the recorded checks.
 
-    python guest_impair.py RESULTS_DIR [CYCLES]
+    python guest_impair.py RESULTS_DIR [CYCLES] [ours,strongswan]
 
 netem on each direction: 30 % loss, 100 ms delay with 200 ms jitter (which reorders), 5 %
 duplication and 25 % of packets sent at once out of order (reordering). Our retransmission
@@ -30,6 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, when run by path
 
 from ikev2.testing.daemon import OurDaemon
+from ikev2.testing.interop import OURS_INITIATOR, Peers, Spec
+from ikev2.testing.strongswan import Charon
 from ikev2.testing.topology import Topology, sh
 
 PSK = "impairment test secret 3c9e 55a1 07bd"
@@ -91,7 +94,34 @@ def established(daemon: OurDaemon) -> list[dict[str, Any]]:
     return [s for s in daemon.list_sas() if str(s.get("state")).upper() == "ESTABLISHED"]
 
 
-def cycle(moon: OurDaemon, sun: OurDaemon, record: dict[str, Any]) -> None:
+class OurPeer:
+    """sun as one of our daemons: its IKE SAs, and how to clear them."""
+
+    def __init__(self, daemon: OurDaemon) -> None:
+        self.daemon, self.ns = daemon, daemon.ns
+
+    def sas(self) -> int:
+        return len(self.daemon.list_sas())
+
+    def clear(self) -> None:
+        for sa in self.daemon.list_sas():
+            self.daemon.control({"cmd": "down", "target": str(sa["id"])}, timeout=60)
+
+
+class StrongswanPeer:
+    """sun as strongSwan (kernel-netlink)."""
+
+    def __init__(self, charon: Charon) -> None:
+        self.charon, self.ns = charon, charon.ns
+
+    def sas(self) -> int:
+        return len(self.charon.list_sas())
+
+    def clear(self) -> None:
+        self.charon.terminate(ike="imp")
+
+
+def cycle(moon: OurDaemon, sun: OurPeer | StrongswanPeer, record: dict[str, Any]) -> None:
     started = time.monotonic()
     up = moon.up("imp", timeout=90)
     if not up.ok:
@@ -136,42 +166,56 @@ def cycle(moon: OurDaemon, sun: OurDaemon, record: dict[str, Any]) -> None:
             record["_failures"].append(("down", down))
     # nothing may be left on either side once the dust settles (retransmits, late duplicates)
     clean = wait(
-        lambda: not moon.list_sas() and not sun.list_sas()
+        lambda: not moon.list_sas() and not sun.sas()
         and kernel_left(moon.ns) == (0, 0) and kernel_left(sun.ns) == (0, 0),
         60,
     )  # fmt: skip
     if not clean:
         record["orphans"] += 1
-        record["_orphans"].append({"moon": len(moon.list_sas()), "sun": len(sun.list_sas()),
+        record["_orphans"].append({"moon": len(moon.list_sas()), "sun": sun.sas(),
                                    "kernel_moon": kernel_left(moon.ns),
                                    "kernel_sun": kernel_left(sun.ns)})  # fmt: skip
-        for daemon in (moon, sun):  # start the next cycle from nothing
-            for sa in daemon.list_sas():
-                daemon.control({"cmd": "down", "target": str(sa["id"])}, timeout=60)
+        OurPeer(moon).clear()  # start the next cycle from nothing
+        sun.clear()
 
 
-def run(workdir: Path, cycles: int) -> dict[str, Any]:
+def run(workdir: Path, cycles: int, peer: str) -> dict[str, Any]:
     record: dict[str, Any] = {
         key: 0
         for key in ("up_ok", "up_failed", "child_rekey_ok", "child_rekey_failed", "ike_rekey_ok",
                     "ike_rekey_failed", "down_ok", "down_failed", "orphans")
     }  # fmt: skip
-    record.update(_failures=[], _orphans=[], _establish_s=[], cycles=cycles)
+    record.update(_failures=[], _orphans=[], _establish_s=[], cycles=cycles, peer=peer)
     topo = Topology.pair("n")
     daemons: list[OurDaemon] = []
+    peers: Peers | None = None
     try:
         sh("modprobe", "sch_netem")
+        sun: OurPeer | StrongswanPeer
+        if peer == "ours":
+            moon = OurDaemon(topo.left.ns, workdir / "moon", "xfrm", use_cli=False)
+            theirs = OurDaemon(topo.right.ns, workdir / "sun", "xfrm", use_cli=False)
+            moon.configure(config(topo.left.addr, topo.right.addr, "moon.imp", "sun.imp",
+                                  ("10.1.0.0/24", "10.2.0.0/24")))  # fmt: skip
+            theirs.configure(config(topo.right.addr, topo.left.addr, "sun.imp", "moon.imp",
+                                    ("10.2.0.0/24", "10.1.0.0/24")))  # fmt: skip
+            daemons = [theirs, moon]
+            for daemon in daemons:
+                daemon.start(timeout=120, log_level="info")
+            sun = OurPeer(theirs)
+        else:  # strongSwan 5.9.8 answers; its own requests retransmit like ours
+            # strongSwan forgets an IKE SA as it answers its Delete and ignores requests for
+            # unknown SPIs (it only logs them: no INVALID_IKE_SPI, RFC 7296 §2.21.4, which
+            # would end our Delete at once). When that answer is lost we retransmit until we
+            # give up: 8 retransmits (about 50 s) keep that inside the down command's wait
+            spec = Spec("imp", ours_retransmit=(1.0, 1.4, 8))
+            peers = Peers(spec, topo, OURS_INITIATOR, workdir, real_kernel=True,
+                          ss_extra={"retransmit_tries": 12})  # fmt: skip
+            peers.start()
+            moon, sun = peers.ours, StrongswanPeer(peers.ss)
+            daemons = [moon]
         for ns, dev in ((topo.left.ns, topo.left.dev), (topo.right.ns, topo.right.dev)):
             sh("ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", *NETEM)
-        moon = OurDaemon(topo.left.ns, workdir / "moon", "xfrm", use_cli=False)
-        sun = OurDaemon(topo.right.ns, workdir / "sun", "xfrm", use_cli=False)
-        moon.configure(config(topo.left.addr, topo.right.addr, "moon.imp", "sun.imp",
-                              ("10.1.0.0/24", "10.2.0.0/24")))  # fmt: skip
-        sun.configure(config(topo.right.addr, topo.left.addr, "sun.imp", "moon.imp",
-                             ("10.2.0.0/24", "10.1.0.0/24")))  # fmt: skip
-        daemons = [sun, moon]
-        for daemon in daemons:
-            daemon.start(timeout=120, log_level="info")
         t0 = time.monotonic()
         for _ in range(cycles):
             cycle(moon, sun, record)
@@ -194,23 +238,31 @@ def run(workdir: Path, cycles: int) -> dict[str, Any]:
     except BaseException:
         record["error"] = traceback.format_exc()[-4000:]
         record["_logs"] = "\n".join(d.tail(40) for d in daemons)[-6000:]
+        if peers is not None:
+            record["_logs"] += peers.ss.tail(40)
     finally:
-        for daemon in daemons:
-            daemon.stop()
+        if peers is not None:
+            peers.stop()
+        else:
+            for daemon in daemons:
+                daemon.stop()
         topo.close()
     return record
 
 
 def main() -> int:
     results = Path(sys.argv[1])
-    cycles = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="gn-") as tmp:
-        record = run(Path(tmp), cycles)
-    record["seconds"] = round(time.monotonic() - start, 1)
-    (results / "impairment.json").write_text(json.dumps(record, indent=1, default=str))
-    print(f"impairment: {record['seconds']} s", flush=True)
-    return 0 if "error" not in record else 1
+    cycles = int(sys.argv[2]) if len(sys.argv) > 2 else 10
+    failed = 0
+    for peer in (sys.argv[3] if len(sys.argv) > 3 else "ours,strongswan").split(","):
+        start = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="gn-") as tmp:
+            record = run(Path(tmp), cycles, peer)
+        record["seconds"] = round(time.monotonic() - start, 1)
+        (results / f"impairment-{peer}.json").write_text(json.dumps(record, indent=1, default=str))
+        print(f"impairment against {peer}: {record['seconds']} s", flush=True)
+        failed += "error" in record
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
