@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,10 @@ class GuestScenario:
     @property
     def key(self) -> str:
         return f"{self.name}--{self.role}"
+
+
+# a scenario's body: (scenario, its temp workdir) -> its checks
+Run = Callable[[GuestScenario, Path], dict[str, Any]]
 
 
 def _child(mode: str, proto: str, proposal: str) -> tuple[ChildSpec, ...]:
@@ -339,10 +344,11 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
     return checks
 
 
-def run_one(scenario: GuestScenario, results: Path) -> bool:
+def run_one(scenario: GuestScenario, results: Path, run_scenario: Run, prefix: str) -> bool:
+    """Run one scenario in a fresh temp dir and write results/<key>.json; True if it passed."""
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="gi-") as tmp:
-        checks = run(scenario, Path(tmp))
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        checks = run_scenario(scenario, Path(tmp))
     record = {
         "name": scenario.name,
         "role": scenario.role,
@@ -356,14 +362,19 @@ def run_one(scenario: GuestScenario, results: Path) -> bool:
     )
 
 
-def main() -> int:
-    """One scenario after the other: under TCG the 2 vCPUs are the host's 2 cores, so running
-    two at once saved nothing and made timings erratic."""
+def run_all(scenarios: Sequence[GuestScenario], run_scenario: Run, prefix: str) -> int:
+    """`script <results dir> [key...]`: the scenarios (or the named ones) one after the other
+    (under TCG the 2 vCPUs are the host's 2 cores, so running two at once saved nothing and
+    made timings erratic); exit 0 if all passed. Shared by guest_mobike/pq/routed."""
     results = Path(sys.argv[1])
     wanted = set(sys.argv[2:])
-    ok = [run_one(s, results) for s in SCENARIOS if not wanted or s.key in wanted]
+    ok = [
+        run_one(s, results, run_scenario, prefix)
+        for s in scenarios
+        if not wanted or s.key in wanted
+    ]
     return 0 if all(ok) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_all(SCENARIOS, run, "gi-"))

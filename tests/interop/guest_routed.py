@@ -16,11 +16,8 @@ our daemon (--kernel xfrm), real ESP.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
-import tempfile
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -28,7 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo, when run by path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # guest_interop's helpers
 
-from guest_interop import GuestScenario, Sniffer, process_state, xfrm_states
+from guest_interop import GuestScenario, Sniffer, process_state, run_all, xfrm_states
 
 from ikev2.testing.interop import OURS_INITIATOR, ChildSpec, Peers, Spec, ours_config
 from ikev2.testing.topology import Topology, sh
@@ -156,25 +153,5 @@ def run(scenario: GuestScenario, workdir: Path) -> dict[str, Any]:
     return checks
 
 
-def run_one(scenario: GuestScenario, results: Path) -> bool:
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="gr-") as tmp:
-        checks = run(scenario, Path(tmp))
-    record = {"name": scenario.name, "role": scenario.role,
-              "seconds": round(time.monotonic() - start, 1), "checks": checks}  # fmt: skip
-    (results / f"{scenario.key}.json").write_text(json.dumps(record, indent=1, default=str))
-    print(f"{scenario.key}: {record['seconds']} s", flush=True)
-    return "error" not in checks and all(
-        v is True for k, v in checks.items() if not k.startswith("_")
-    )
-
-
-def main() -> int:
-    results = Path(sys.argv[1])
-    wanted = set(sys.argv[2:])
-    ok = [run_one(s, results) for s in SCENARIOS if not wanted or s.key in wanted]
-    return 0 if all(ok) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_all(SCENARIOS, run, "gr-"))
