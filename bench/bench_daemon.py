@@ -29,12 +29,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from loadgen import ConnFactory, Generator, _cpu_seconds, cpu_seconds, own_cpu_seconds, rss_kib
+from loadgen import (
+    ConnFactory,
+    Generator,
+    _cpu_seconds,
+    cpu_seconds,
+    own_cpu_seconds,
+    rss_kib,
+    start_daemon,
+)
 
 from ikev2.engine.config import ConnectionConfig, Timers
 from ikev2.log import configure_logging
@@ -113,19 +120,8 @@ def main() -> None:
     if args.loop == "asyncio":
         env["IKEV2_NO_UVLOOP"] = "1"
     log_path = workdir / "responder.log"
-    profile = ["-m", "cProfile", "-o", args.profile] if args.profile else []
-    with open(log_path, "wb") as log:
-        daemon = subprocess.Popen(
-            [sys.executable, *profile, "-m", "ikev2.cli", "daemon", "--config", str(config)],
-            stdout=log, stderr=log, env=env,
-        )  # fmt: skip
+    daemon = start_daemon(config, log_path, profile=args.profile, env=env, timeout=15)
     try:
-        for _ in range(300):
-            if "listening on" in log_path.read_text():
-                break
-            if daemon.poll() is not None:
-                raise RuntimeError(log_path.read_text())
-            time.sleep(0.05)
         generator = Generator(psk_conn(port), GENERATORS, args.ports)
         generator.run(WARMUP, args.window)
         time.sleep(0.3)

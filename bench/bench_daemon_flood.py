@@ -49,7 +49,7 @@ from flooders import (
     init_template,
     oversized,
 )
-from loadgen import Generator, cpu_seconds, percentile, rss_kib
+from loadgen import Generator, cpu_seconds, percentile, rss_kib, start_daemon
 
 from ikev2.engine.config import ConnectionConfig, Timers
 from ikev2.log import configure_logging
@@ -103,19 +103,7 @@ class Responder:
         config.write_text(CONFIG.format(addr=RESPONDER, port=self.port, nat_port=self.port + 1,
                           control=self.dir / "c.sock", metrics=self.metrics_port, psk=PSK,
                           extra=extra))  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
-                 "-m", "ikev2.cli", "daemon", "--config", str(config)],
-                stdout=log, stderr=log,
-            )  # fmt: skip
-        for _ in range(400):
-            if "listening on" in self.log_path.read_text():
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.log_path.read_text())
-            time.sleep(0.05)
-        raise RuntimeError("responder did not start")
+        self.proc = start_daemon(config, self.log_path, profile=profile, timeout=20)
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bench_daemon import GENERATORS, PSK, RESPONDER, psk_conn
-from loadgen import ConnFactory, Generator, _cpu_seconds, rss_kib
+from loadgen import ConnFactory, Generator, _cpu_seconds, rss_kib, start_daemon
 
 from ikev2.log import configure_logging
 from ikev2.service.control import request
@@ -234,17 +234,9 @@ def main() -> None:
                       metrics_port=free_port_pair(("127.0.0.1",)) + 2))  # fmt: skip
     log_path = workdir / "responder.log"
     t_exec = time.monotonic()
-    with open(log_path, "wb") as log:
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "ikev2.cli", "daemon", "--config", str(config)],
-            stdout=log, stderr=log,
-        )  # fmt: skip
+    daemon = start_daemon(config, log_path, timeout=600)
     result: dict[str, Any] = {"bench": "scale", "rekey_time_s": args.rekey, "dpd_s": args.dpd}
     try:
-        while "listening on" not in log_path.read_text():
-            if daemon.poll() is not None:
-                raise RuntimeError(log_path.read_text())
-            time.sleep(0.02)
         result["start_s"] = round(time.monotonic() - t_exec, 2)
         generator = Generator(generator_conn(port), GENERATORS, 8)
         generator.run(WARMUP, args.window)

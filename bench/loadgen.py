@@ -24,6 +24,8 @@ import ipaddress
 import os
 import select
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,6 +61,33 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
+
+
+def start_daemon(
+    config: Path,
+    log_path: Path,
+    *,
+    profile: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> subprocess.Popen[bytes]:
+    """`ikev2 daemon --config CONFIG` (under cProfile when `profile` names a stats file), its
+    output to `log_path`; returns once it logs "listening on". A daemon that exits or does not
+    get there within `timeout` s is killed and its log raised."""
+    prefix = ["-m", "cProfile", "-o", profile] if profile else []
+    with open(log_path, "wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, *prefix, "-m", "ikev2.cli", "daemon", "--config", str(config)],
+            stdout=log, stderr=log, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while "listening on" not in log_path.read_text(errors="replace"):
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            daemon.kill()
+            daemon.wait()
+            raise RuntimeError(f"the responder did not start:\n{log_path.read_text()}")
+        time.sleep(0.02)
+    return daemon
 
 
 def own_cpu_seconds() -> float:
