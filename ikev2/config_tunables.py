@@ -8,6 +8,8 @@
     retransmit_tries = 5          # a connection's own retransmit_* keys win
     retransmit_limit = "0s"
     cookie_secret_lifetime = "2m" # how long one COOKIE secret is used (RFC 7296 §2.6); ours
+    control_max_clients = 32      # control-socket connections at once; ours (a new one over
+                                  # it is answered "too many control clients" and closed)
 
 Each value has a range (config.LIMITS); a mistake is a ConfigError naming the file, the key
 and the fix. (half_open_timeout and max_packet, also charon.*, are config.py's own.)
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 
 DAEMON_KEYS = ("keep_alive", "fragment_size", "retransmit_timeout",
                "retransmit_base", "retransmit_tries", "retransmit_limit",
-               "cookie_secret_lifetime")  # fmt: skip
+               "cookie_secret_lifetime", "control_max_clients")  # fmt: skip
 RETRANSMIT_KEYS = ("retransmit_timeout", "retransmit_base", "retransmit_tries", "retransmit_limit")
 
 
@@ -35,6 +37,7 @@ def limits(limit: type[Limit], seconds: str, whole: str) -> dict[str, Limit]:
         "keep_alive": limit(0, 3600, seconds, 'write e.g. "20s" (0: no keepalives)'),
         "fragment_size": limit(0, 65535, whole, "write e.g. 1280 bytes (0: the RFC 7383 default)"),
         "cookie_secret_lifetime": limit(1, 86400, seconds, 'write e.g. "2m"'),
+        "control_max_clients": limit(1, 4096, whole, "write e.g. 32 connections"),
     }
 
 
@@ -43,6 +46,7 @@ class Tunables:
     keep_alive: float = 20.0
     fragment_size: int = 0
     cookie_secret_lifetime: float = 120.0
+    control_max_clients: int = 32
     timers: Timers = field(default_factory=Timers)  # every connection's retransmit_* defaults
 
 
@@ -70,6 +74,9 @@ def daemon_tunables(table: _Table) -> Tunables:
         fragment_size=size,
         cookie_secret_lifetime=table.duration(
             "cookie_secret_lifetime", base.cookie_secret_lifetime
+        ),
+        control_max_clients=int(
+            table.number("control_max_clients", int, base.control_max_clients, "32")
         ),
         timers=timers,
     )

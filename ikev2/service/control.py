@@ -19,6 +19,9 @@ A request line is at most MAX_REQUEST bytes (64 KiB) and nests at most MAX_DEPTH
 a longer line is answered `request too large` and the connection closed, a deeper one is refused.
 ("drain", the supervisor's shutdown step, is only served to workers, never on this socket.)
 
+At most `max_clients` connections are served at once ([daemon] control_max_clients, 32): one
+more is answered `too many control clients` and closed; the connected ones are not disturbed.
+
 Only the socket's owner (root for the default /run/ikev2/control.sock) can connect: the socket
 is chmod 0600 before it accepts and its directory is created 0700.
 """
@@ -98,9 +101,11 @@ async def answer_line(handlers: dict[str, Handler], line: bytes) -> dict[str, An
 
 
 class ControlServer:
-    def __init__(self, path: str, handlers: dict[str, Handler]) -> None:
+    def __init__(self, path: str, handlers: dict[str, Handler], max_clients: int = 32) -> None:
         self.path = Path(path)
         self.handlers = handlers
+        self.max_clients = max_clients
+        self.refused = 0  # connections turned away over max_clients
         self._server: asyncio.base_events.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
 
@@ -121,6 +126,9 @@ class ControlServer:
         os.chmod(self.path, 0o600)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._clients) >= self.max_clients:
+            await self._refuse(reader, writer)
+            return
         task = asyncio.current_task()
         if task is not None:
             self._clients.add(task)
@@ -145,6 +153,21 @@ class ControlServer:
             if task is not None:
                 self._clients.discard(task)
             writer.close()
+
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.refused += 1
+        if self.refused & (self.refused - 1) == 0:  # the 1st, 2nd, 4th, 8th...: bounded lines
+            fix = "raise control_max_clients in [daemon] or close idle clients"
+            log.warning("control client refused", limit=self.max_clients, refused=self.refused,
+                        fix=fix)  # fmt: skip
+        error = f"too many control clients (limit {self.max_clients})"
+        with contextlib.suppress(ConnectionError, ValueError, TimeoutError):
+            writer.write(json.dumps({"ok": False, "error": error}).encode() + b"\n")
+            await writer.drain()
+            # read the request the client already sent: closing over unread data would reset
+            # the connection before the client reads the answer
+            await asyncio.wait_for(reader.readline(), 1.0)
+        writer.close()
 
     async def _answer(self, line: bytes) -> dict[str, Any]:
         return await answer_line(self.handlers, line)

@@ -173,7 +173,8 @@ class Daemon:
             self._open_tcp(loop, kernel)
             await self._open_radius(loop)  # EAP-RADIUS (RFC 3579), when configured
             if role is None:
-                self.control = ControlServer(settings.control_socket, self._handlers(worker=False))
+                self.control = ControlServer(settings.control_socket, self._handlers(worker=False),
+                                             settings.tunables.control_max_clients)  # fmt: skip
                 await self.control.start()
                 if settings.metrics is not None:
                     self.metrics = MetricsServer(settings.metrics, self._snapshot,

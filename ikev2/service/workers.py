@@ -183,7 +183,8 @@ class Supervisor:
     async def _serve(self, listening: str) -> None:
         settings = self.config.daemon
         try:
-            self.control = ControlServer(settings.control_socket, self._handlers())
+            self.control = ControlServer(settings.control_socket, self._handlers(),
+                                         settings.tunables.control_max_clients)  # fmt: skip
             await self.control.start()
             if settings.metrics is not None:  # one endpoint: the workers' figures added up
                 self.metrics = MetricsServer(settings.metrics, self._metrics,

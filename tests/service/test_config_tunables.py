@@ -47,14 +47,17 @@ def test_defaults_are_strongswans(tmp_path: Path) -> None:
     assert (a.timers.retransmit_timeout, a.timers.retransmit_base) == (4.0, 1.8)
     assert (a.timers.retransmit_tries, a.timers.half_open_timeout) == (5, 30.0)
     assert config.engine.cookie_secret_lifetime == 120.0
+    assert t.control_max_clients == 32
 
 
 def test_daemon_values_reach_every_connection_unless_it_has_its_own(tmp_path: Path) -> None:
     daemon = ('keep_alive = "45s"\nhalf_open_timeout = "1m"\nfragment_size = 1400\n'
               'retransmit_timeout = "2s"\nretransmit_base = 1.5\nretransmit_tries = 3\n'
-              'retransmit_limit = "30s"\ncookie_secret_lifetime = "10m"')  # fmt: skip
+              'retransmit_limit = "30s"\ncookie_secret_lifetime = "10m"\n'
+              "control_max_clients = 4")  # fmt: skip
     config = load(tmp_path, daemon, own='retransmit_tries = 7\nretransmit_timeout = "1s"')
     assert config.daemon.tunables.keep_alive == 45.0
+    assert config.daemon.tunables.control_max_clients == 4
     assert config.engine.cookie_secret_lifetime == 600.0
     a, b = config.engine.connections
     assert (a.timers.retransmit_timeout, a.timers.retransmit_base) == (2.0, 1.5)
@@ -74,6 +77,7 @@ def test_daemon_values_reach_every_connection_unless_it_has_its_own(tmp_path: Pa
         ("retransmit_tries = 50", ("daemon.retransmit_tries", "5")),
         ('cookie_secret_lifetime = "soon"', ("daemon.cookie_secret_lifetime", "duration")),
         ("keepalive = 20", ("daemon.keepalive", "keep_alive")),
+        ("control_max_clients = 0", ("daemon.control_max_clients", "32")),
     ],
 )
 def test_mistakes_name_the_key_and_the_fix(tmp_path: Path, daemon: str, words: tuple) -> None:  # type: ignore[type-arg]

@@ -112,3 +112,27 @@ async def test_drain_is_not_a_public_control_command() -> None:
         answer = request(pair.moon.control, {"cmd": "drain"})
         assert answer["ok"] is False and "unknown command 'drain'" in answer["error"]
         assert len(await pair.moon.sas()) == 1
+
+
+async def test_a_client_over_the_limit_is_answered_and_closed_and_the_others_are_served() -> None:
+    path = str(Path(tempfile.mkdtemp(prefix="ikev2c-")) / "c.sock")
+    control = ControlServer(path, {"echo": _echo}, max_clients=3)
+    await control.start()
+    held = []
+    try:
+        for _ in range(3):  # three idle clients hold every slot
+            held.append(await asyncio.open_unix_connection(path))
+        await asyncio.sleep(0.05)
+        answers = await _exchange(path, b'{"cmd": "echo", "arg": 1}\n')
+        assert answers == [{"ok": False, "error": "too many control clients (limit 3)"}]
+        assert control.refused == 1
+        reader, writer = held[0]  # a connected client is not disturbed
+        writer.write(b'{"cmd": "echo", "arg": 2}\n')
+        assert json.loads(await asyncio.wait_for(reader.readline(), 5)) == {"ok": True, "echo": 2}
+        writer.close()  # a freed slot serves the next client
+        await asyncio.sleep(0.05)
+        assert await _exchange(path, b'{"cmd": "echo", "arg": 3}\n') == [{"ok": True, "echo": 3}]
+    finally:
+        for _, writer in held[1:]:
+            writer.close()
+        await control.close()
