@@ -162,6 +162,9 @@ class DaemonSettings:
     install_routes: bool = True  # routes from the virtual IP in table 220 (service/vip_routes.py)
     # Prometheus endpoint (service/metrics.py): (host, port), or None (off, the default)
     metrics: tuple[str, int] | None = None
+    # child_bytes/child_packets, one series per child SA direction (off: only aggregate series,
+    # for gateways with many SAs; service/metrics.py snapshot)
+    metrics_per_child: bool = True
     # RFC 5685, the client's half (config_redirect.py)
     redirect: RedirectConfig = field(default_factory=RedirectConfig)
     radius_server: tuple[str, int] | None = None  # EAP-RADIUS (config_radius.py)
@@ -348,7 +351,7 @@ class _Loader:
 DAEMON_KEYS = ("addresses", "port", "nat_port", "tcp_port", "control_socket", "kernel",
                "log_format", "log_level", "cookie_threshold", "max_half_open", "block_threshold",
                "drop_log_lines", "drop_log_interval", "workers", "vip_interface", "dns_hook",
-               "install_routes", "metrics", *config_redirect.DAEMON_KEYS,
+               "install_routes", "metrics", "metrics_per_child", *config_redirect.DAEMON_KEYS,
                *config_radius.DAEMON_KEYS, "max_packet", "half_open_timeout",
                *config_tunables.DAEMON_KEYS)  # fmt: skip
 
@@ -389,6 +392,9 @@ def _daemon(table: _Table) -> DaemonSettings:
         dns_hook=config_pools.dns_hook(table),
         install_routes=bool(table.get("install_routes", bool, base.install_routes, "true")),
         metrics=_metrics(table),
+        metrics_per_child=bool(
+            table.get("metrics_per_child", bool, base.metrics_per_child, "false")
+        ),
         redirect=config_redirect.daemon_redirects(table),
         radius_server=config_radius.radius_server(table),
         tunables=config_tunables.daemon_tunables(table),

@@ -49,7 +49,7 @@ from .tasks import (
     redirect,
     revocation_wait,
 )
-from .views import IkeSaView, KeyExport, ike_sa_view, key_export
+from .views import IkeSaView, KeyExport, ike_sa_view, key_export, sa_counts
 from .window import RequestClass
 
 NEW = RequestClass.NEW
@@ -300,6 +300,10 @@ class Engine:
 
     def list_sas(self) -> list[IkeSaView]:
         return [ike_sa_view(sa) for sa in self.sas.values()]
+
+    def count_sas(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """IKE SAs by (connection, state), children of established ones by (connection, child)."""
+        return sa_counts(self.sas.values())
 
     def export_keys(self, sa_id: int) -> KeyExport | None:
         sa = self.sas.get(sa_id)

@@ -6,6 +6,7 @@ only in KeyExport, which the service asks for only when the user turned key expo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..constants import EncrId, IntegId, enum_name
@@ -62,6 +63,24 @@ class KeyExport:
     encr: str
     encr_key_bits: int | None
     integ: str | None
+
+
+Counts = dict[tuple[str, str], int]
+
+
+def sa_counts(sas: Iterable[IkeSa]) -> tuple[Counts, Counts]:
+    """IKE SAs by (connection, state) and the child SAs of established IKE SAs by (connection,
+    child): the aggregate metrics, without building a view per SA (100,000 views take seconds)."""
+    ike: Counts = {}
+    children: Counts = {}
+    for sa in sas:
+        key = (sa.conn.name, sa.state.value)
+        ike[key] = ike.get(key, 0) + 1
+        if key[1] == "established":
+            for child in sa.children:
+                ckey = (key[0], child.config.name)
+                children[ckey] = children.get(ckey, 0) + 1
+    return ike, children
 
 
 def child_view(sa: IkeSa) -> tuple[ChildView, ...]:

@@ -422,7 +422,8 @@ class Daemon:
 
     async def _snapshot(self) -> Any:
         assert self.meter is not None and self.driver is not None and self.transport is not None
-        return snapshot(self.meter, self.driver, self.transport)
+        per_child = self.config.daemon.metrics_per_child
+        return snapshot(self.meter, self.driver, self.transport, per_child)
 
     async def _cmd_metrics(self, request: dict[str, Any]) -> dict[str, Any]:
         """This process's figures (the supervisor adds up its workers' for the endpoint)."""
