@@ -945,6 +945,7 @@ def parse_config(text: str, path: Path) -> ServiceConfig:
         tcp_port=daemon.tcp_port,
         max_packet=daemon.max_packet,
         cookie_secret_lifetime=daemon.tunables.cookie_secret_lifetime,
+        window_size=daemon.tunables.window_size,
     )
     radius_secret = config_radius.radius_secret(secrets)
     config_radius.check(loader, connections, daemon.radius_server, radius_secret)

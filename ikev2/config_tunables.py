@@ -10,6 +10,8 @@
     cookie_secret_lifetime = "2m" # how long one COOKIE secret is used (RFC 7296 §2.6); ours
     control_max_clients = 32      # control-socket connections at once; ours (a new one over
                                   # it is answered "too many control clients" and closed)
+    window_size = 1               # requests in flight at once per IKE SA (RFC 7296 §2.3), 1..64;
+                                  # over 1 it is announced with SET_WINDOW_SIZE
 
 Each value has a range (config.LIMITS); a mistake is a ConfigError naming the file, the key
 and the fix. (half_open_timeout and max_packet, also charon.*, are config.py's own.)
@@ -21,13 +23,14 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .engine.config import ConnectionConfig, Timers
+from .engine.window import MAX_WINDOW
 
 if TYPE_CHECKING:
     from .config import Limit, _Table
 
 DAEMON_KEYS = ("keep_alive", "fragment_size", "retransmit_timeout",
                "retransmit_base", "retransmit_tries", "retransmit_limit",
-               "cookie_secret_lifetime", "control_max_clients")  # fmt: skip
+               "cookie_secret_lifetime", "control_max_clients", "window_size")  # fmt: skip
 RETRANSMIT_KEYS = ("retransmit_timeout", "retransmit_base", "retransmit_tries", "retransmit_limit")
 
 
@@ -38,6 +41,7 @@ def limits(limit: type[Limit], seconds: str, whole: str) -> dict[str, Limit]:
         "fragment_size": limit(0, 65535, whole, "write e.g. 1280 bytes (0: the RFC 7383 default)"),
         "cookie_secret_lifetime": limit(1, 86400, seconds, 'write e.g. "2m"'),
         "control_max_clients": limit(1, 4096, whole, "write e.g. 32 connections"),
+        "window_size": limit(1, MAX_WINDOW, whole, "write e.g. 4 requests (1: one at a time)"),
     }
 
 
@@ -47,6 +51,7 @@ class Tunables:
     fragment_size: int = 0
     cookie_secret_lifetime: float = 120.0
     control_max_clients: int = 32
+    window_size: int = 1  # strongSwan's charon.window_size (engine/window.py)
     timers: Timers = field(default_factory=Timers)  # every connection's retransmit_* defaults
 
 
@@ -78,6 +83,7 @@ def daemon_tunables(table: _Table) -> Tunables:
         control_max_clients=int(
             table.number("control_max_clients", int, base.control_max_clients, "32")
         ),
+        window_size=int(table.number("window_size", int, base.window_size, "4")),
         timers=timers,
     )
 

@@ -362,6 +362,9 @@ class EngineConfig:
     # one message (RFC 7383) are collected up to this many octets; so the fragments held for
     # half-open IKE SAs stay below max_half_open × max_packet
     max_packet: int = 10000
+    # RFC 7296 §2.3: requests we accept (and, up to the peer's window, send) at once; above 1 it
+    # is announced with SET_WINDOW_SIZE in IKE_AUTH. strongSwan's charon.window_size
+    window_size: int = 1
     pools: tuple[PoolConfig, ...] = ()  # address pools connections name in `pools`
     tcp_port: int = DEFAULT_TCP_PORT  # RFC 9329: the TCP port we connect to (and listen on)
 

@@ -44,6 +44,7 @@ from .tasks import (
     mobike,
     redirect,
     revocation_wait,
+    window_size,
 )
 from .window import RequestClass
 
@@ -141,9 +142,10 @@ def request(
         if isinstance(last, SkfPayload) and last.fragment_number != 1:
             return  # RFC 7383 §2.6.1: answer a retransmitted set once, on its first fragment
         if sa.tcp is not None:
-            return tcp.replay(sa, remote, local)  # RFC 9329 §6.2
+            return tcp.replay(sa, remote, local, header.message_id)  # RFC 9329 §6.2
         sa.log.debug("retransmitted request answered from cache", mid=header.message_id)
-        for packet in sa.responses.last_response:  # §2.11: to where the request came from
+        # §2.11: to where the request came from; §2.3: never processed again
+        for packet in sa.responses.cached(header.message_id):
             engine._send_plain(packet, remote, local)
         return
     if kind is RequestClass.INVALID:
@@ -180,14 +182,17 @@ def request(
         tcp.follow(sa, remote, local, engine._tcp_in)
     else:
         mobike.observe(sa, remote, local, header.message_id, True)
-    for child in sa.children:  # a new request: the peer has our earlier answers
-        if 0 <= child.created_by_request < header.message_id:
+    # a new request: the peer has our answers up to `window` IDs before it (§2.3)
+    for child in sa.children:
+        if 0 <= child.created_by_request <= header.message_id - sa.responses.size:
             child.created_by_request = -1
     try:
         validate_payloads(header.exchange, False, inner, inner=True)
     except ProtocolError as exc:
         refuse_request(engine, sa, message, exc)
         return
+    if header.exchange == ExchangeType.IKE_AUTH:
+        window_size.learn(sa, inner)  # §2.3: the initiator's window
     if header.exchange == ExchangeType.IKE_AUTH and sa.eap is None:
         chosen = ike_auth.select_connection(sa, inner)
         if revocation_wait.hold(sa, chosen, inner, now, header.message_id):
@@ -244,8 +249,9 @@ def response(
     now: float,
 ) -> None:
     header = message.header
-    exchange = sa.pending
-    if exchange is None or not sa.requests.matches(header.message_id):
+    out = sa.requests.find(header.message_id)
+    exchange = out.exchange if out is not None else None
+    if exchange is None:
         engine._gate_info(now, "no request with this message ID", "response dropped", sa.log)
         return
     if header.exchange != exchange.exchange_type:
@@ -277,8 +283,9 @@ def response(
         sa, sa.conn, inner, now
     ):
         return  # our request stays outstanding; resent once the status is in
-    sa.requests.done()
-    sa.pending = None
+    if header.exchange == ExchangeType.IKE_AUTH:
+        window_size.learn(sa, inner)  # §2.3: the responder's window
+    sa.requests.done(header.message_id)
     exchange.process_i(sa, inner, now)
     if sa.state is not IkeState.CLOSED:
         sa.pump(now)

@@ -96,7 +96,7 @@ class ChildSa:
     rekey_at: float | None = None  # soft lifetime (with jitter)
     expire_at: float | None = None  # hard lifetime
     # A child we made as responder is unconfirmed until a later request shows the peer has our
-    # answer (window size 1: it sends nothing new before); -1 when we initiated its exchange.
+    # answer (§2.3: a request `window` IDs later); -1 when we initiated its exchange.
     created_by_request: int = -1
     made_by_peer: bool = False  # the peer initiated the exchange that created it
     not_found_answers: int = 0  # CHILD_SA_NOT_FOUND answers to our rekeys of it so far
@@ -135,6 +135,9 @@ class SaHost(Protocol):
 
     @property
     def max_packet(self) -> int: ...  # the longest message reassembled (RFC 7383 §2.6)
+
+    @property
+    def window_size(self) -> int: ...  # our message ID window (RFC 7296 §2.3)
 
     def spawn_sa(
         self,
@@ -197,7 +200,6 @@ class IkeSa:
         "peer_childless",
         "peer_fragmentation",
         "peer_hash_algorithms",
-        "pending",
         "pending_close",
         "ppk",
         "prf_id",
@@ -254,7 +256,6 @@ class IkeSa:
         self.last_heard = now
         self.requests = RequestWindow(conn.timers)
         self.responses = ResponseWindow()
-        self.pending: Exchange | None = None
         self.queue = ExchangeQueue()
         self.children: list[ChildSa] = []
         context = {"ike_sa": sa_id, "conn": conn.name, "peer": f"{remote[0]}:{remote[1]}"}
@@ -329,6 +330,16 @@ class IkeSa:
     @property
     def nonce_remote(self) -> bytes:
         return self.nonce_r if self.initiator else self.nonce_i
+
+    @property
+    def pending(self) -> Exchange | None:
+        """The exchange of our oldest request in flight (the only one at window size 1)."""
+        out = self.requests.outstanding
+        return out.exchange if out is not None else None
+
+    def in_flight(self) -> tuple[Exchange, ...]:
+        """The exchanges of all our requests in flight (§2.3), oldest first."""
+        return self.requests.exchanges()
 
     @property
     def closed(self) -> bool:
@@ -439,15 +450,16 @@ class IkeSa:
         self.outbox.events.append(event)
 
     def start_exchange(self, exchange: Exchange, now: float) -> None:
-        """Queue an exchange; it starts when the request window is free (window size 1)."""
+        """Queue an exchange; it starts when the request window has room for it (§2.3)."""
         self.queue.append(exchange)
         self.pump(now)
         self.touch()
 
     def pump(self, now: float) -> None:
+        """Start queued exchanges, in order, while the window takes the first of them."""
         while (
-            not self.requests.busy
-            and self.queue
+            self.queue
+            and self.requests.can_start(self.queue[0])
             and self.keys is not None
             and self.state in (IkeState.INIT_SENT, IkeState.ESTABLISHED)
         ):
@@ -459,8 +471,7 @@ class IkeSa:
                 continue
             message_id = self.requests.allocate()
             packets = self.protect_all(exchange.exchange_type, message_id, False, payloads)
-            self.pending = exchange
-            self.requests.sent(message_id, packets, now)
+            self.requests.sent(message_id, packets, now, exchange)
             for packet in packets:
                 self.send(packet)
 

@@ -58,12 +58,12 @@ def expired_children(
 
 
 def _rekey_queued(sa: IkeSa, child: ChildSa) -> bool:
-    exchanges = [sa.pending, *sa.queue]
+    exchanges = [*sa.in_flight(), *sa.queue]
     return any(isinstance(x, CreateChildExchange) and x.old is child for x in exchanges)
 
 
 def _delete_queued(sa: IkeSa, child: ChildSa) -> bool:
-    exchanges = [sa.pending, *sa.queue]
+    exchanges = [*sa.in_flight(), *sa.queue]
     return any(isinstance(x, DeleteChildExchange) and x.child is child for x in exchanges)
 
 
@@ -101,7 +101,7 @@ def _carries(sa: IkeSa, name: str) -> bool:
         for c in sa.children
     ):
         return True
-    for exchange in (sa.pending, *sa.queue):
+    for exchange in (*sa.in_flight(), *sa.queue):
         if isinstance(exchange, IkeAuthExchange) and exchange.child_config is not None:
             if exchange.child_config.name == name:
                 return True

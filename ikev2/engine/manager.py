@@ -411,6 +411,10 @@ class Engine:
     def max_packet(self) -> int:
         return self.config.max_packet
 
+    @property
+    def window_size(self) -> int:
+        return self.config.window_size
+
     # --- IKE_SA_INIT, responder side (RFC 7296 §1.2, §2.6)
     def _gate_info(
         self, now: float, reason: str, event: str, logger: object = None, **fields: object
@@ -425,6 +429,7 @@ class Engine:
         self, sa: IkeSa, exchange: int, message_id: int, inner: tuple[Payload, ...], now: float
     ) -> None:
         """Process a new request and send our answer (RFC 7296 §2.1: exactly one)."""
+        sa.responses.current = message_id  # §2.3: requests of a window come in any order
         try:
             answer = dispatch.respond(self, sa, exchange, inner, now)
         except eap_radius.AnswerLater:  # RFC 3579: eap_backend_answer answers it

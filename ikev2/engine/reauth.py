@@ -329,9 +329,9 @@ class Complete:
         if old.state is not IkeState.ESTABLISHED:
             return []
         more = plan_of(old)
-        pending = old.pending
-        if isinstance(pending, CreateChildExchange) and pending.old is None:
-            more.append((pending.config, pending.reqid))
+        for pending in old.in_flight():  # §2.3: one or more children under way
+            if isinstance(pending, CreateChildExchange) and pending.old is None:
+                more.append((pending.config, pending.reqid))
         more += take_new_children(old)
         late = merge(self.plan, more)[len(self.plan) :]
         return [(_current(conn, config), reqid) for config, reqid in late]

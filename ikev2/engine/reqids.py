@@ -50,7 +50,7 @@ def in_use(sas: Iterable[IkeSa]) -> Iterator[int]:
     for sa in sas:
         for child in sa.children:
             yield child.reqid
-        for exchange in (sa.pending, *sa.queue):
+        for exchange in (*sa.in_flight(), *sa.queue):
             reqid = getattr(exchange, "reqid", None)
             if isinstance(reqid, int):
                 yield reqid

@@ -45,7 +45,7 @@ def in_use(sas: Iterable[IkeSa]) -> Iterator[int]:
     for sa in sas:
         for child in sa.children:
             yield child.spi_in
-        for exchange in (sa.pending, *sa.queue):
+        for exchange in (*sa.in_flight(), *sa.queue):
             spi = getattr(getattr(exchange, "child", None), "spi_in", None)
             if isinstance(spi, int):
                 yield spi

@@ -116,13 +116,13 @@ def awaits_connection(sa: IkeSa) -> bool:
     return True
 
 
-def replay(sa: IkeSa, remote: Endpoint, local: Endpoint) -> None:
+def replay(sa: IkeSa, remote: Endpoint, local: Endpoint, message_id: int) -> None:
     """§6.2: a retransmitted request over TCP. On the connection that carried the original it
     needs no answer (TCP delivered ours); on a new one, answer there from the cache."""
     if (remote, local) == (sa.remote, sa.local):
         sa.log.debug("retransmitted request on the same TCP connection; not answered again")
         return
-    for packet in sa.responses.last_response:
+    for packet in sa.responses.cached(message_id):
         sa.outbox.datagrams.append(Datagram(packet, remote, local, tcp=True))
 
 
@@ -173,13 +173,11 @@ def _moved(sa: IkeSa, old_local: Endpoint, old_remote: Endpoint) -> None:
 
 
 def _resend_outstanding(sa: IkeSa) -> bool:
-    out = sa.requests.outstanding
-    if out is None:
-        return False
-    sa.log.info("request resent on the new TCP connection", mid=out.message_id)
-    for packet in out.packets:
-        sa.send(packet)
-    return True
+    for out in sa.requests.slots:
+        sa.log.info("request resent on the new TCP connection", mid=out.message_id)
+        for packet in out.packets:
+            sa.send(packet)
+    return sa.requests.busy
 
 
 def changed(sas: Iterable[IkeSa], change: TcpChange, now: float) -> list[IkeSa]:

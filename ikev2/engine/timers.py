@@ -37,25 +37,27 @@ def on_timer(sa: IkeSa, now: float) -> None:
 
 
 def _retransmit(sa: IkeSa, now: float) -> bool:
-    """§2.1: resend the outstanding request, or give up on it. False when the SA is done."""
-    action = sa.requests.on_timer(now)
-    out = sa.requests.outstanding
-    if action is RetransmitAction.RESEND and out is not None:
-        sa.log.info("retransmit", mid=out.message_id, n=out.retransmits)
-        for packet in out.packets:
-            sa.send(packet)
-    elif action is RetransmitAction.GIVE_UP:
-        exchange, sa.pending = sa.pending, None
-        sa.requests.done()
+    """§2.1: resend each outstanding request whose timer ran out (§2.3: one timer each), or give
+    up on it (which ends the IKE SA, or at least that exchange). False when the SA is done."""
+    actions = sa.requests.on_timer(now)
+    for action, out in actions:
+        if action is RetransmitAction.RESEND:
+            sa.log.info("retransmit", mid=out.message_id, n=out.retransmits)
+            for packet in out.packets:
+                sa.send(packet)
+    given_up = [out for action, out in actions if action is RetransmitAction.GIVE_UP]
+    for out in given_up:
         state = sa.state
-        if exchange is None:
+        if state is IkeState.CLOSED:
+            break
+        sa.requests.done(out.message_id)
+        if out.exchange is None:
             ike_init.fail(sa, tcp.TCP_INIT_UNANSWERED if sa.tcp else tcp.UDP_INIT_UNANSWERED, None)
         else:
-            exchange.give_up(sa, now)
+            out.exchange.give_up(sa, now)
         if sa.closed and sa.reauth_of is not None:
             reauth.given_up(sa, state)
-        return False
-    return True
+    return not given_up
 
 
 def _lifetimes(sa: IkeSa, now: float) -> None:

@@ -179,7 +179,7 @@ def respond(
         reqid = reqid_source(config, ts_specs(narrowed_r), ts_specs(narrowed_i))
         child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
-        child.created_by_request = sa.responses.expected_id  # unconfirmed until a later request
+        child.created_by_request = sa.responses.current  # unconfirmed until a later request
         child.made_by_peer = True
         suite = NegotiatedSuite.from_proposal(chosen)
         keys = KeyInput(sa.nonce_i, sa.nonce_r)

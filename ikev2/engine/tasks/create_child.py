@@ -75,6 +75,12 @@ class CreateChildExchange:
         self.tsi = tuple(spec_to_selector(ts) for ts in config.local_ts)
         self.tsr = tuple(spec_to_selector(ts) for ts in config.remote_ts)
 
+    @property
+    def parallel(self) -> bool:
+        """§2.3: new children and child rekeys share the request window, except one whose
+        IKE_FOLLOWUP_KE exchanges (RFC 9370) would follow: those go alone."""
+        return not any(spec.addke for spec in self.config.proposals)
+
     def build_i(self, sa: IkeSa, now: float) -> list[Payload] | None:
         old = self.old
         if old is not None:
@@ -282,7 +288,7 @@ class _Made:
 
     def finish(self, sa: IkeSa, additional: tuple[bytes, ...], now: float) -> None:
         child, old = self.child, self.old
-        child.created_by_request = sa.responses.expected_id
+        child.created_by_request = sa.responses.current
         keys = KeyInput(self.nonces[0], self.nonces[1], self.shared, additional)
         establish(sa, child, self.suite, self.tsi, self.tsr, keys, now, creator_is_us=False)
         collision = sa.child_collisions.get(old.spi_in) if old is not None else None
@@ -351,7 +357,7 @@ def _rekey_notify(payloads: Sequence[Payload]) -> NotifyPayload | None:
 def _respond(
     sa: IkeSa, payloads: Sequence[Payload], reqid_source: ReqidSource, now: float
 ) -> list[Payload]:
-    if getattr(sa.pending, "is_ike_rekey", False):
+    if any(getattr(x, "is_ike_rekey", False) for x in sa.in_flight()):
         # §2.25.2: no child creation or rekey while we rekey the IKE SA
         raise TemporaryFailure("we are rekeying the IKE SA")
     sa_payload = find_payload(payloads, SaPayload)

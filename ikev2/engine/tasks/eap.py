@@ -59,6 +59,7 @@ from . import (
     has_notify,
     intermediate,
     mobike,
+    window_size,
 )
 
 if TYPE_CHECKING:
@@ -143,8 +144,7 @@ def _send(sa: IkeSa, exchange: EapRound, payloads: list[Payload], now: float) ->
     message ID, retransmitted by the request window like any request."""
     message_id = sa.requests.allocate()
     packets = sa.protect_all(ExchangeType.IKE_AUTH, message_id, False, payloads)
-    sa.pending = exchange
-    sa.requests.sent(message_id, packets, now)
+    sa.requests.sent(message_id, packets, now, exchange)
     for packet in packets:
         sa.send(packet)
 
@@ -428,7 +428,8 @@ def _final_request(
         rounds.server = None
         return [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
     answer: list[Payload] = [
-        AuthPayload(AuthMethod.PSK, _responder_auth(sa, rounds.idr, secret_r, sa.prf_local()))
+        AuthPayload(AuthMethod.PSK, _responder_auth(sa, rounds.idr, secret_r, sa.prf_local())),
+        *window_size.announce(sa),  # RFC 7296 §2.3, in the IKE_AUTH answer that establishes
     ]
     first = rounds.first
     rounds.server, rounds.first = None, ()  # keep only the EAP identity

@@ -56,6 +56,7 @@ from . import (
     ppk,
     redirect,
     revocation_wait,
+    window_size,
 )
 from .ike_init import certreq_payloads, suite_name
 
@@ -184,6 +185,7 @@ class IkeAuthExchange:
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         payloads += config_payload.request(sa)  # §2.19 CP(CFG_REQUEST) for the vips
         payloads += mobike.auth_request(sa)  # RFC 4555 §3.3
+        payloads += window_size.announce(sa)  # RFC 7296 §2.3
         way = childless.first_child(sa, self.child_config)  # RFC 6023: the policy table
         if way is childless.FirstChild.FAIL:
             _fail(sa, "the peer does not support childless IKE SAs (childless = force)", None)
@@ -292,7 +294,7 @@ def respond(
         return [NotifyPayload(NotifyType.AUTHENTICATION_FAILED)]
     idr = IdrPayload(conn.local_id.id_type, conn.local_id.data)
     answer: list[Payload] = [idr, *our_auth_payloads(sa, conn, idr)]
-    answer += ppk.response_notifies_r(sa)
+    answer += ppk.response_notifies_r(sa) + window_size.announce(sa)  # §2.3
     established(sa, identity, now)
     moved = redirect.auth_redirect(sa, now)  # RFC 5685 §3.5: no child, the client goes
     if moved:

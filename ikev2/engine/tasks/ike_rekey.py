@@ -290,14 +290,14 @@ class IkeRekeyExchange:
 
 
 def _busy_with_children(sa: IkeSa) -> bool:
-    pending = sa.pending
-    child_exchange = pending is not None and (
-        pending.exchange_type == ExchangeType.CREATE_CHILD_SA or hasattr(pending, "child")
-    )
-    if child_exchange and not getattr(pending, "is_ike_rekey", False):
-        return True
-    if getattr(pending, "for_child", False) or sa.followup is not None:
-        return True  # a child's IKE_FOLLOWUP_KE, or one the peer runs with us (RFC 9370)
+    for pending in sa.in_flight():  # §2.3: any of our requests in flight
+        is_child = pending.exchange_type == ExchangeType.CREATE_CHILD_SA
+        if (is_child or hasattr(pending, "child")) and not getattr(pending, "is_ike_rekey", False):
+            return True
+        if getattr(pending, "for_child", False):
+            return True  # a child's IKE_FOLLOWUP_KE (RFC 9370)
+    if sa.followup is not None:
+        return True  # one the peer runs with us (RFC 9370)
     return any(c.state in (ChildState.REKEYING, ChildState.DELETING) for c in sa.children)
 
 

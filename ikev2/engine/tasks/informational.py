@@ -100,11 +100,10 @@ def withdraw(sa: IkeSa, reason: str, now: float) -> None:
     sa.requests.done()
     sa.queue.clear()
     sa.transition(IkeInput.START_DELETE)
-    sa.pending = DeleteIkeExchange(reason)
     message_id = sa.requests.allocate()
     payloads: list[Payload] = [DeletePayload(ProtocolId.IKE, ())]
     packets = sa.protect_all(ExchangeType.INFORMATIONAL, message_id, False, payloads)
-    sa.requests.sent(message_id, packets, now)
+    sa.requests.sent(message_id, packets, now, DeleteIkeExchange(reason))
     for packet in packets:
         sa.send(packet)
     sa.log.info("IKE SA delete sent", reason=reason, mid=message_id)
@@ -127,6 +126,7 @@ def delete_once(sa: IkeSa, after_unanswered: bool = False) -> None:
 
 class DeleteChildExchange:
     exchange_type = ExchangeType.INFORMATIONAL
+    parallel = True  # §2.3: shares the request window with other child exchanges
 
     def __init__(self, child: ChildSa) -> None:
         self.child = child
@@ -149,6 +149,7 @@ class LivenessExchange:
     """RFC 7296 §2.4: an empty INFORMATIONAL; no answer after the retransmits means dead."""
 
     exchange_type = ExchangeType.INFORMATIONAL
+    parallel = True  # §2.3: shares the request window
 
     def build_i(self, sa: IkeSa, now: float) -> list[Payload]:
         return []

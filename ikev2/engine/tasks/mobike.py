@@ -344,6 +344,8 @@ class LivenessExchange(informational.LivenessExchange):
     """RFC 7296 §2.4's empty INFORMATIONAL; an initiator with MOBIKE behind a NAT adds NAT
     detection, and a changed mapping (or a NAT gone) starts an update (§3.8)."""
 
+    parallel = False  # RFC 7296 §2.3: MOBIKE's exchanges go alone
+
     def build_i(self, sa: IkeSa, now: float) -> list[Payload]:
         if sa.initiator and enabled(sa) and sa.nat_local:
             return natd_payloads(sa.spi_i, sa.spi_r, sa.local, sa.remote)

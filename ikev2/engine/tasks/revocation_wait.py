@@ -89,7 +89,7 @@ def check(sa: IkeSa, creds: Credentials, path: Sequence[x509.Certificate]) -> No
 
 def resume(sa: IkeSa, now: float) -> None:
     """An answer arrived: resend our outstanding request (the peer answers from its cache)."""
-    out = sa.requests.outstanding
-    if sa.initiator and out is not None:
-        for packet in out.packets:
-            sa.send(packet)
+    if sa.initiator:
+        for out in sa.requests.slots:
+            for packet in out.packets:
+                sa.send(packet)
