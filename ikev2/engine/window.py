@@ -6,11 +6,12 @@ The responder keeps its last responses: ResponseWindow replays one for a duplica
 never processes that request again.
 
 §2.3: a window over 1 is announced with SET_WINDOW_SIZE (tasks/window_size.py) and applies
-once the initial exchanges are done. Then up to min(peer's window, ours) requests may be out at
-once, each with its own timer, and the responder accepts message IDs in [expected, expected +
-our window - 1] in any order. Exchanges that change the IKE SA as a whole (rekey, delete,
-MOBIKE, reauthentication) stay serialised: only exchanges marked `parallel` (a class attribute,
-default False) share the window, and an exclusive one starts only when nothing else is out.
+once the initial exchanges are done. Then requests may be out at once whose IDs lie within
+min(peer's window, ours) of the oldest unanswered one, each with its own timer; the responder
+accepts message IDs in [expected, expected + our window - 1] in any order. Exchanges that
+change the IKE SA as a whole (rekey, delete, MOBIKE, reauthentication) stay serialised: only
+exchanges marked `parallel` (a class attribute, default False) share the window, and an
+exclusive one starts only when nothing else is out.
 Empty tuples cost nothing per IKE SA, so an idle SA pays no more than with window size 1.
 """
 
@@ -74,10 +75,14 @@ class RequestWindow:
         return tuple(out.exchange for out in self.slots if out.exchange is not None)
 
     def can_start(self, exchange: object) -> bool:
-        """§2.3: a free place in the window, and no exclusive exchange on either side of it."""
+        """§2.3: the next ID lies in the window (below the oldest unanswered ID + size: the
+        peer takes no more, however many of those are answered), and no exclusive exchange
+        on either side of it."""
         if not self.slots:
             return True
-        if len(self.slots) >= self.size or not runs_in_parallel(exchange):
+        if self.next_id >= self.slots[0].message_id + self.size:
+            return False
+        if not runs_in_parallel(exchange):
             return False
         return all(runs_in_parallel(out.exchange) for out in self.slots)
 

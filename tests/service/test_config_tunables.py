@@ -48,16 +48,18 @@ def test_defaults_are_strongswans(tmp_path: Path) -> None:
     assert (a.timers.retransmit_tries, a.timers.half_open_timeout) == (5, 30.0)
     assert config.engine.cookie_secret_lifetime == 120.0
     assert t.control_max_clients == 32
+    assert t.window_size == config.engine.window_size == 1  # RFC 7296 §2.3: one at a time
 
 
 def test_daemon_values_reach_every_connection_unless_it_has_its_own(tmp_path: Path) -> None:
     daemon = ('keep_alive = "45s"\nhalf_open_timeout = "1m"\nfragment_size = 1400\n'
               'retransmit_timeout = "2s"\nretransmit_base = 1.5\nretransmit_tries = 3\n'
               'retransmit_limit = "30s"\ncookie_secret_lifetime = "10m"\n'
-              "control_max_clients = 4")  # fmt: skip
+              "control_max_clients = 4\nwindow_size = 4")  # fmt: skip
     config = load(tmp_path, daemon, own='retransmit_tries = 7\nretransmit_timeout = "1s"')
     assert config.daemon.tunables.keep_alive == 45.0
     assert config.daemon.tunables.control_max_clients == 4
+    assert config.engine.window_size == 4
     assert config.engine.cookie_secret_lifetime == 600.0
     a, b = config.engine.connections
     assert (a.timers.retransmit_timeout, a.timers.retransmit_base) == (2.0, 1.5)
@@ -78,6 +80,9 @@ def test_daemon_values_reach_every_connection_unless_it_has_its_own(tmp_path: Pa
         ('cookie_secret_lifetime = "soon"', ("daemon.cookie_secret_lifetime", "duration")),
         ("keepalive = 20", ("daemon.keepalive", "keep_alive")),
         ("control_max_clients = 0", ("daemon.control_max_clients", "32")),
+        ("window_size = 0", ("daemon.window_size", ">= 1", "write e.g. 4")),
+        ("window_size = 65", ("daemon.window_size", "<= 64", "write e.g. 4")),
+        ('window_size = "4"', ("daemon.window_size", "4")),
     ],
 )
 def test_mistakes_name_the_key_and_the_fix(tmp_path: Path, daemon: str, words: tuple) -> None:  # type: ignore[type-arg]
