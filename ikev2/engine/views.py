@@ -48,6 +48,10 @@ class IkeSaView:
     local_vips: tuple[str, ...] = ()
     remote_vips: tuple[str, ...] = ()
     ppk: bool = False  # RFC 8784: a post-quantum preshared key is in the keys
+    # RFC 7296 §2.3: (requests we may have in flight, requests we take at once), and the most
+    # of ours that were ever in flight at once
+    window: tuple[int, int] = (1, 1)
+    peak_outstanding: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,8 @@ def ike_sa_view(sa: IkeSa) -> IkeSaView:
         local_vips=tuple(map(str, sa.cp.local_vips)) if sa.cp else (),
         remote_vips=tuple(map(str, sa.cp.remote_vips)) if sa.cp else (),
         ppk=sa.ppk is not None and sa.ppk.used,
+        window=(sa.requests.size, sa.responses.size),
+        peak_outstanding=sa.requests.peak,
     )
 
 

@@ -50,13 +50,14 @@ def runs_in_parallel(exchange: object) -> bool:
 class RequestWindow:
     """Our requests: the next message ID and the requests in flight, oldest first."""
 
-    __slots__ = ("next_id", "reliable", "size", "slots", "timers")
+    __slots__ = ("next_id", "peak", "reliable", "size", "slots", "timers")
 
     def __init__(self, timers: Timers, first_id: int = 0) -> None:
         self.timers = timers
         self.next_id = first_id
         self.slots: tuple[Outstanding, ...] = ()
         self.size = 1  # §2.3: min(the peer's SET_WINDOW_SIZE, ours) once announced
+        self.peak = 0  # the most requests ever in flight at once (list-sas shows it)
         # RFC 9329 §6.2: over TCP a request is not resent on a timer; it waits the whole span
         # the UDP back-off would have taken, then the exchange is given up
         self.reliable = False
@@ -96,6 +97,7 @@ class RequestWindow:
     ) -> None:
         out = Outstanding(message_id, packets, now, now + self._timeout(0), exchange=exchange)
         self.slots = (*(o for o in self.slots if o.message_id != message_id), out)
+        self.peak = max(self.peak, len(self.slots))
 
     def resend_same_id(self, packets: tuple[bytes, ...], now: float) -> None:
         """A new request under the same ID (IKE_SA_INIT retried with a COOKIE or another KE)."""

@@ -82,6 +82,8 @@ def view_to_json(view: IkeSaView) -> dict[str, Any]:
         "local_vips": list(view.local_vips),
         "remote_vips": list(view.remote_vips),
         "ppk": view.ppk,
+        "window": list(view.window),  # RFC 7296 §2.3: [requests out at once, taken at once]
+        "peak_outstanding": view.peak_outstanding,
         "children": [
             {
                 "name": c.name,

@@ -110,6 +110,8 @@ def test_eight_children_go_four_at_a_time_and_all_come_up() -> None:
         pair.step()
         most = max(most, len(sa_i.requests.slots))
     assert most == 4  # never more than the window
+    (view,) = pair.i.engine.list_sas()
+    assert view.window == (4, 4) and view.peak_outstanding == 4  # what list-sas shows
     assert_all_children_up(pair, CHILDREN + 1)
     assert len(pair.r.of(ChildSaEstablished)) == CHILDREN + 1
 
@@ -185,6 +187,8 @@ def test_towards_a_peer_that_announced_nothing_one_request_is_out() -> None:
         pair.step()
         assert len(sa_i.requests.slots) <= 1
     assert_all_children_up(pair, CHILDREN + 1)
+    (view,) = pair.i.engine.list_sas()
+    assert view.window == (1, 4) and view.peak_outstanding == 1  # we still take 4 at once
 
 
 def test_the_initiator_announces_nothing_at_window_one() -> None:
