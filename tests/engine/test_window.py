@@ -254,6 +254,13 @@ def test_an_ike_rekey_waits_for_the_window_and_goes_alone() -> None:
     live = [sa for sa in pair.i.engine.sas.values() if not sa.closed]
     assert len(live) == 1 and live[0].id != sa_id  # the rekeyed IKE SA took the children
     assert len(live[0].children) == 5
+    (peer,) = pair.r.engine.sas.values()
+    assert (live[0].requests.size, peer.responses.size) == (4, 4)  # the windows stay
+    for k in range(5, CHILDREN + 1):
+        pair.i.engine.initiate_child("net", f"c{k}", pair.now)
+    assert len(live[0].requests.slots) == 4  # four at once on the new IKE SA too
+    settle(pair)
+    assert len(live[0].children) == CHILDREN + 1 == len(peer.children)
 
 
 def _notify(data: bytes) -> NotifyPayload:

@@ -96,6 +96,9 @@ def _adopt(
     ppk.inherit(new, old)  # RFC 8784: the new keys come from the PPK's SK_d
     new.nat_local, new.nat_remote = old.nat_local, old.nat_remote
     new.peer_fragmentation = old.peer_fragmentation
+    # RFC 7296 §2.3: the windows both sides announced in IKE_AUTH stay, as the other
+    # capabilities do (the rekeyed IKE SA has no IKE_AUTH to announce them again)
+    new.requests.size, new.responses.size = old.requests.size, old.responses.size
     mobike.adopt(old, new)  # RFC 4555 stays negotiated
     new.peer_hash_algorithms = old.peer_hash_algorithms
     new.transition(IkeInput.ADOPT)
