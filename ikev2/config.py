@@ -778,6 +778,7 @@ def _child(
         dpd_action=_recovery(table, "dpd_action"),
         close_action=_recovery(table, "close_action"),
         xfrm_ids=config_xfrm.child_xfrm_ids(table),  # route-based VPNs (config_xfrm.py)
+        ipcomp=config_xfrm.child_ipcomp(table),  # RFC 3173 (config_xfrm.py)
     )
     return child, table.choice("start_action", START_ACTIONS, "none")
 

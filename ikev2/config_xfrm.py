@@ -7,6 +7,10 @@ xfrm interface the daemon creates or uses (engine/config.py XfrmIds).
     mark_in = "0x10/0xff"          # value[/mask]; "%unique" / "%unique-dir" as value
     mark_out = "0x10/0xff"
     xfrm_interface = "ipsec0"      # ours: an xfrm interface with if_id = if_id_out (a number)
+    ipcomp = true                  # or "yes" / "no" as in swanctl.conf; default false
+
+ipcomp offers (and accepts) IPComp (RFC 3173, DEFLATE) for the child: with both peers willing,
+each direction gets an IPComp SA beside the ESP/AH one (engine/tasks/ipcomp.py).
 
 strongSwan leaves creating the interface to the operator (or an updown script); with
 xfrm_interface set, the daemon makes it (RTM_NEWLINK kind xfrm, IFLA_XFRM_IF_ID) unless it
@@ -24,7 +28,8 @@ from .engine.config import UNIQUE, UNIQUE_DIR, XfrmIds
 if TYPE_CHECKING:
     from .config import _Table
 
-CHILD_KEYS = ("if_id_in", "if_id_out", "mark_in", "mark_out", "xfrm_interface")
+CHILD_KEYS = ("if_id_in", "if_id_out", "mark_in", "mark_out", "xfrm_interface", "ipcomp")
+YES_NO = {"yes": True, "true": True, "no": False, "false": False}  # swanctl.conf's spellings
 SPECIAL = {"%unique": UNIQUE, "%unique-dir": UNIQUE_DIR}
 IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")  # IFNAMSIZ - 1, no '/' or spaces
 MAX_U32 = 0xFFFF_FFFF
@@ -86,3 +91,13 @@ def child_xfrm_ids(table: _Table) -> XfrmIds:
             table.fail("xfrm_interface", "an xfrm interface needs one fixed if_id both ways",
                        "set if_id_in = if_id_out = a number, e.g. 42")  # fmt: skip
     return ids
+
+
+def child_ipcomp(table: _Table) -> bool:
+    """`ipcomp`: a TOML boolean, or swanctl.conf's "yes" / "no"."""
+    raw = table.get("ipcomp", (bool, str), False, "true")
+    if isinstance(raw, bool):
+        return raw
+    if raw.strip().lower() not in YES_NO:
+        table.fail("ipcomp", f"{raw!r} is neither yes nor no", "write ipcomp = true (or false)")
+    return YES_NO[raw.strip().lower()]

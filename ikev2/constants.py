@@ -424,15 +424,27 @@ class HashAlgorithm(IntEnum):
 
 
 class IpProto(IntEnum):
-    """IP protocol numbers used in traffic selectors."""
+    """IP protocol numbers (traffic selectors, XFRM SAs)."""
 
     ANY = 0
     ICMP = 1
+    IPIP = 4  # the kernel's own tunnel SA beside an IPComp one (uncompressed packets)
     TCP = 6
     UDP = 17
+    IPV6 = 41  # likewise, for IPv6 IPComp
     ESP = 50
     AH = 51
     ICMPV6 = 58
+    COMP = 108  # IPComp (RFC 3173)
+
+
+class IpcompTransform(IntEnum):
+    """IKEv2 IPComp Transform IDs (the third octet of IPCOMP_SUPPORTED, RFC 7296 §3.10.1)."""
+
+    OUI = 1
+    DEFLATE = 2  # RFC 2394
+    LZS = 3  # RFC 2395
+    LZJH = 4  # RFC 3051
 
 
 def enum_name(enum: type[IntEnum], value: int) -> str:

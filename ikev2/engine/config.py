@@ -201,6 +201,7 @@ class ChildConfig:
     dpd_action: Recovery = Recovery.CLEAR
     close_action: Recovery = Recovery.CLEAR
     xfrm_ids: XfrmIds = NO_XFRM_IDS  # marks and interface IDs (route-based VPNs)
+    ipcomp: bool = False  # offer / accept IPComp (RFC 3173, IPCOMP_SUPPORTED: tasks/ipcomp.py)
 
 
 # the longest single wait between two sends of a request, whatever the configuration (a day)

@@ -120,6 +120,13 @@ class ChildSaEstablished(Event):
     suite: str
     encap_tcp: bool = False
     xfrm_ids: XfrmIds = NO_XFRM_IDS  # the child's marks and interface IDs (route-based VPNs)
+    # IPComp (RFC 3173): the CPIs of the inbound and outbound IPComp SAs; 0 when not negotiated
+    cpi_in: int = 0
+    cpi_out: int = 0
+
+    @property
+    def ipcomp(self) -> bool:
+        return bool(self.cpi_in and self.cpi_out)
 
     @property
     def spi_in(self) -> int:

@@ -32,7 +32,7 @@ from .config import ChildConfig, ConnectionConfig, Identity, Mode
 from .env import Env
 from .events import Datagram, Endpoint, Event, IkeSaEstablished
 from .fragments import Reassembler, fragment_message, max_ike_size
-from .spis import SpiRegistry
+from .spis import CpiRegistry, SpiRegistry
 from .state import IkeInput, IkeState, next_state
 from .window import RequestWindow, ResponseWindow
 
@@ -100,6 +100,10 @@ class ChildSa:
     created_by_request: int = -1
     made_by_peer: bool = False  # the peer initiated the exchange that created it
     not_found_answers: int = 0  # CHILD_SA_NOT_FOUND answers to our rekeys of it so far
+    # IPComp (RFC 3173; tasks/ipcomp.py): our CPI (offered or answered) and the peer's; the
+    # child compresses only when both are set
+    cpi_in: int = 0
+    cpi_out: int = 0
     event: Any = field(default=None, repr=False)  # the ChildSaEstablished handed out
 
 
@@ -132,6 +136,7 @@ class SaHost(Protocol):
     pools: Pools  # address pools for CP (RFC 7296 §2.19)
     revocation: RevocationCache  # CRLs / OCSP answers the service fetched (revocation.py)
     spis: SpiRegistry  # inbound child SPIs no other child holds (spis.py)
+    cpis: CpiRegistry  # inbound IPComp CPIs likewise
 
     @property
     def max_packet(self) -> int: ...  # the longest message reassembled (RFC 7383 §2.6)

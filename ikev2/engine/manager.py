@@ -34,7 +34,7 @@ from .ike_sa import IkeSa, Outbox
 from .pools import Pools, PoolView
 from .reqids import DEFAULT_MAX_REQID, ReqidCounter
 from .revocation import RevocationCache, RevocationFetch
-from .spis import SpiRegistry
+from .spis import CpiRegistry, SpiRegistry
 from .state import IkeState
 from .tasks import (
     config_payload,
@@ -84,6 +84,7 @@ class Engine:
         self._ids = itertools.count(1)
         self._reqids = ReqidCounter(self.sas.values, max_reqid)
         self.spis = SpiRegistry(self.sas.values)  # inbound child SPIs (spis.py)
+        self.cpis = CpiRegistry(self.sas.values)  # inbound IPComp CPIs (spis.py)
         self.peers = reauth.PeerIndex()  # responders: reqids of reauthenticated children
         self.retries = recovery.Retries()
         self._timers: list[tuple[float, int, int]] = []

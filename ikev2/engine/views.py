@@ -25,6 +25,8 @@ class ChildView:
     local_ts: tuple[str, ...]
     remote_ts: tuple[str, ...]
     suite: str
+    cpi_in: int = 0  # IPComp CPIs (RFC 3173), 0 without IPComp
+    cpi_out: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ def child_view(sa: IkeSa) -> tuple[ChildView, ...]:
                 local_ts=tuple(str(ts.network) for ts in event.local_ts) if event else (),
                 remote_ts=tuple(str(ts.network) for ts in event.remote_ts) if event else (),
                 suite=event.suite if event else "",
+                cpi_in=event.cpi_in if event else 0,
+                cpi_out=event.cpi_out if event else 0,
             )
         )
     return tuple(views)

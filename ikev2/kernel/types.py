@@ -54,16 +54,20 @@ class PolicyAction(IntEnum):
     BLOCK = 1
 
 
+SA_PROTOCOLS = (IpProto.ESP, IpProto.AH, IpProto.COMP)  # what our SAs and templates carry
+
+
 def ip_proto(proto: ProtocolId | IpProto | int) -> IpProto:
-    """The IP protocol number (50 ESP, 51 AH) of an IKE ProtocolId or an IP protocol number."""
+    """The IP protocol number (50 ESP, 51 AH, 108 IPComp) of an IKE ProtocolId or an IP
+    protocol number."""
     if isinstance(proto, ProtocolId):
         table = {ProtocolId.ESP: IpProto.ESP, ProtocolId.AH: IpProto.AH}
         if proto not in table:
             raise ValueError(f"no IPsec SA for {proto!r}")
         return table[proto]
     value = IpProto(int(proto))
-    if value not in (IpProto.ESP, IpProto.AH):
-        raise ValueError(f"IP protocol {int(value)} is neither ESP (50) nor AH (51)")
+    if value not in SA_PROTOCOLS:
+        raise ValueError(f"IP protocol {int(value)} is neither ESP (50), AH (51) nor IPComp (108)")
     return value
 
 
@@ -137,7 +141,8 @@ class Integrity:
 
 @dataclass(frozen=True, slots=True)
 class SaSpec:
-    """One IPsec SA (XFRM_MSG_NEWSA / UPDSA). Either `aead`, or `enc` and/or `auth` (AH: auth)."""
+    """One IPsec SA (XFRM_MSG_NEWSA / UPDSA). Either `aead`, or `enc` and/or `auth` (AH: auth);
+    an IPComp SA (proto COMP, spi = the CPI, RFC 3173) has only `comp`, e.g. "deflate"."""
 
     src: IPAddress
     dst: IPAddress
@@ -157,6 +162,7 @@ class SaSpec:
     selector: Selector | None = None
     # the encap ports are those of a TCP connection carrying ESP (RFC 9329 §3.2, espintcp)
     encap_tcp: bool = False
+    comp: str | None = None  # XFRMA_ALG_COMP: the compression algorithm of an IPComp SA
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "proto", ip_proto(self.proto))
@@ -173,12 +179,18 @@ class SaSpec:
             raise ValueError("an ESP SA needs an AEAD or an encryption transform")
         if self.encap is not None and self.proto != IpProto.ESP:
             raise ValueError("UDP encapsulation applies to ESP only (RFC 3948)")
+        if (self.proto == IpProto.COMP) != (self.comp is not None):
+            raise ValueError("an IPComp SA has a compression algorithm, and only it has one")
+        if self.proto == IpProto.COMP and (self.aead or self.enc or self.auth):
+            raise ValueError("an IPComp SA has no keys")
+        if self.proto == IpProto.COMP and self.spi > 0xFFFF:
+            raise ValueError(f"CPI {self.spi:#x} is more than 16 bits (RFC 3173 §2)")
 
     @property
     def algorithm(self) -> str:
         """The transform names, for messages: "rfc4106(gcm(aes))" or "cbc(aes)+hmac(sha256)"."""
         parts = [a.name for a in (self.aead, self.enc, self.auth) if a is not None]
-        return "+".join(parts)
+        return "+".join(parts + ([self.comp] if self.comp else []))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +203,9 @@ class Template:
     src: IPAddress | None = None
     dst: IPAddress | None = None
     spi: int = 0  # 0 = any SPI
+    # the policy also matches packets that did not use this SA (xfrm_user_tmpl.optional): an
+    # inbound IPComp template, as small packets are sent uncompressed (RFC 3173 §2.2)
+    optional: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "proto", ip_proto(self.proto))

@@ -143,6 +143,7 @@ def usersa_info_fields(spec: SaSpec) -> dict[str, Any]:
     """struct xfrm_usersa_info of an SA spec (XFRM_MSG_NEWSA / UPDSA body)."""
     family = FAMILY_OF_VERSION[spec.dst.version]
     use_esn_attr = spec.esn or spec.replay_window > 32
+    replay_window = 0 if use_esn_attr or spec.proto == IpProto.COMP else spec.replay_window
     # a tunnel SA without a selector carries any inner family (4-in-6, 6-in-4, a child with
     # selectors of both): an AF_UNSPEC selector, kept so by XFRM_STATE_AF_UNSPEC (else the
     # kernel gives it the outer family and drops other-family packets: XfrmInStateMismatch,
@@ -159,7 +160,7 @@ def usersa_info_fields(spec: SaSpec) -> dict[str, Any]:
         reqid=spec.reqid,
         family=family,
         mode=int(spec.mode),
-        replay_window=0 if use_esn_attr else spec.replay_window,
+        replay_window=replay_window,  # IPComp has no sequence numbers (RFC 3173 §2.1)
         flags=(s.XFRM_STATE_ESN if spec.esn else 0)
         | (s.XFRM_STATE_AF_UNSPEC if any_family else 0)
         | _align4(spec, family),
@@ -190,12 +191,15 @@ def sa_attrs(spec: SaSpec) -> list[tuple[int, bytes]]:
             name=pack_name(i.name), key_len_bits=len(i.key) * 8, trunc_len_bits=i.trunc_bits
         )
         attrs.append((s.Xfrma.ALG_AUTH_TRUNC, s.xfrm_algo_auth.build(head) + i.key))
+    if spec.comp is not None:  # RFC 3173: the algorithm alone, alg_key_len 0
+        head = dict(name=pack_name(spec.comp), key_len_bits=0)
+        attrs.append((s.Xfrma.ALG_COMP, s.xfrm_algo.build(head)))
     if spec.encap is not None:
         sport, dport = spec.encap
         kind = s.TCP_ENCAP_ESPINTCP if spec.encap_tcp else s.UDP_ENCAP_ESPINUDP
         tmpl = dict(type=kind, sport=sport, dport=dport, oa=bytes(16))
         attrs.append((s.Xfrma.ENCAP, s.xfrm_encap_tmpl.build(tmpl)))
-    if spec.esn or spec.replay_window > 32:
+    if (spec.esn or spec.replay_window > 32) and spec.proto != IpProto.COMP:
         # struct xfrm_replay_state_esn followed by its bitmap of bmp_len 32-bit words
         words = (spec.replay_window + 31) // 32
         head = dict(
@@ -288,7 +292,8 @@ def _require(payload: bytes, struct_name: str, op: str) -> int:
     return size
 
 
-ALGORITHM_ATTRS = (s.Xfrma.ALG_AEAD, s.Xfrma.ALG_CRYPT, s.Xfrma.ALG_AUTH_TRUNC, s.Xfrma.ALG_AUTH)
+ALGORITHM_ATTRS = (s.Xfrma.ALG_AEAD, s.Xfrma.ALG_CRYPT, s.Xfrma.ALG_AUTH_TRUNC, s.Xfrma.ALG_AUTH,
+                   s.Xfrma.ALG_COMP)  # fmt: skip
 
 
 def parse_sa(payload: bytes, op: str) -> SaInfo:
@@ -334,7 +339,7 @@ def template_fields(t: Template, family: int) -> dict[str, Any]:
         reqid=t.reqid,
         mode=int(t.mode),
         share=s.XFRM_SHARE_ANY,
-        optional=0,
+        optional=1 if t.optional else 0,
         aalgos=ANY_ALGORITHMS,
         ealgos=ANY_ALGORITHMS,
         calgos=ANY_ALGORITHMS,
@@ -407,6 +412,7 @@ def parse_templates(blob: bytes, op: str) -> tuple[Template, ...]:
                 src=_addr_or_none(t.saddr, t.family),
                 dst=_addr_or_none(t.id.daddr, t.family),
                 spi=t.id.spi,
+                optional=bool(t.optional),
             )
         )
     return tuple(templates)

@@ -94,6 +94,7 @@ class Xfrma(IntEnum):
 
     ALG_AUTH = 1  # xfrm_algo (untruncated; we always send ALG_AUTH_TRUNC)
     ALG_CRYPT = 2  # xfrm_algo
+    ALG_COMP = 3  # xfrm_algo (no key)
     ENCAP = 4  # xfrm_encap_tmpl
     TMPL = 5  # one or more xfrm_user_tmpl
     LTIME_VAL = 9  # xfrm_lifetime_cur

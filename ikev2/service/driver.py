@@ -95,6 +95,8 @@ def view_to_json(view: IkeSaView) -> dict[str, Any]:
                 "local_ts": list(c.local_ts),
                 "remote_ts": list(c.remote_ts),
                 "suite": c.suite,
+                "cpi_in": f"{c.cpi_in:04x}" if c.cpi_in else "",  # IPComp, RFC 3173
+                "cpi_out": f"{c.cpi_out:04x}" if c.cpi_out else "",
             }
             for c in view.children
         ],
@@ -118,9 +120,10 @@ def format_sas(sas: list[dict[str, Any]]) -> str:
             if sa.get(f"{side}_vips"):
                 lines.append(f"  {side} vips: {' '.join(sa[f'{side}_vips'])}")
         for c in sa["children"]:
+            cpis = f" CPIs {c['cpi_in']}_i {c['cpi_out']}_o" if c.get("cpi_in") else ""
             lines.append(
                 f"  {c['name']}{{{c['reqid']}}}: {c['mode'].upper()} {c['protocol']} "
-                f"SPIs {c['spi_in']}_i {c['spi_out']}_o  {c['suite']}"
+                f"SPIs {c['spi_in']}_i {c['spi_out']}_o{cpis}  {c['suite']}"
             )
             lines.append(f"    {' '.join(c['local_ts'])} === {' '.join(c['remote_ts'])}")
     return "\n".join(lines)

@@ -4,7 +4,13 @@
   event's Linux algorithm names; UDP encapsulation when a NAT was detected, RFC 3948; soft/hard
   lifetimes from rekey_time/life_time), then out/in policies (+fwd in tunnel mode) for every
   (local_ts, remote_ts) pair of one address family, each with a template naming the reqid.
-- ChildSaDeleted: both SAs go; the policies go with the last SA of their reqid.
+- IPComp (RFC 3173; event.cpi_in/cpi_out set): as strongSwan's kernel_netlink does, each
+  direction also gets an IPComp SA (proto 108, spi = CPI, "deflate") in the child's mode,
+  and its ESP/AH SA goes in transport mode between the same addresses (compress, then
+  encrypt); the policies carry two templates, IPComp first (optional on in/fwd: packets too
+  small to compress come uncompressed, RFC 3173 §2.2) then ESP/AH in transport mode.
+- ChildSaDeleted: both SAs go (with their IPComp SAs); the policies go with the last SA of
+  their reqid.
 - IkeSaMoved (child_moved per child): both SAs move to the new endpoints keeping their replay
   state, and policies with the new tunnel endpoints replace the old ones (RFC 4555 §3.5).
 
@@ -78,6 +84,7 @@ TRAP_BASE = 0xF0000  # trap reqids: kernel reqid_base + TRAP_BASE + index (65,53
 SaKey = tuple[IPAddress, int, IpProto]
 SlotKey = tuple[Selector, Direction, Mark | None, int | None]
 UNIQUE_DIR_OUT = 1 << 31  # %unique-dir: the outbound value is the inbound one with bit 31 set
+IPCOMP_ALGORITHM = "deflate"  # IPCOMP_DEFLATE (RFC 2394), the only transform we negotiate
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +184,8 @@ def sa_spec(
         dst=sa.dst,
         spi=sa.spi,
         proto=ip_proto(event.protocol),
-        mode=XFRM_MODE[event.mode],
+        # with IPComp the IPComp SA is the one in tunnel mode; ESP/AH protects its packets
+        mode=XfrmMode.TRANSPORT if event.ipcomp else XFRM_MODE[event.mode],
         reqid=reqid,
         aead=aead,
         enc=enc,
@@ -190,6 +198,29 @@ def sa_spec(
         mark=ids.mark_in if inbound else ids.mark_out,
         if_id=ids.if_id_in if inbound else ids.if_id_out,
     )
+
+
+def comp_spec(
+    event: ChildSaEstablished, sa: SaDirection, reqid: int, inbound: bool, ids: KernelIds = NO_IDS
+) -> SaSpec:
+    """The IPComp SA beside one direction of an IPComp child (RFC 3173): no keys, no
+    lifetimes of its own (it goes with its ESP/AH SA), the child's mode."""
+    return SaSpec(
+        src=sa.src,
+        dst=sa.dst,
+        spi=event.cpi_in if inbound else event.cpi_out,
+        proto=IpProto.COMP,
+        mode=XFRM_MODE[event.mode],
+        reqid=reqid,
+        replay_window=0,
+        comp=IPCOMP_ALGORITHM,
+        mark=ids.mark_in if inbound else ids.mark_out,
+        if_id=ids.if_id_in if inbound else ids.if_id_out,
+    )
+
+
+def _key(spec: SaSpec) -> SaKey:
+    return (spec.dst, spec.spi, spec.proto)
 
 
 @dataclass(slots=True)
@@ -208,7 +239,7 @@ def _policy_shape(event: ChildSaEstablished) -> tuple[object, ...]:
     """What a child's policies depend on: a rekeyed or reauthenticated child keeps its reqid,
     but its peer may have moved (NAT, RFC 7296 §2.23) or its selectors been narrowed anew."""
     return (event.mode, event.protocol, event.outbound.src, event.outbound.dst,
-            event.local_ts, event.remote_ts, event.xfrm_ids)  # fmt: skip
+            event.local_ts, event.remote_ts, event.xfrm_ids, event.ipcomp)  # fmt: skip
 
 
 class KernelApplier:
@@ -231,6 +262,7 @@ class KernelApplier:
         self.reqid_offset = reqid_offset
         self.reqids: dict[int, _ReqidState] = {}
         self.sas: dict[SaKey, int] = {}  # (dst, spi, proto) -> kernel reqid
+        self.comps: dict[SaKey, SaKey] = {}  # ESP/AH SA -> its IPComp SA (RFC 3173)
         self.traps: dict[int, tuple[ConnectionConfig, ChildConfig, list[PolicySpec]]] = {}
         self.trapped: dict[tuple[str, str], int] = {}  # (connection, child) -> trap reqid
         # (selector, direction) -> owners, oldest first; the last one is in the kernel
@@ -255,11 +287,22 @@ class KernelApplier:
         try:
             for direction, inbound in ((event.inbound, True), (event.outbound, False)):
                 spec = sa_spec(event, direction, reqid, inbound, ids)
-                self.kernel.add_sa(spec)
-                key = (spec.dst, spec.spi, spec.proto)
+                comp = comp_spec(event, direction, reqid, inbound, ids) if event.ipcomp else None
+                if comp is not None:
+                    self.kernel.add_sa(comp)
+                    self.marks[_key(comp)] = comp.mark
+                try:
+                    self.kernel.add_sa(spec)
+                except KernelError:
+                    if comp is not None:
+                        self._delete_kernel_sa(_key(comp))
+                    raise
+                key = _key(spec)
                 installed.append(key)
                 self.sas[key] = reqid
                 self.marks[key] = spec.mark
+                if comp is not None:
+                    self.comps[key] = _key(comp)
             state = self.reqids.setdefault(reqid, _ReqidState({}))
             shape = _policy_shape(event)
             if state.active_entry is not None and shape == state.active:
@@ -304,17 +347,22 @@ class KernelApplier:
         proto = ip_proto(event.protocol)
         local, remote = event.outbound.src, event.outbound.dst
         tunnel = mode is XfrmMode.TUNNEL
-        out_t = Template(proto, mode, reqid, local if tunnel else None, remote if tunnel else None)
-        in_t = Template(proto, mode, reqid, remote if tunnel else None, local if tunnel else None)
+        here, there = (local, remote) if tunnel else (None, None)
+        out_t: tuple[Template, ...] = (Template(proto, mode, reqid, here, there),)
+        in_t: tuple[Template, ...] = (Template(proto, mode, reqid, there, here),)
+        if event.ipcomp:  # IPComp outermost in the child's mode, then ESP/AH in transport mode
+            esp = Template(proto, XfrmMode.TRANSPORT, reqid)
+            out_t = (Template(IpProto.COMP, mode, reqid, here, there), esp)
+            in_t = (Template(IpProto.COMP, mode, reqid, there, here, optional=True), esp)
         policies = []
         out, inward = (ids.mark_out, ids.if_id_out), (ids.mark_in, ids.if_id_in)
         for out_sel, in_sel in selector_pairs(event.local_ts, event.remote_ts):
             rows = [(out_sel, Direction.OUT, out_t, out), (in_sel, Direction.IN, in_t, inward)]
             if tunnel:  # RFC 4301 §5.1: forwarded traffic out of the tunnel needs a fwd policy
                 rows.append((in_sel, Direction.FWD, in_t, inward))
-            for selector, direction, template, (mark, if_id) in rows:
+            for selector, direction, templates, (mark, if_id) in rows:
                 policies.append(PolicySpec(selector, direction, priority=POLICY_PRIORITY,
-                                           templates=(template,), mark=mark,
+                                           templates=templates, mark=mark,
                                            if_id=if_id))  # fmt: skip
         return policies
 
@@ -384,6 +432,11 @@ class KernelApplier:
             new_key = (spec.dst, spec.spi, spec.proto)
             self.sas[new_key] = reqid
             moved.append((old_key, new_key))
+            old_comp = self.comps.pop(old_key, None)
+            if old_comp is not None and new.ipcomp:  # its IPComp SA moves along
+                comp = comp_spec(new, after, reqid, inbound)
+                self.kernel.move_sa(old_comp[0], comp)
+                self.comps[new_key] = _key(comp)
         state = self.reqids.get(reqid)
         if state is None or not moved:
             return
@@ -411,16 +464,22 @@ class KernelApplier:
         for key in ((event.local, event.spi_in, proto), (event.remote, event.spi_out, proto)):
             self._delete_sa(key)
 
-    def _delete_sa(self, key: SaKey) -> None:
-        reqid = self.sas.pop(key, None)
-        if reqid is None:
-            return
+    def _delete_kernel_sa(self, key: SaKey) -> None:
         dst, spi, proto = key
         try:
             self.kernel.delete_sa(dst, spi, proto, self.marks.pop(key, None))
         except KernelError as exc:
             if exc.errno not in (errno.ESRCH, errno.ENOENT):
                 log.warning("kernel SA delete failed", error=str(exc))
+
+    def _delete_sa(self, key: SaKey) -> None:
+        reqid = self.sas.pop(key, None)
+        if reqid is None:
+            return
+        comp = self.comps.pop(key, None)
+        if comp is not None:  # strongSwan too deletes the IPComp SA first
+            self._delete_kernel_sa(comp)
+        self._delete_kernel_sa(key)
         state = self.reqids.get(reqid)
         if state is None:
             return

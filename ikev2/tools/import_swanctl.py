@@ -51,7 +51,7 @@ WHY = {
     "rekey_packets": "no volume-based rekeying (life_packets only)",
     "dpd_action": "a dead peer's SAs are always cleared",
     "close_action": "no close action", "updown": "no updown script", "hostaccess": "no updown",
-    "ipcomp": "no IPComp", "policies": "policies are always installed",
+    "policies": "policies are always installed",
     "policies_fwd_out": "no outbound FWD policies", "inactivity": "no inactivity timeout",
     "reqid": "reqids are allocated", "priority": "policy priorities are computed",
     "mark_in": "no marks", "mark_out": "no marks", "set_mark_in": "no marks",
@@ -69,7 +69,8 @@ CONN_KEYS = {"local_addrs", "remote_addrs", "local_port", "remote_port", "propos
              "pools", "vips", "version", "children", "childless", "ppk_id",
              "ppk_required", "mobike"}  # fmt: skip
 CHILD_KEYS = {"local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
-              "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window"}  # fmt: skip
+              "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window",
+              "ipcomp"}  # fmt: skip
 POOL_KEYS = {"addrs": "addrs", "dns": "dns", "subnet": "subnet", "split_include": "subnet"}
 EAP_REMOTE = {"eap-md5": "eap-md5", "eap-mschapv2": "eap-mschapv2", "eap-dynamic": "eap"}
 
@@ -253,6 +254,8 @@ def _child(imp: Import, key: str, table: Tree) -> dict[str, Any]:
     for name in ("life_bytes", "life_packets", "replay_window"):
         if name in table and table[name].strip().isdigit():
             out[name] = int(table[name])
+    if "ipcomp" in table:  # RFC 3173, the same meaning (config_xfrm.py)
+        out["ipcomp"] = _yes(table["ipcomp"])
     _rest(imp, key, table, CHILD_KEYS)
     return out
 

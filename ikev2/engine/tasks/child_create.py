@@ -1,8 +1,11 @@
 """Child SA negotiation: the SA / TSi / TSr part of IKE_AUTH (RFC 7296 §1.2) and of
 CREATE_CHILD_SA (§1.3.1), both roles.
 
-    SA, TSi, TSr, [N(USE_TRANSPORT_MODE)]  -->
-          <--  SA, TSi, TSr, [N(USE_TRANSPORT_MODE)]  |  N(NO_PROPOSAL_CHOSEN or TS_UNACCEPTABLE)
+    [N(USE_TRANSPORT_MODE)], [N(IPCOMP_SUPPORTED)], SA, TSi, TSr  -->
+          <--  [N(USE_TRANSPORT_MODE)], [N(IPCOMP_SUPPORTED)], SA, TSi, TSr
+               |  N(NO_PROPOSAL_CHOSEN or TS_UNACCEPTABLE)
+
+IPCOMP_SUPPORTED (RFC 3173 compression): tasks/ipcomp.py.
 
 If only the child fails, the IKE SA stays up (§1.2); the error notify replaces the child payloads.
 """
@@ -35,7 +38,7 @@ from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_t
 from ..spis import SpiRegistry
 from ..support import crypto_supports, describe_suite
 from ..ts import check_narrowed, narrow, selector_to_networks, spec_to_selector
-from . import config_payload, find_payload
+from . import config_payload, find_payload, ipcomp
 
 if TYPE_CHECKING:
     from ..ike_sa import IkeSa
@@ -108,6 +111,7 @@ def build_i(sa: IkeSa, config: ChildConfig, reqid: int) -> tuple[ChildRequest, l
     payloads: list[Payload] = []
     if config.mode is Mode.TRANSPORT:
         payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+    payloads += ipcomp.offer(sa, child)
     payloads += [SaPayload(proposals), TsiPayload(tsi), TsrPayload(tsr)]
     return ChildRequest(child, proposals, tsi, tsr), payloads
 
@@ -135,6 +139,10 @@ def process_i(sa: IkeSa, request: ChildRequest, payloads: Sequence[Payload], now
         _failed(sa, config, f"unacceptable child response: {exc.reason}", exc.notify)
         return
     child = request.child
+    refusal = ipcomp.accept(sa, child, payloads)
+    if refusal is not None:
+        _failed(sa, config, refusal, None)
+        return
     child.spi_out = struct.unpack("!I", chosen.spi)[0]
     transport = any(
         isinstance(p, NotifyPayload) and p.notify_type == NotifyType.USE_TRANSPORT_MODE
@@ -183,11 +191,12 @@ def respond(
         child.made_by_peer = True
         suite = NegotiatedSuite.from_proposal(chosen)
         keys = KeyInput(sa.nonce_i, sa.nonce_r)
-        establish(sa, child, suite, narrowed_i, narrowed_r, keys, now, creator_is_us=False)
-        ours = with_spi(chosen, child.spi_in)
         answer: list[Payload] = []
         if mode is Mode.TRANSPORT:
             answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        answer += ipcomp.answer(sa, child, payloads)
+        establish(sa, child, suite, narrowed_i, narrowed_r, keys, now, creator_is_us=False)
+        ours = with_spi(chosen, child.spi_in)
         return [*answer, SaPayload((ours,)), TsiPayload(narrowed_i), TsrPayload(narrowed_r)]
     sa.log.info("child refused", reason=refusal.reason)
     assert refusal.notify is not None
@@ -270,6 +279,8 @@ def establish(
         encap=(sa.local[1], sa.remote[1]) if nat or sa.tcp else None,  # RFC 9329 §6.5
         encap_tcp=sa.tcp is not None,
         xfrm_ids=child.config.xfrm_ids,
+        cpi_in=child.cpi_in if child.cpi_out else 0,
+        cpi_out=child.cpi_out if child.cpi_in else 0,
         esn=suite.esn,
         replay_window=child.config.replay_window,
         rekey_time=child.config.rekey_time,
@@ -292,6 +303,11 @@ def establish(
         spi_out=f"{child.spi_out:08x}",
         mode=child.mode.value,
         suite=event.suite,
+        **(
+            {"cpi_in": f"{event.cpi_in:04x}", "cpi_out": f"{event.cpi_out:04x}"}
+            if event.cpi_in
+            else {}
+        ),
     )
     sa.emit(event)
 

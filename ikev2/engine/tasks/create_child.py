@@ -1,8 +1,12 @@
 """CREATE_CHILD_SA for child SAs, both roles: new children (RFC 7296 §1.3.1) and rekeying
 (§1.3.3, §2.8), with the collision rules of §2.8.1 and §2.25.1.
 
-    HDR, SK {[N(REKEY_SA)], [N(USE_TRANSPORT_MODE)], SA, Ni, [KEi], TSi, TSr}  -->
-                            <--  HDR, SK {[N(USE_TRANSPORT_MODE)], SA, Nr, [KEr], TSi, TSr}
+    HDR, SK {[N(REKEY_SA)], [N(USE_TRANSPORT_MODE)], [N(IPCOMP_SUPPORTED)], SA, Ni, [KEi],
+             TSi, TSr}  -->
+        <--  HDR, SK {[N(USE_TRANSPORT_MODE)], [N(IPCOMP_SUPPORTED)], SA, Nr, [KEr], TSi, TSr}
+
+IPComp (tasks/ipcomp.py) is negotiated in every CREATE_CHILD_SA of a child that wants it, so a
+rekeyed child keeps it, with new CPIs.
 
 Rekeying is make-before-break: the new child is installed, then the old one deleted. When both
 peers rekey the same child at once, both answer as usual; the SA created by the exchange with the
@@ -43,7 +47,15 @@ from ..ike_sa import ChildSa, ChildState, Collision
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..support import crypto_supports
 from ..ts import check_narrowed, narrow, spec_to_selector
-from . import as_notify_type, config_payload, error_notifies, find_payload, followup_ke, has_notify
+from . import (
+    as_notify_type,
+    config_payload,
+    error_notifies,
+    find_payload,
+    followup_ke,
+    has_notify,
+    ipcomp,
+)
 from .child_create import KeyInput, ReqidSource, establish, new_spi, ts_specs, with_spi
 from .informational import DeleteChildExchange, child_deleted
 
@@ -101,6 +113,7 @@ class CreateChildExchange:
             )
         if self.config.mode is Mode.TRANSPORT:
             payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        payloads += ipcomp.offer(sa, self.child)
         payloads += [SaPayload(self.proposals), NoncePayload(self.nonce)]
         if self.ke_group:  # PFS (§1.3.1)
             self.ke = create_key_exchange(self.ke_group, sa.random_bytes)
@@ -169,6 +182,9 @@ class CreateChildExchange:
         narrowed_r = check_narrowed(tsr.selectors, self.tsr)
         assert self.child is not None
         child = self.child
+        refusal = ipcomp.accept(sa, child, payloads)
+        if refusal is not None:
+            raise ProtocolError(refusal)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
         transport = has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
         child.mode = (
@@ -416,6 +432,7 @@ def _respond(
         child = ChildSa(config, reqid, ProtocolId(protocol), new_spi(sa), mode=mode)
         child.spi_out = struct.unpack("!I", chosen.spi)[0]
         child.made_by_peer = True
+        compression = ipcomp.answer(sa, child, payloads)
         nonce_r = sa.new_nonce()
         made = _Made(old, child, suite, narrowed_i, narrowed_r, (nonce.data, nonce_r), shared)
         finish = made.finish
@@ -428,6 +445,7 @@ def _respond(
             finish(sa, (), now)
         if mode is Mode.TRANSPORT:
             answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        answer += compression
         ours = with_spi(chosen, child.spi_in)
         return [
             *answer,
