@@ -330,6 +330,10 @@ RANGES = [
      f"{CHILD}.replay_window", "got -32"),
     ("huge replay window", "rekey_time = 1800", "rekey_time = 1800\nreplay_window = 99999999",
      f"{CHILD}.replay_window", "<= 32768"),
+    ("ipcomp maybe", "rekey_time = 1800", 'rekey_time = 1800\nipcomp = "maybe"',
+     f"{CHILD}.ipcomp", "'maybe' is neither yes nor no"),
+    ("ipcomp number", "rekey_time = 1800", "rekey_time = 1800\nipcomp = 1",
+     f"{CHILD}.ipcomp", "wrong type"),
     ("negative max_half_open", "port = 15500", "port = 15500\nmax_half_open = -1",
      "daemon.max_half_open", "got -1"),
     ("negative cookie_threshold", "port = 15500", "port = 15500\ncookie_threshold = -3",
@@ -409,3 +413,17 @@ def test_drop_log_limits_reach_the_engine(tmp_path: Path) -> None:
         path.write_text(f"[daemon]\n{bad}\n")
         with pytest.raises(ConfigError, match=rf"daemon\.{bad.split()[0]}"):
             load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "wanted"),
+    [("ipcomp = true", True), ('ipcomp = "yes"', True), ('ipcomp = "No"', False),
+     ("ipcomp = false", False), ("", False)],
+)  # fmt: skip
+def test_child_ipcomp(tmp_path: Path, line: str, wanted: bool) -> None:
+    """RFC 3173: a TOML boolean, or swanctl.conf's yes / no; off unless asked for."""
+    text = GOOD.replace("rekey_time = 1800", f"rekey_time = 1800\n{line}")
+    config = load_config(write(tmp_path, text, "good.toml"))
+    web = next(c for c in config.engine.connections[0].children if c.name == "web")
+    other = next(c for c in config.engine.connections[0].children if c.name == "all")
+    assert web.ipcomp is wanted and other.ipcomp is False

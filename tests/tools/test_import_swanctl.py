@@ -287,3 +287,33 @@ def test_render_toml_round_trip() -> None:
     tree = {"connections": {"a b": {"x": ["1", "2"], "flag": True, "n": 3,
                                     "local": {"id": 'q"uote'}}}}  # fmt: skip
     assert tomllib.loads(ours_render(tree)) == tree
+
+
+def test_ipcomp_is_carried_over(tmp_path: Path) -> None:
+    """swanctl.conf's child `ipcomp` (RFC 3173) means the same here: yes/no become booleans."""
+    conf = tmp_path / "swanctl.conf"
+    conf.write_text("""
+connections {
+   gw {
+      remote_addrs = 198.51.100.7
+      local { auth = psk
+              id = moon.example }
+      remote { auth = psk
+               id = sun.example }
+      children {
+         squeezed { ipcomp = yes
+                    esp_proposals = aes256gcm16 }
+         plain { ipcomp = no }
+         default { }
+      }
+   }
+}
+secrets { ike-gw { id-1 = moon.example
+                   id-2 = sun.example
+                   secret = "a long enough shared secret" } }
+""")
+    config, text, done = run_import(conf)
+    assert ".ipcomp" not in done.stderr, done.stderr  # nothing dropped about it
+    children = {c.name: c.ipcomp for c in config.engine.connections[0].children}
+    assert children == {"squeezed": True, "plain": False, "default": False}
+    assert "ipcomp = true" in text
