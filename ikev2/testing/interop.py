@@ -81,6 +81,7 @@ class ChildSpec:
     ours_ts: tuple[str, str] | None = None
     ss_ts: tuple[str, str] | None = None
     rekey_time: int = 0
+    ipcomp: bool = False  # RFC 3173, on both sides (swanctl's ipcomp = yes, ours ipcomp = true)
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,8 @@ def swanctl_config(
             "start_action": "none",
             "dpd_action": "clear",
         }
+        if child.ipcomp:
+            children[child.name]["ipcomp"] = "yes"
     local: dict[str, ConfValue] = {"id": spec.identity(who)}
     remote: dict[str, ConfValue] = {"id": spec.identity(other)}
     certs: list[Path] = []
@@ -284,6 +287,8 @@ def ours_config(
             entry["rekey_time"] = f"{child.rekey_time}s"
         else:
             entry["rekey_time"] = "0s"
+        if child.ipcomp:
+            entry["ipcomp"] = True
         children[child.name] = entry
     local: dict[str, Any] = {"id": spec.identity("moon")}
     remote: dict[str, Any] = {"id": spec.identity("sun")}
