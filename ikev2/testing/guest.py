@@ -204,6 +204,9 @@ t0=$(cut -d' ' -f1 /proc/uptime)
 modprobe -a {ipsec_modules} 2>/results/modprobe.err || echo "modprobe -a: some modules failed"
 echo "modules loaded at ${{t0}}..$(cut -d' ' -f1 /proc/uptime) s uptime"
 cd {cwd}
+# the checkout under test, also for the daemons the command starts (an editable install of
+# another checkout, e.g. a git worktree sharing a virtualenv, would otherwise win)
+export PYTHONPATH={cwd}
 {command} >/results/command.log 2>&1
 echo $? > /results/exit-code.tmp && mv /results/exit-code.tmp /results/exit-code
 sync

@@ -206,7 +206,7 @@ def swanctl_config(
     for child in spec.children:
         proposals = child.ours_proposals if is_ours_side else child.ss_proposals
         lts, rts = _ts(child, which, initiator, local_net, remote_net)
-        children[child.name] = {
+        entry: dict[str, ConfValue] = {
             "local_ts": lts,
             "remote_ts": rts,
             "mode": child.mode,
@@ -217,7 +217,8 @@ def swanctl_config(
             "dpd_action": "clear",
         }
         if child.ipcomp:
-            children[child.name]["ipcomp"] = "yes"
+            entry["ipcomp"] = "yes"
+        children[child.name] = entry
     local: dict[str, ConfValue] = {"id": spec.identity(who)}
     remote: dict[str, ConfValue] = {"id": spec.identity(other)}
     certs: list[Path] = []

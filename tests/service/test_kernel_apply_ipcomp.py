@@ -6,6 +6,7 @@ child, kept across a rekey of the same reqid, and undone when the ESP SA is refu
 from __future__ import annotations
 
 import errno
+import ipaddress
 from dataclasses import replace
 
 import pytest
@@ -97,3 +98,25 @@ def test_a_refused_esp_sa_takes_its_comp_sa_back_out() -> None:
         applier.child_established(taken)
     assert failed.value.errno == errno.EEXIST
     assert {(sa.proto, sa.spi) for sa in kernel.list_sas()} == before  # nothing of it stayed
+
+
+def test_a_moved_child_takes_its_comp_sas_along() -> None:
+    """MOBIKE or a NAT rebinding (child_moved): the IPComp SAs move with the ESP SAs."""
+    kernel = InMemoryKernel()
+    applier = KernelApplier(kernel)
+    moved = ipaddress.ip_address("198.51.100.7")
+    old = ipcomp_child(0x1111, 0x2222, 0x4A01, 0x4B02)
+    new = replace(
+        old,
+        inbound=replace(old.inbound, src=moved),
+        outbound=replace(old.outbound, dst=moved),
+    )
+    applier.child_established(old)
+    applier.child_moved(old, new)
+    ends = {(sa.proto, sa.spi): (sa.src, sa.dst) for sa in kernel.list_sas()}
+    assert ends == {
+        (IpProto.ESP, 0x1111): (moved, LOCAL), (IpProto.ESP, 0x2222): (LOCAL, moved),
+        (IpProto.COMP, 0x4A01): (moved, LOCAL), (IpProto.COMP, 0x4B02): (LOCAL, moved),
+    }  # fmt: skip
+    applier.child_deleted(replace(deleted(new), remote=moved))
+    assert kernel.list_sas() == [] and kernel.list_policies() == []
