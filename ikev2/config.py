@@ -48,6 +48,7 @@ from .engine.config import (
     Recovery,
     RedirectConfig,
     RevocationPolicy,
+    SendCert,
     Timers,
     TrafficSelectorSpec,
     Transport,
@@ -502,9 +503,9 @@ def _selectors(
 
 CONNECTION_KEYS = ("local_addrs", "remote_addrs", "local_port", "remote_port", "proposals",
                    "dpd_delay", "rekey_time", "reauth_time", "over_time", "make_before_break",
-                   "fragmentation", "send_certreq", "unique", "keyingtries", "transport",
-                   "mobike", "mobike_no_nats", "retransmit_timeout", "retransmit_base",
-                   "retransmit_tries",
+                   "fragmentation", "send_certreq", "send_cert", "unique", "keyingtries",
+                   "transport", "mobike", "mobike_no_nats", "retransmit_timeout",
+                   "retransmit_base", "retransmit_tries",
                    "retransmit_limit", "local", "remote", "children", "pools",
                    "vips", "childless", *config_ppk.PPK_CONNECTION_KEYS,
                    *config_redirect.CONNECTION_KEYS)  # fmt: skip
@@ -522,6 +523,7 @@ EAP_AUTHS["eap"] = tuple(sorted((int(t) for t in EAP_PASSWORD_METHODS), reverse=
 AUTH_METHODS = ("psk", "pubkey", *EAP_AUTHS, config_radius.AUTH)
 UNIQUE_POLICIES = tuple(u.value for u in Unique)
 CHILDLESS_POLICIES = tuple(c.value for c in Childless)  # swanctl.conf's (RFC 6023)
+SEND_CERT_POLICIES = tuple(s.value for s in SendCert)  # swanctl.conf's send_cert
 TRANSPORTS = tuple(t.value for t in Transport)
 # swanctl.conf's child dpd_action and close_action (engine/recovery.py); "start" is close_action's
 # name for restart, "none" its default; strongSwan's trap (and hold) is not implemented yet
@@ -879,6 +881,7 @@ def _connection(
         timers=timers,
         fragmentation=bool(table.get("fragmentation", bool, True, "true")),
         send_certreq=bool(table.get("send_certreq", bool, True, "true")),
+        send_cert=SendCert(table.choice("send_cert", SEND_CERT_POLICIES, SendCert.IFASKED.value)),
         mobike=bool(table.get("mobike", bool, True, "true")),
         mobike_no_nats=bool(table.get("mobike_no_nats", bool, False, "false")),
         make_before_break=bool(table.get("make_before_break", bool, True, "true")),

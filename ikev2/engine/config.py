@@ -117,6 +117,14 @@ class Unique(enum.StrEnum):
     KEEP = "keep"  # a new IKE SA of the same identities is refused
 
 
+class SendCert(enum.StrEnum):
+    """When our certificate chain goes in IKE_AUTH (swanctl.conf `send_cert`, RFC 7296 §3.6)."""
+
+    IFASKED = "ifasked"  # only when the peer sent a CERTREQ (any, even naming no CA)
+    ALWAYS = "always"
+    NEVER = "never"  # the peer has our certificate installed
+
+
 class Childless(enum.StrEnum):
     """swanctl.conf's `childless` (RFC 6023, engine/tasks/childless.py): whether the first child
     SA rides in IKE_AUTH or follows in its own CREATE_CHILD_SA."""
@@ -315,6 +323,7 @@ class ConnectionConfig:
     mobike_no_nats: bool = False
     fragment_size: int = 0  # largest IKE datagram when fragmenting; 0: RFC 7383 default
     send_certreq: bool = True
+    send_cert: SendCert = SendCert.IFASKED  # strongSwan's default
     send_initial_contact: bool = True
     # §2.8.3 reauthentication: build the new IKE SA and its children before deleting the old
     # one (strongSwan's make_before_break); False deletes the old one first

@@ -349,6 +349,28 @@ def _identity_matches_certificate(identity: Identity, cert: x509.Certificate) ->
     return False
 
 
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def pinned_certificate(identity: Identity, trust_anchors: Sequence[bytes]) -> bytes | None:
+    """The end-entity certificate among our trust anchors that certifies `identity`: what
+    authenticates a peer that sent no CERT (RFC 7296 §3.6 leaves CERT optional when the peer
+    has it; its send_cert = never or ifasked without our CERTREQ), as strongSwan looks the
+    peer's certificate up in its own store. None when none is pinned for it."""
+    for der in trust_anchors:
+        try:
+            cert = _decoded(der)
+        except Exception:  # our own anchors decoded at load time; a bad one pins nothing
+            continue
+        if not _is_ca(cert) and identity_matches_certificate(identity, cert):
+            return der
+    return None
+
+
 def default_identity_for_cert(cert: x509.Certificate) -> Identity:
     """The ID strongSwan sends for a certificate when none is configured: its subject DN."""
     return Identity(IdType.DER_ASN1_DN, cert.subject.public_bytes())
@@ -429,6 +451,12 @@ def requested_authorities(payloads: Iterable[object]) -> tuple[bytes, ...]:
         if isinstance(p, CertReqPayload) and p.encoding == CertEncoding.X509_SIGNATURE:
             hashes += split_certreq_hashes(p.data)
     return tuple(hashes)
+
+
+def asks_for_certificates(payloads: Iterable[object]) -> bool:
+    """Whether `payloads` hold a CERTREQ of any encoding (RFC 7296 §3.7: "a request for
+    certificates"); an empty one still asks, as strongSwan's send_cert = ifasked reads it."""
+    return any(isinstance(p, CertReqPayload) for p in payloads)
 
 
 def _self_signed(der: bytes) -> bool:

@@ -201,6 +201,7 @@ class IkeSa:
         "nonce_i",
         "nonce_r",
         "outbox",
+        "peer_asked_cert",
         "peer_certreq",
         "peer_childless",
         "peer_fragmentation",
@@ -299,6 +300,7 @@ class IkeSa:
         self.fragments_in: dict[bool, Reassembler] = {}
         self.peer_hash_algorithms: tuple[int, ...] = ()
         self.peer_certreq: tuple[bytes, ...] = ()  # CA hashes of the peer's CERTREQs (§3.7)
+        self.peer_asked_cert = False  # any CERTREQ at all: send_cert = ifasked sends the chain
         self.remote_identity: Identity | None = None
         self.candidates: tuple[ConnectionConfig, ...] = (conn,)
         self.half_open_key: tuple[bytes, Endpoint] | None = None

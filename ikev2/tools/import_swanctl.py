@@ -44,7 +44,6 @@ WHY = {
     "pull": "IKEv1 only",
     "keyingtries": "retransmission is set per connection (retransmit_*), no retry loop",
     "dpd_timeout": "IKEv1 only",
-    "send_cert": "our certificate is always sent",
     "if_id_in": "no XFRM interfaces", "if_id_out": "no XFRM interfaces",
     "mediation": "no mediation", "mediated_by": "no mediation", "mediation_peer": "no mediation",
     "rand_time": "no lifetime jitter", "rekey_bytes": "no volume-based rekeying (life_bytes only)",
@@ -66,7 +65,7 @@ WHY = {
 }  # fmt: skip
 CONN_KEYS = {"local_addrs", "remote_addrs", "local_port", "remote_port", "proposals", "dpd_delay",
              "rekey_time", "reauth_time", "over_time", "fragmentation", "send_certreq",
-             "pools", "vips", "version", "children", "childless", "ppk_id",
+             "send_cert", "pools", "vips", "version", "children", "childless", "ppk_id",
              "ppk_required", "mobike"}  # fmt: skip
 CHILD_KEYS = {"local_ts", "remote_ts", "esp_proposals", "ah_proposals", "mode", "start_action",
               "rekey_time", "life_time", "life_bytes", "life_packets", "replay_window",
@@ -286,6 +285,10 @@ def _connection(imp: Import, name: str, table: Tree) -> dict[str, Any] | None:
         out["childless"] = table["childless"].strip().lower()  # RFC 6023, the same four values
     elif "childless" in table:
         imp.drop(f"{key}.childless = {table['childless']}", "allow, prefer, force or never")
+    if table.get("send_cert", "").strip().lower() in ("always", "ifasked", "never"):
+        out["send_cert"] = table["send_cert"].strip().lower()  # RFC 7296 §3.6, the same values
+    elif "send_cert" in table:
+        imp.drop(f"{key}.send_cert = {table['send_cert']}", "always, ifasked or never")
     for name_list in ("pools", "vips"):
         if name_list in table:
             out[name_list] = _list(table[name_list])

@@ -17,7 +17,7 @@ import pytest
 
 from ikev2.config import load_config, parse_config
 from ikev2.constants import EncrId, IdType, IpProto, ProtocolId
-from ikev2.engine.config import AuthMethodName, Mode
+from ikev2.engine.config import AuthMethodName, Mode, SendCert
 from ikev2.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,6 +96,10 @@ def test_a_good_file_becomes_the_engine_config(tmp_path: Path) -> None:
     assert [str(t.network) for t in everything.local_ts] == ["192.0.2.1/32"]  # default dynamic
     assert config.connections_to_start() == ["net"]
     assert config.engine.cookie_threshold == 30
+    assert conn.send_cert is SendCert.IFASKED  # strongSwan's default
+    always = GOOD.replace('dpd_delay = "45s"', 'dpd_delay = "45s"\nsend_cert = "always"')
+    [conn] = load_config(write(tmp_path, always, "always.toml")).engine.connections
+    assert conn.send_cert is SendCert.ALWAYS
 
 
 def test_the_bundled_examples_load() -> None:
@@ -140,6 +144,8 @@ MISTAKES = [
      "connections.net.remote_addrs", "not an IP address"),
     ("bad mode", GOOD.replace('"transport"', '"tunel"'),
      "connections.net.children.web.mode", "use one of tunnel, transport"),
+    ("bad send_cert", GOOD.replace('dpd_delay = "45s"', 'dpd_delay = "45s"\nsend_cert = "yes"'),
+     "connections.net.send_cert", "use one of ifasked, always, never"),
     ("no matching secret", GOOD.replace('"sun.example", "moon.example"', '"x.example"'),
      "connections.net.local.auth", "[secrets.NAME]"),
     ("unknown daemon key", GOOD.replace("port = 15500", "prot = 15500"),

@@ -143,6 +143,7 @@ templates {
    base {
       proposals = aes256gcm16-prfsha384-ecp384
       mobike = no
+      send_cert = always
    }
 }
 """)
@@ -162,6 +163,7 @@ templates {
     # `home : templates.base`: the base's settings, defined later in the file, apply too
     assert home["proposals"] == ["aes256gcm16-prfsha384-ecp384"]
     assert home["mobike"] is False and "mobike" not in lines
+    assert home["send_cert"] == "always" and "send_cert" not in lines
 
 
 def test_syntax_includes_quotes_and_errors(tmp_path: Path) -> None:

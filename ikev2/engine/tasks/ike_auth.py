@@ -9,7 +9,7 @@ that cannot authenticate the responder tells it in a separate INFORMATIONAL and 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, cast
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -33,11 +33,20 @@ from ...wire import (
     NotifyPayload,
     Payload,
 )
-from ..config import AuthMethodName, ChildConfig, ConnectionConfig, Credentials, Identity
+from ..config import (
+    AuthMethodName,
+    ChildConfig,
+    ConnectionConfig,
+    Credentials,
+    Identity,
+    SendCert,
+)
 from ..credentials import (
     CertificateError,
+    asks_for_certificates,
     auth_method_for_key,
     identity_matches_certificate,
+    pinned_certificate,
     requested_authorities,
     select_chain_for_certreq,
     verify_path,
@@ -82,6 +91,14 @@ def _peer_octets(sa: IkeSa, id_payload: IdPayload) -> bytes:
     return octets + intermediate.auth_octets(sa)
 
 
+# swanctl.conf's send_cert: whether the chain goes, given whether the peer sent a CERTREQ
+_SENDS_CERT: dict[SendCert, Callable[[bool], bool]] = {
+    SendCert.IFASKED: lambda asked: asked,
+    SendCert.ALWAYS: lambda asked: True,
+    SendCert.NEVER: lambda asked: False,
+}
+
+
 def our_auth_payloads(sa: IkeSa, conn: ConnectionConfig, id_payload: IdPayload) -> list[Payload]:
     """CERT chain (if any) and AUTH proving our identity."""
     creds = conn.local_auth
@@ -90,8 +107,10 @@ def our_auth_payloads(sa: IkeSa, conn: ConnectionConfig, id_payload: IdPayload) 
         assert creds.psk is not None
         return [AuthPayload(AuthMethod.PSK, psk_auth_data(sa.prf_id, creds.psk, octets))]
     method, hash_alg = auth_method_for_key(creds.private_key, sa.peer_hash_algorithms)
-    # §3.7: the chain up to the CA the peer's CERTREQ names (credentials.py)
-    chain = select_chain_for_certreq(creds.certs, sa.peer_certreq)
+    # §3.7: the chain up to the CA the peer's CERTREQ names (credentials.py), when send_cert
+    # says to send one at all
+    sending = _SENDS_CERT[conn.send_cert](sa.peer_asked_cert)
+    chain = select_chain_for_certreq(creds.certs, sa.peer_certreq) if sending else ()
     certs: list[Payload] = [CertPayload(CertEncoding.X509_SIGNATURE, der) for der in chain]
     signature = sign_auth(method, creds.private_key, octets, hash_alg)
     return [*certs, AuthPayload(method, signature)]
@@ -126,8 +145,11 @@ def verify_peer(
         for p in payloads
         if isinstance(p, CertPayload) and p.encoding == CertEncoding.X509_SIGNATURE
     ]
-    if not certs:
-        raise AuthenticationFailed("peer sent no X.509 certificate")
+    if not certs:  # §3.6: no CERT is fine when we hold the peer's certificate
+        pinned = pinned_certificate(identity, creds.trust_anchors)
+        if pinned is None:
+            raise AuthenticationFailed("peer sent no X.509 certificate, and none is pinned for it")
+        certs = [pinned]
     try:
         path = verify_path(certs[0], certs[1:], creds.trust_anchors, sa.env.utc_now())
     except CertificateError as exc:
@@ -273,6 +295,7 @@ def respond(
         _fail(sa, "IKE_AUTH before the additional key exchanges", NotifyType.INVALID_SYNTAX)
         return [NotifyPayload(NotifyType.INVALID_SYNTAX)]
     sa.peer_certreq = requested_authorities(payloads)  # §1.2: IKE_AUTH request's CERTREQs
+    sa.peer_asked_cert = asks_for_certificates(payloads)
     conn = select_connection(sa, payloads)
     try:
         if conn is None:

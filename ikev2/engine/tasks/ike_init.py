@@ -37,7 +37,7 @@ from ...wire import (
     encode_message,
 )
 from ..config import AuthMethodName, ConnectionConfig
-from ..credentials import certreq_authority_hash, requested_authorities
+from ..credentials import asks_for_certificates, certreq_authority_hash, requested_authorities
 from ..events import Endpoint, IkeSaFailed
 from ..proposals import NegotiatedSuite, check_selected, select_proposal, spec_to_proposals
 from ..state import IkeInput, IkeState
@@ -107,15 +107,22 @@ def record_capabilities(sa: IkeSa, message: Message) -> None:
             struct.unpack("!H", data[i : i + 2])[0] for i in range(0, len(data), 2)
         )
     sa.peer_certreq = requested_authorities(message.payloads)  # §3.7, for ike_auth's CERTs
+    sa.peer_asked_cert = asks_for_certificates(message.payloads)
 
 
-def certreq_payloads(conn: ConnectionConfig) -> list[Payload]:
-    """RFC 7296 §3.7: one CERTREQ listing the SHA-1 hashes of the CAs we trust."""
-    auth = conn.remote_auth
-    if not conn.send_certreq or auth.method is not AuthMethodName.PUBKEY or not auth.trust_anchors:
+def certreq_payloads(*conns: ConnectionConfig) -> list[Payload]:
+    """RFC 7296 §3.7: one CERTREQ listing the SHA-1 hashes of the CAs we trust. A responder's
+    IKE_SA_INIT names those of every connection the addresses match, as IDi has not yet said
+    which one it is (strongSwan names every CA it holds): a peer whose send_cert is ifasked
+    then sends its chain whichever connection it turns out to be."""
+    hashes: dict[bytes, None] = {}
+    for conn in conns:
+        auth = conn.remote_auth
+        if conn.send_certreq and auth.method is AuthMethodName.PUBKEY:
+            hashes.update((certreq_authority_hash(ca), None) for ca in auth.trust_anchors)
+    if not hashes:
         return []
-    data = b"".join(certreq_authority_hash(ca) for ca in auth.trust_anchors)
-    return [CertReqPayload(CertEncoding.X509_SIGNATURE, data)]
+    return [CertReqPayload(CertEncoding.X509_SIGNATURE, b"".join(hashes))]
 
 
 def install_ike_keys(sa: IkeSa, suite: NegotiatedSuite, shared_secret: bytes) -> None:
@@ -330,7 +337,7 @@ def build_r(sa: IkeSa) -> bytes:
         KePayload(sa.ke_group, sa.ke.public_bytes),
         NoncePayload(sa.nonce_r),
         *natd_payloads(sa.spi_i, sa.spi_r, sa.local, sa.remote),
-        *certreq_payloads(sa.conn),
+        *certreq_payloads(*sa.candidates),
         *capability_payloads(sa.conn),
         *childless.init_notifies(sa),  # RFC 6023 §4
     ]
