@@ -113,14 +113,19 @@ class OurDaemon(ManagedProcess):
         tree = {"daemon": daemon, **{k: v for k, v in tree.items() if k != "daemon"}}
         self.config_path.write_text(render_toml(tree))
 
-    def start(self, timeout: float = 20.0, log_level: str = "debug") -> None:
+    def start(
+        self, timeout: float = 20.0, log_level: str = "debug", clear_socket: bool = True
+    ) -> None:
+        """clear_socket=False leaves a control socket from a killed daemon where it is: the
+        daemon must find it stale and take it over itself (service/control.py)."""
         argv = [
             "ip", "netns", "exec", self.ns, str(ikev2_command()), "daemon",
             "--config", str(self.config_path), "--control", str(self.control_path),
             "--log-format", "json", "--log-level", log_level,
             "--key-log", str(self.key_log_path), "--kernel", self.kernel,
         ]  # fmt: skip
-        self.control_path.unlink(missing_ok=True)
+        if clear_socket:
+            self.control_path.unlink(missing_ok=True)
         out = open(self.log_path, "wb")  # noqa: SIM115 - handed to the child
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
