@@ -60,6 +60,43 @@ def test_dpd_action_restart_brings_the_child_back_once_the_peer_answers() -> Non
     assert kept.children
 
 
+def responder_restarts(remote_addrs: bool) -> tuple[Pair, int]:
+    """dpd_action = restart on the RESPONDER of the IKE SA; the initiator goes dead."""
+    conn_i, conn_r = psk_connections()
+    conn_r = with_actions(conn_r, Recovery.RESTART, Recovery.CLEAR)
+    if not remote_addrs:  # a responder-only connection: any peer, none to initiate to
+        conn_r = replace(conn_r, remote_addrs=())
+    pair = Pair(replace(conn_i, timers=TIMERS), conn_r)
+    first = pair.initiate()
+    pair.run(until=1)
+    assert len(pair.r.of(ChildSaEstablished)) == 1
+    pair.tamper = lambda side, d: None if side is pair.i else d  # the initiator went away
+    while not pair.r.of(IkeSaDeleted):  # the responder's liveness check, unanswered
+        assert pair.now < 40 and pair.step()
+    (dead,) = pair.r.of(IkeSaDeleted)
+    assert dead.reason.startswith("peer dead")
+    return pair, first
+
+
+def test_dpd_action_restart_as_the_responder_initiates_a_new_ike_sa() -> None:
+    """Like strongSwan: restart re-initiates whatever our role was, when the connection names
+    the peer's address."""
+    pair, _ = responder_restarts(remote_addrs=True)
+    pair.tamper = None
+    pair.run(until=120)
+    (again,) = pair.r.of(IkeSaEstablished)[1:]
+    sa = pair.r.engine.sas[again.ike_sa_id]
+    assert sa.initiator and [c.config.name for c in sa.children] == ["net"]
+    assert len(pair.r.engine.sas) == 1  # the dead one is gone, nothing else was started
+
+
+def test_dpd_action_restart_of_a_responder_only_connection_starts_nothing() -> None:
+    pair, _ = responder_restarts(remote_addrs=False)
+    pair.tamper = None
+    pair.run(until=120)
+    assert not pair.r.engine.sas and len(pair.r.of(IkeSaEstablished)) == 1
+
+
 def test_dpd_action_clear_leaves_it_down() -> None:
     pair, _ = up(dpd=Recovery.CLEAR, close=Recovery.RESTART)
     kill_responder(pair)
