@@ -27,8 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ from loadgen import (
     own_cpu_seconds,
     rss_kib,
     start_daemon,
+    stop_daemon,
 )
 
 from ikev2.engine.config import ConnectionConfig, Timers
@@ -97,6 +96,19 @@ def psk_conn(responder_port: int) -> ConnFactory:
     return conn
 
 
+def write_config(workers: int, log_level: str = "warning") -> tuple[Path, Path, str, int]:
+    """A fresh work directory with the responder's config: (directory, config file, control
+    socket, IKE port)."""
+    workdir = Path(tempfile.mkdtemp(prefix="ikev2-bench-"))
+    port = free_port_pair((RESPONDER,))
+    control = str(workdir / "responder.sock")
+    config = workdir / "responder.toml"
+    config.write_text(RESPONDER_CONFIG.format(addr=RESPONDER, port=port, nat_port=port + 1,
+                      control=control, log_level=log_level, psk=PSK,
+                      workers=workers))  # fmt: skip
+    return workdir, config, control, port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
@@ -109,13 +121,7 @@ def main() -> None:
     args = parser.parse_args()
     configure_logging("console", "warning")  # the generator's engine: quiet
 
-    workdir = Path(tempfile.mkdtemp(prefix="ikev2-bench-"))
-    port = free_port_pair((RESPONDER,))
-    control = str(workdir / "responder.sock")
-    config = workdir / "responder.toml"
-    config.write_text(RESPONDER_CONFIG.format(addr=RESPONDER, port=port, nat_port=port + 1,
-                      control=control, log_level=args.log_level, psk=PSK,
-                      workers=args.workers))  # fmt: skip
+    workdir, config, control, port = write_config(args.workers, args.log_level)
     env = dict(os.environ)
     if args.loop == "asyncio":
         env["IKEV2_NO_UVLOOP"] = "1"
@@ -169,13 +175,8 @@ def main() -> None:
         print(f"responder RSS per IKE SA:    {result['rss_bytes_per_ike_sa']} bytes "
               f"({rss_before} -> {rss_after} KiB, {stats['ike_sas']} IKE SAs)")  # fmt: skip
         print(json.dumps(result))
-    finally:  # SIGTERM: a supervisor reaps its workers (SIGKILL would leave them to init)
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(15)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+    finally:
+        stop_daemon(daemon)
 
 
 if __name__ == "__main__":

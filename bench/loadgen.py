@@ -23,6 +23,7 @@ import dataclasses
 import ipaddress
 import os
 import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -88,6 +89,17 @@ def start_daemon(
             raise RuntimeError(f"the responder did not start:\n{log_path.read_text()}")
         time.sleep(0.02)
     return daemon
+
+
+def stop_daemon(daemon: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` s: a supervisor reaps its workers on SIGTERM
+    (SIGKILL would leave them to init)."""
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
 
 
 def own_cpu_seconds() -> float:
