@@ -41,7 +41,9 @@ and the efficiency are free of the contention of 3 busy processes on 2 cores.
 
 Usage: .venv/bin/python bench/bench_workers.py [--count 3000] [--rounds 3] [--window 64]
        [--ports 8] [--pin] [--rate R]
-The last line is one JSON object: medians per configuration and `ratios`.
+The last line is one JSON object: medians per configuration over the rounds, and `ratios`:
+the medians of the ratios taken within each round (`ratios_per_round`), which cancel the
+machine's drift between rounds.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ PINNED = {
     "w1_pinned": (1, frozenset({0}), frozenset({1})),
     "w2_one_core": (2, frozenset({0}), frozenset({1})),
 }
+
+WALL_CLOCK_RATIOS = ("wall_rate_ratio", "one_core_ratio", "w1_pinned_rate/w1_projected")
 
 
 def _workers(stats: dict[str, Any]) -> list[dict[str, Any]]:
@@ -179,6 +183,7 @@ def medians(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """w2 against w1 (and the pinned pair) from one figure per configuration."""
     one, two = summary["w1"], summary["w2"]
     projected, cpu = "projected_handshakes_per_second", "responder_cpu_us_per_handshake"
     out = {
@@ -230,6 +235,14 @@ def main() -> None:
                   f"handed off/hs {run['handed_off_per_handshake']}  failed {run['failed']}",
                   flush=True)  # fmt: skip
     summary = {name: medians(found) for name, found in runs.items()}
+    # the machine drifts (others' work, the host): ratios within a round, then their medians
+    per_round = [
+        ratios({name: found[r] for name, found in runs.items()}) for r in range(args.rounds)
+    ]
+    if args.rate is not None:  # every configuration ran at that rate: wall-clock ratios are 1
+        for found in per_round:
+            for key in WALL_CLOCK_RATIOS:
+                found.pop(key, None)
     result = {
         "bench": "workers",
         "suite": "PSK/X25519/AES-GCM-256, one child, in-memory kernel, asyncio",
@@ -243,7 +256,8 @@ def main() -> None:
         "rate": args.rate,
         "generator_ports": args.ports,
         "configs": summary,
-        "ratios": ratios(summary),
+        "ratios": {key: round(median([r[key] for r in per_round]), 3) for key in per_round[0]},
+        "ratios_per_round": per_round,
     }
     for key, value in result["ratios"].items():
         print(f"{key:28} {value}")
