@@ -27,6 +27,7 @@ import pytest
 
 from ikev2.testing import strongswan
 from ikev2.testing.gates import is_root, need
+from ikev2.testing.interop import Peers, Spec
 from ikev2.testing.topology import Topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -103,6 +104,23 @@ def natted() -> Iterator[Topology]:
         yield topo
     finally:
         topo.close()
+
+
+@pytest.fixture
+def peers(tmp_path: Path) -> Iterator[Any]:
+    """Peers(spec, topo, role) built, not started: the test reconfigures a side (its dpd_action,
+    `unique`, an address), then starts them; all are stopped afterwards. A module whose tests
+    want them started (or another strongSwan) defines its own `peers`."""
+    made: list[Peers] = []
+
+    def make(spec: Spec, topo: Topology, role: str) -> Peers:
+        p = Peers(spec, topo, role, tmp_path / f"run{len(made)}")
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        p.stop()
 
 
 @pytest.fixture

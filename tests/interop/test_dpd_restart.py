@@ -20,7 +20,7 @@ says it was DPD that restarted it.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -37,21 +37,6 @@ PeersFactory = Callable[[Spec, Topology, str], Peers]
 # dead about 9 s after it vanished (strongSwan's harness timers are the same: strongswan.py)
 SPEC = Spec("dpd-restart", dpd_delay=2, ours_retransmit=(1.0, 1.4, 3))
 RECOVERY = 40.0  # s: DPD (~9 s) plus a new IKE SA, with room on a busy 2-core machine
-
-
-@pytest.fixture
-def peers(tmp_path: Path) -> Iterator[PeersFactory]:
-    """Peers built (not started): the test sets dpd_action on one side, then starts them."""
-    made: list[Peers] = []
-
-    def make(spec: Spec, topo: Topology, role: str) -> Peers:
-        p = Peers(spec, topo, role, tmp_path / f"run{len(made)}")
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.stop()
 
 
 def configure(p: Peers, restarting: str, files_dir: Path) -> None:
@@ -76,6 +61,16 @@ def configure(p: Peers, restarting: str, files_dir: Path) -> None:
         conn["dpd_delay"] = "0s"
     p.ours.configure(tree)
     p.ss.configure(files.conf, certs=files.certs, cacerts=files.cacerts, keys=files.keys)
+
+
+def established(p: Peers, restarting: str, files_dir: Path) -> tuple[Peers, tuple[str, str]]:
+    """Configured with restart on the `restarting` side, started, the child up on both sides:
+    the peers and the IKE SA's SPIs as ours lists them."""
+    configure(p, restarting, files_dir)
+    p.start()
+    p.establish()
+    p.check_children(expected=1)
+    return p, ours_spis(p.ike_pair()[0])
 
 
 def ours_spis(sa: dict[str, Any]) -> tuple[str, str]:
@@ -113,12 +108,7 @@ def one_new_pair(p: Peers, old: tuple[str, str], ours_initiated: bool) -> tuple[
 def test_dpd_restart_ours_restarts(
     role: str, pair: Topology, peers: PeersFactory, tmp_path: Path
 ) -> None:
-    p = peers(SPEC, pair, role)
-    configure(p, "ours", tmp_path / "ours-files")
-    p.start()
-    p.establish()
-    p.check_children(expected=1)
-    old = ours_spis(p.ike_pair()[0])
+    p, old = established(peers(SPEC, pair, role), "ours", tmp_path / "ours-files")
     p.ss.kill()  # no Delete: our IKE SA stays until DPD finds the peer gone
     p.ss.start()
     p.ss.load()  # the same configuration, no SA: it answers our DPD with nothing
@@ -135,12 +125,7 @@ def test_dpd_restart_ours_restarts(
 def test_dpd_restart_strongswan_restarts(
     role: str, pair: Topology, peers: PeersFactory, tmp_path: Path
 ) -> None:
-    p = peers(SPEC, pair, role)
-    configure(p, "ss", tmp_path / "ours-files")
-    p.start()
-    p.establish()
-    p.check_children(expected=1)
-    old = ours_spis(p.ike_pair()[0])
+    p, old = established(peers(SPEC, pair, role), "ss", tmp_path / "ours-files")
     p.ours.kill()  # no Delete; its control socket stays behind
     assert p.ours.control_path.exists(), "a SIGKILLed daemon leaves its control socket"
     p.ours.start(clear_socket=False)  # our daemon itself must take over the stale socket

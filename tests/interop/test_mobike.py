@@ -39,21 +39,6 @@ NAT_OUTSIDE = "10.98.2.1"
 
 
 @pytest.fixture
-def peers(tmp_path: Path) -> Iterator[PeersFactory]:
-    """Peers built, not started (a test may rewrite our config first)."""
-    made: list[Peers] = []
-
-    def make(spec: Spec, topo: Topology, role: str) -> Peers:
-        p = Peers(spec, topo, role, tmp_path / f"run{len(made)}")
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.stop()
-
-
-@pytest.fixture
 def two_links(host_gate: None) -> Iterator[Topology]:
     """left (the initiator) -- two veths -- right: 10.97.1.2/.1 and 10.97.2.2/.1. The left's
     default route goes over the second link, so once its first address is gone the routing

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,21 +35,6 @@ pytestmark = pytest.mark.interop
 
 PeersFactory = Callable[..., Peers]
 RSA4096 = PKI / "rsa4096"
-
-
-@pytest.fixture
-def peers(tmp_path: Path) -> Iterator[PeersFactory]:
-    """Peers built (not started): a test reconfigures a side, then starts them."""
-    made: list[Peers] = []
-
-    def make(spec: Spec, topo: Topology, role: str) -> Peers:
-        p = Peers(spec, topo, role, tmp_path / f"run{len(made)}")
-        made.append(p)
-        return p
-
-    yield make
-    for p in made:
-        p.stop()
 
 
 def ours_tree(p: Peers, tmp: Path) -> dict[str, Any]:
