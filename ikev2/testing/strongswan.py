@@ -146,7 +146,7 @@ def render_conf(tree: Mapping[str, ConfValue], indent: int = 0) -> str:
 
 def parse_pretty(text: str) -> dict[str, Any]:
     """The vici message tree swanctl prints with --pretty (`name {`, `key = value`,
-    `key = [` ... `]`, `}`), several events merged into one dict per event name."""
+    `key = [` ... `]`, `}`); events of one name merge, so split them first (pretty_events)."""
     root: dict[str, Any] = {}
     stack: list[dict[str, Any]] = [root]
     in_list: list[str] | None = None
@@ -239,11 +239,26 @@ def _children(tree: Mapping[str, Any]) -> tuple[ChildSaInfo, ...]:
     return tuple(out)
 
 
+def pretty_events(text: str) -> list[str]:
+    """The top-level blocks of swanctl's --pretty output, one per vici event: swanctl prints one
+    `list-sa event` per IKE SA, and two IKE SAs of one connection carry the same name inside
+    theirs, so they must be parsed apart (merged, the second's children joined the first)."""
+    blocks: list[list[str]] = []
+    depth = 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if depth == 0 and stripped.endswith("{"):
+            blocks.append([])
+        if blocks:
+            blocks[-1].append(line)
+        depth += stripped.endswith("{") - (stripped == "}")
+    return ["\n".join(block) for block in blocks]
+
+
 def sas_from_pretty(text: str) -> list[IkeSaInfo]:
-    tree = parse_pretty(text)
     out = []
-    for event in ("list-sa event",):
-        for name, sa in (tree.get(event) or {}).items():
+    for tree in map(parse_pretty, pretty_events(text)):
+        for name, sa in (tree.get("list-sa event") or {}).items():
             out.append(
                 IkeSaInfo(
                     name=name,

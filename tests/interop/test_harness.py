@@ -154,6 +154,16 @@ def test_parse_pretty() -> None:
     )
 
 
+def test_two_ike_sas_of_one_connection_stay_apart() -> None:
+    """swanctl prints one event per IKE SA; two of connection `c` must not merge into one SA
+    carrying both children (unique = no, a second IKE SA of the same peer)."""
+    second = PRETTY.replace("uniqueid = 7", "uniqueid = 8").replace("c0ffee01", "c0ffee03")
+    first, other = sas_from_pretty(PRETTY + second)
+    assert (first.uniqueid, other.uniqueid) == ("7", "8")
+    assert [c.spi_in for c in first.children] == ["c0ffee01"]
+    assert [c.spi_in for c in other.children] == ["c0ffee03"]
+
+
 LOG = """12:00:00.000 01[CHD] <c|1> seed => 4 bytes @ 0x1
 12:00:00.000 01[CHD] <c|1>    0: 00 01 02 03                                      ....
 12:00:00.000 01[CHD] <c|1> encryption initiator key => 20 bytes @ 0x2

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ikev2.testing.interop import (
+    OURS_INITIATOR,
     OURS_RESPONDER,
     PKI,
     ROLES,
@@ -90,6 +91,60 @@ def test_initial_contact(
     assert spis(mine) == (new.spi_i, new.spi_r) != spis(old)
     p.check_children(expected=1)
     assert re.search(r"INITIAL_CONTACT", p.ours.log()), "our log does not say why"
+
+
+@pytest.mark.parametrize("unique", ["replace", "no"])
+def test_unique_of_strongswan_against_our_second_ike_sa(
+    unique: str, pair: Topology, peers: PeersFactory, tmp_path: Path
+) -> None:
+    """The ours-initiator side of `unique`: our `up` of an established connection starts a
+    second IKE SA of the same identities, without INITIAL_CONTACT (we still hold one with that
+    peer). strongSwan with unique = replace deletes the old one (its Delete reaches us: one
+    pair left, the new one); with unique = no both stay, on both sides."""
+    p = peers(Spec("s2s"), pair, OURS_INITIATOR)
+    files = ss_files(p)
+    files.conf["connections"]["s2s"]["unique"] = unique  # type: ignore[index]
+    p.ss.configure(files.conf, certs=files.certs, cacerts=files.cacerts, keys=files.keys)
+    p.start()
+    p.establish()
+    old, _ = p.ike_pair()
+    p.establish()
+    contacts = re.findall(r"parsed IKE_AUTH request \d+ \[.*\bN\(INIT_CONTACT\)", p.ss.log())
+    assert len(contacts) == 1, "the second IKE SA carried INITIAL_CONTACT too"  # the first did
+    if unique == "no":
+        theirs = p.ss.wait_for(lambda sas: len(sas) == 2, 10)
+        ours = p.ours.wait_for(lambda sas: len(sas) == 2, 10)
+        assert {spis(sa) for sa in ours} == {(sa.spi_i, sa.spi_r) for sa in theirs}
+        return
+    p.ss.wait_for(lambda sas: len(sas) == 1, 10)
+    p.ours.wait_for(lambda sas: len(sas) == 1, 10)
+    mine, theirs = p.ike_pair()
+    assert spis(mine) == (theirs.spi_i, theirs.spi_r) != spis(old)
+    p.check_children(expected=1)
+
+
+def test_our_initial_contact_after_a_crash_replaces_strongswans_old_ike_sa(
+    pair: Topology, peers: PeersFactory, tmp_path: Path
+) -> None:
+    """We initiate, are killed -9 (no Delete) and restarted: the fresh daemon holds no IKE SA
+    with strongSwan, so its IKE_AUTH carries INITIAL_CONTACT, and strongSwan (unique = no, its
+    default) drops the IKE SA and child it still had with us."""
+    p = peers(Spec("s2s"), pair, OURS_INITIATOR)
+    files = ss_files(p)
+    files.conf["connections"]["s2s"]["unique"] = "no"  # type: ignore[index]
+    p.ss.configure(files.conf, certs=files.certs, cacerts=files.cacerts, keys=files.keys)
+    p.start()
+    p.establish()
+    _, old = p.ike_pair()
+    p.ours.kill()
+    p.ours.start()
+    p.establish()
+    assert p.ss.received("IKE_AUTH request", "INIT_CONTACT"), "we sent no INITIAL_CONTACT"
+    p.ss.wait_for(lambda sas: len(sas) == 1, 10)
+    mine, theirs = p.ike_pair()
+    assert (theirs.spi_i, theirs.spi_r) != (old.spi_i, old.spi_r)
+    assert spis(mine) == (theirs.spi_i, theirs.spi_r)
+    p.check_children(expected=1)
 
 
 # --- CERTREQ -------------------------------------------------------------------------------------
